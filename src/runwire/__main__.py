@@ -1,0 +1,3 @@
+from runwire.cli import main
+
+raise SystemExit(main())

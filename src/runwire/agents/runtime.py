@@ -1,0 +1,244 @@
+"""The agent runtime: runs each agent as its own task and guarantees the run rules.
+
+Per run, whatever the agent code does: ``agent_started`` first; each
+``tool_executing`` followed by its ``tool_completed`` (``ok: false`` on exception,
+cancel or timeout); exactly one terminal event (``agent_completed`` or
+``agent_error``) last; nothing after it. Runs never execute inside a socket's read
+loop: :meth:`AgentRuntime.start_run` only creates a task.
+
+Bounds: ``max_concurrent_runs_per_user``, ``max_active_runs``, ``run_timeout_s``,
+and ``idempotency_keys`` remembered ``user_message`` ids (oldest evicted first).
+Every per-run and per-user entry is removed when its run ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from runwire.agents.base import Agent, Run, _current_run
+from runwire.events import (
+    AgentCompleted,
+    AgentError,
+    AgentStarted,
+    Event,
+    EventData,
+)
+from runwire.exceptions import LimitError
+from runwire.ids import RunId, ThreadId, UserId, new_run_id, new_thread_id
+
+__all__ = ["AgentRuntime", "RunLimits", "StartedRun"]
+
+log = logging.getLogger("runwire.agents")
+
+Publish = Callable[[UserId, Event], Awaitable[object]]
+
+
+@dataclass(frozen=True, slots=True)
+class RunLimits:
+    """The runtime's bounds (from :class:`runwire.config.Settings`)."""
+
+    per_user: int
+    active: int
+    timeout_s: float
+    idempotency_keys: int
+
+
+@dataclass(frozen=True, slots=True)
+class StartedRun:
+    """The run a ``user_message`` started (or had already started, on a retry)."""
+
+    run_id: RunId
+    thread_id: ThreadId
+    duplicate: bool
+
+
+@dataclass(slots=True)
+class _Active:
+    run: Run
+    task: asyncio.Task[None]
+    lock: asyncio.Lock
+    seq: int = 0
+    stop_reason: str | None = None
+
+
+class AgentRuntime:
+    """Starts, tracks, cancels and stops agent runs.
+
+    Args:
+        agent: the agent function.
+        publish: stores and delivers one event (the engine's ``publish``).
+        limits: the bounds.
+    """
+
+    def __init__(self, agent: Agent, publish: Publish, limits: RunLimits) -> None:
+        self.agent = agent
+        self.agent_name = getattr(agent, "agent_name", getattr(agent, "__name__", "agent"))
+        self.limits = limits
+        self._publish = publish
+        self._active: dict[RunId, _Active] = {}
+        self._by_user: dict[UserId, set[RunId]] = {}
+        self._idempotency: OrderedDict[tuple[UserId, str], StartedRun] = OrderedDict()
+        self._stopping = False
+        self.started_total = 0
+        self.finished_total: dict[str, int] = {}
+
+    # -- starting ---------------------------------------------------------------
+
+    def start_run(
+        self, user_id: UserId, content: str, *, message_id: str, thread_id: str | None
+    ) -> StartedRun:
+        """Start a run for ``user_id`` (idempotent per ``message_id``).
+
+        Raises:
+            LimitError: ``too_many_runs`` (per user), ``busy`` (process) or
+                ``shutting_down``.
+        """
+        key = (user_id, message_id)
+        known = self._idempotency.get(key)
+        if known is not None:
+            return StartedRun(known.run_id, known.thread_id, duplicate=True)
+        if self._stopping:
+            raise LimitError("shutting_down", "the gateway is shutting down")
+        user_runs = self._by_user.get(user_id, set())
+        if len(user_runs) >= self.limits.per_user:
+            raise LimitError(
+                "too_many_runs", f"at most {self.limits.per_user} runs at once per user"
+            )
+        if len(self._active) >= self.limits.active:
+            raise LimitError("busy", "too many runs on this gateway; retry later")
+        run_id = new_run_id()
+        thread = ThreadId(thread_id) if thread_id else new_thread_id()
+        run = Run(run_id=run_id, thread_id=thread, user_id=user_id, input=content, emit=self._emit)
+        active = _Active(
+            run, asyncio.get_running_loop().create_task(self._drive(run)), asyncio.Lock()
+        )
+        self._active[run_id] = active
+        self._by_user.setdefault(user_id, set()).add(run_id)
+        started = StartedRun(run_id, thread, duplicate=False)
+        self._idempotency[key] = started
+        if len(self._idempotency) > self.limits.idempotency_keys:
+            self._idempotency.popitem(last=False)
+        self.started_total += 1
+        return started
+
+    # -- cancelling -------------------------------------------------------------
+
+    def cancel(self, user_id: UserId, run_id: str) -> bool:
+        """Cancel one of ``user_id``'s own active runs; ``False`` if there is none."""
+        active = self._active.get(RunId(run_id))
+        if active is None or active.run.user_id != user_id:
+            return False
+        self._stop(active, "cancelled")
+        return True
+
+    def _stop(self, active: _Active, reason: str) -> None:
+        if active.stop_reason is None:
+            active.stop_reason = reason
+            active.task.cancel()
+
+    async def stop(self, grace_s: float) -> None:
+        """Refuse new runs, give running ones ``grace_s``, then cancel them (``shutdown``)."""
+        self._stopping = True
+        tasks = [active.task for active in self._active.values()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace_s)
+            for active in list(self._active.values()):
+                self._stop(active, "shutdown")
+            if pending:
+                await asyncio.wait(pending, timeout=max(grace_s, 1.0))
+
+    # -- introspection ----------------------------------------------------------
+
+    def active_runs(self, user_id: UserId | None = None) -> int:
+        """Runs in progress (of one user, or all)."""
+        if user_id is None:
+            return len(self._active)
+        return len(self._by_user.get(user_id, ()))
+
+    def stats(self) -> dict[str, int]:
+        """Sizes of the runtime's structures, for metrics and leak tests."""
+        return {
+            "active_runs": len(self._active),
+            "users_with_runs": len(self._by_user),
+            "idempotency_keys": len(self._idempotency),
+        }
+
+    # -- the run task -----------------------------------------------------------
+
+    async def _emit(self, run: Run, data: EventData) -> None:
+        active = self._active[run.run_id]
+        async with active.lock:
+            # Sequence numbers and offsets are assigned under one lock, so that
+            # concurrent tool calls of one run keep seq order equal to offset order.
+            if run.closed:
+                return
+            active.seq += 1
+            event = Event.of(
+                data,
+                run_id=run.run_id,
+                thread_id=run.thread_id,
+                seq=active.seq,
+                ts=time.time_ns() // 1_000_000,
+            )
+            if event.is_terminal:
+                run.closed = True
+            await self._publish(run.user_id, event)
+
+    async def _drive(self, run: Run) -> None:
+        active = self._active[run.run_id]
+        _current_run.set(run)
+        status = "completed"
+        try:
+            terminal: EventData
+            try:
+                await run._emit(AgentStarted(self.agent_name, run.input))
+                async with asyncio.timeout(self.limits.timeout_s):
+                    output = await self.agent(run, run.input)
+                if not isinstance(output, str):
+                    output = "".join(run.said)
+                terminal = AgentCompleted(output, "completed")
+            except asyncio.CancelledError:
+                reason = active.stop_reason or "shutdown"
+                await self._close_calls(run, reason)
+                if reason == "cancelled":
+                    status = "cancelled"
+                    terminal = AgentCompleted("".join(run.said), "cancelled")
+                else:
+                    status = "shutdown"
+                    terminal = AgentError("shutdown", "the gateway is shutting down")
+            except TimeoutError:
+                status = "timeout"
+                await self._close_calls(run, "timeout")
+                terminal = AgentError("timeout", f"the run exceeded {self.limits.timeout_s:g} s")
+            except Exception:
+                status = "failed"
+                log.exception("agent failed", extra={"run_id": run.run_id})
+                await self._close_calls(run, "agent failed")
+                terminal = AgentError("agent_failed", "the agent failed")
+            await self._close_calls(run, "not completed by the agent")
+            await run._emit(terminal)
+        except Exception:
+            status = "failed"
+            # Publishing itself failed (engine down): nothing more can reach the user.
+            log.exception("run could not publish", extra={"run_id": run.run_id})
+        finally:
+            run.closed = True
+            self._forget(run)
+            self.finished_total[status] = self.finished_total.get(status, 0) + 1
+
+    async def _close_calls(self, run: Run, reason: str) -> None:
+        for call in run.open_calls:
+            await call.complete(ok=False, error=reason)
+
+    def _forget(self, run: Run) -> None:
+        self._active.pop(run.run_id, None)
+        user_runs = self._by_user.get(run.user_id)
+        if user_runs is not None:
+            user_runs.discard(run.run_id)
+            if not user_runs:
+                del self._by_user[run.user_id]

@@ -1,0 +1,259 @@
+"""The composition root: the one place that picks adapters and wires runwire together.
+
+``Gateway`` builds, from one :class:`~runwire.config.Settings`, the engine (chosen by
+URL scheme), the metrics, the one :class:`~runwire.manager.WebSocketManager`, the
+agent runtime and the server, and stops them in the reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from importlib import resources
+from types import TracebackType
+from typing import Any
+
+import msgspec
+
+from runwire.agents.base import Agent
+from runwire.agents.runtime import AgentRuntime, RunLimits
+from runwire.auth import Authenticator, issue_token
+from runwire.config import Mode, Settings, load_settings
+from runwire.engines.base import Engine, StoredEvent
+from runwire.engines.memory import HistoryBounds, MemoryEngine
+from runwire.events import AgentCompleted, AgentError, Event
+from runwire.exceptions import CloseCode, ConfigError
+from runwire.handlers import ClientFrameHandler
+from runwire.ids import UserId
+from runwire.manager import WebSocketManager, create_manager
+from runwire.metrics import Metrics
+from runwire.server import HttpResponse, HttpRoute, ServerOptions, start_server
+
+__all__ = ["Gateway", "create_engine", "load_agent"]
+
+log = logging.getLogger("runwire")
+
+
+def _memory_engine(settings: Settings) -> Engine:
+    return MemoryEngine(
+        HistoryBounds(
+            max_events=settings.history_max_events,
+            max_bytes=settings.history_max_bytes,
+            ttl_s=settings.history_ttl_s,
+            max_users=settings.history_max_users,
+        )
+    )
+
+
+ENGINES = {"memory": _memory_engine}
+"""URL scheme of ``RUNWIRE_ENGINE`` to engine constructor."""
+
+
+def create_engine(settings: Settings) -> Engine:
+    """The engine named by ``settings.engine``.
+
+    Raises:
+        ConfigError: unknown scheme.
+    """
+    scheme = settings.engine.partition("://")[0]
+    constructor = ENGINES.get(scheme)
+    if constructor is None:
+        known = ", ".join(f"{name}://" for name in ENGINES)
+        raise ConfigError(f"RUNWIRE_ENGINE: unknown engine {scheme!r} (known: {known})")
+    return constructor(settings)
+
+
+def load_agent(path: str) -> Agent:
+    """Import ``module:attribute`` and return the agent it names.
+
+    Raises:
+        ConfigError: the module or attribute does not exist, or is not callable.
+    """
+    module_name, _, attribute = path.partition(":")
+    try:
+        agent = getattr(importlib.import_module(module_name), attribute or "agent")
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"RUNWIRE_AGENT: cannot load {path!r}: {exc}") from None
+    if not callable(agent):
+        raise ConfigError(f"RUNWIRE_AGENT: {path!r} is not callable")
+    return agent  # type: ignore[no-any-return]
+
+
+class Gateway:
+    """One runwire gateway process: engine, manager, agent runtime and server.
+
+    Use as ``async with Gateway(settings) as gateway:`` or ``await start()`` /
+    ``await stop()``. ``agent`` overrides ``settings.agent`` (handy when embedding).
+    """
+
+    def __init__(self, settings: Settings | None = None, *, agent: Agent | None = None) -> None:
+        self.settings = settings if settings is not None else load_settings()
+        self.agent = agent if agent is not None else load_agent(self.settings.agent)
+        self.authenticator = Authenticator(self.settings)
+        self.metrics = Metrics()
+        self.engine = create_engine(self.settings)
+        self.manager: WebSocketManager = create_manager(
+            engine=self.engine, settings=self.settings, metrics=self.metrics
+        )
+        self.runtime = AgentRuntime(
+            self.agent,
+            self._publish,
+            RunLimits(
+                per_user=self.settings.max_concurrent_runs_per_user,
+                active=self.settings.max_active_runs,
+                timeout_s=self.settings.run_timeout_s,
+                idempotency_keys=self.settings.idempotency_keys,
+            ),
+        )
+        self.manager.set_frame_handler(ClientFrameHandler(self.runtime, self.metrics))
+        self._server: asyncio.Server | None = None
+        self.port = self.settings.port
+        self._register_gauges()
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect the engine and start listening."""
+        await self.engine.start(self._deliver)
+        settings = self.settings
+        self._server = await start_server(
+            ServerOptions(
+                host=settings.host,
+                port=settings.port,
+                max_frame_bytes=settings.max_frame_bytes,
+                handshake_timeout_s=settings.handshake_timeout_s,
+                heartbeat_interval_s=settings.heartbeat_interval_s,
+                heartbeat_timeout_s=settings.heartbeat_timeout_s,
+            ),
+            self.manager,
+            self.authenticator,
+            self._routes(),
+            self.metrics,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("runwire listening on %s", self.url)
+
+    async def stop(self) -> None:
+        """Stop: no new sockets or runs; runs end (``shutdown``); sockets close with 1001."""
+        if self._server is not None:
+            self._server.close()
+        grace = self.settings.shutdown_grace_s
+        await self.runtime.stop(grace)
+        await self.manager.close_all(CloseCode.GOING_AWAY, "server shutting down", grace)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+        await self.engine.close()
+
+    async def serve_forever(self) -> None:
+        """Run until cancelled, then stop gracefully."""
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def url(self) -> str:
+        """The HTTP base URL (``public_url`` or the bound address)."""
+        return self.settings.public_url or f"http://{self.settings.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """The WebSocket endpoint."""
+        return self.url.replace("http", "ws", 1) + "/ws"
+
+    # -- wiring -----------------------------------------------------------------
+
+    async def publish(self, user_id: UserId, event: Event) -> StoredEvent:
+        """Store ``event`` in the user's stream and deliver it (the one publish path)."""
+        return await self._publish(user_id, event)
+
+    async def _publish(self, user_id: UserId, event: Event) -> StoredEvent:
+        stored = await self.engine.publish(user_id, event)
+        self.metrics.events_published.inc()
+        data = event.data
+        if isinstance(data, AgentCompleted):
+            self.metrics.runs_finished.labels(data.status).inc()
+        elif isinstance(data, AgentError):
+            self.metrics.runs_finished.labels(data.code).inc()
+        return stored
+
+    def _deliver(self, stored: StoredEvent) -> None:
+        self.manager.deliver(stored)
+
+    def _routes(self) -> dict[str, HttpRoute]:
+        routes: dict[str, HttpRoute] = {
+            "/": lambda _: _static("index.html", "text/html; charset=utf-8"),
+            "/healthz": self._healthz,
+            "/metrics": lambda _: HttpResponse(
+                200, self.metrics.render(), "text/plain; version=0.0.4; charset=utf-8"
+            ),
+        }
+        if self.settings.mode is Mode.DEV:
+            routes["/api/dev-token"] = self._dev_token
+        return routes
+
+    def _healthz(self, _: dict[str, list[str]]) -> HttpResponse:
+        body = {
+            "status": "ok",
+            "engine": self.settings.engine.partition("://")[0],
+            "connections": self.manager.connection_count,
+            "active_runs": self.runtime.active_runs(),
+        }
+        return HttpResponse(200, msgspec.json.encode(body), "application/json")
+
+    def _dev_token(self, query: dict[str, list[str]]) -> HttpResponse:
+        user = (query.get("user") or [""])[0].strip()
+        try:
+            token = issue_token(self.settings, user)
+        except ValueError as exc:
+            return HttpResponse(400, msgspec.json.encode({"error": str(exc)}), "application/json")
+        body = {"user_id": user, "token": token, "mode": "dev"}
+        return HttpResponse(200, msgspec.json.encode(body), "application/json")
+
+    def _register_gauges(self) -> None:
+        gauges: dict[str, tuple[str, Any]] = {
+            "runwire_connections": ("Open connections.", lambda: self.manager.connection_count),
+            "runwire_users_connected": (
+                "Users with a connection.",
+                lambda: self.manager.user_count,
+            ),
+            "runwire_runs_active": ("Runs in progress.", lambda: self.runtime.active_runs()),
+            "runwire_history_events": (
+                "Events held in history.",
+                lambda: self.engine.stats().get("events", 0),
+            ),
+            "runwire_history_bytes": (
+                "Bytes held in history.",
+                lambda: self.engine.stats().get("bytes", 0),
+            ),
+            "runwire_history_streams": (
+                "User streams held.",
+                lambda: self.engine.stats().get("streams", 0),
+            ),
+            "runwire_history_evicted_events": (
+                "Events evicted from history (count, bytes or age bound).",
+                lambda: self.engine.stats().get("evicted_events", 0),
+            ),
+        }
+        for name, (documentation, read) in gauges.items():
+            self.metrics.gauge(name, documentation, read)
+
+
+def _static(name: str, content_type: str) -> HttpResponse:
+    body = resources.files("runwire.web").joinpath(name).read_bytes()
+    return HttpResponse(200, body, content_type)

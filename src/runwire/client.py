@@ -1,0 +1,262 @@
+"""A Python client of wire protocol v1 (used by the CLI and the tests).
+
+::
+
+    async with Client.connect("ws://127.0.0.1:8765/ws", token) as client:
+        async for event in client.run("what is 17 * 23?"):
+            print(event["type"], event["data"])
+
+One reader task receives every frame: replies (``ack``, ``pong``, ``error`` with a
+``ref``) resolve the request that caused them; everything else is queued in order
+for :meth:`Client.recv`. The client tracks ``epoch`` and the last ``offset`` seen and
+drops any event it has already seen, so :meth:`Client.connect` with ``resume=``
+continues a stream exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from runwire.auth import BEARER_PROTOCOL_PREFIX, SUBPROTOCOL
+from runwire.events import TERMINAL_EVENT_TYPES
+from runwire.exceptions import ConnectionClosed, RunwireError
+
+__all__ = ["Client", "ClientError", "StreamPosition"]
+
+Frame = dict[str, Any]
+_REPLY_TYPES = frozenset({"ack", "pong"})
+
+
+class ClientError(RunwireError):
+    """The server answered a request with an ``error`` frame."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPosition:
+    """Where a client is in its user's stream (to resume from)."""
+
+    epoch: str
+    offset: int
+
+
+class Client:
+    """One connection to a runwire gateway. Create it with :meth:`connect`."""
+
+    def __init__(self, socket: ClientConnection, position: StreamPosition | None) -> None:
+        self.socket = socket
+        self.connected: Frame = {}
+        self.position = position
+        self.duplicates_dropped = 0
+        self._frames: asyncio.Queue[Frame | ConnectionClosed] = asyncio.Queue()
+        self._waiting: dict[str, asyncio.Future[Frame]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self.close_code: int | None = None
+        self.close_reason = ""
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(
+        cls,
+        url: str,
+        token: str,
+        *,
+        resume: StreamPosition | None = None,
+        header_auth: bool = False,
+        open_timeout: float = 10.0,
+    ) -> AsyncIterator[Client]:
+        """Connect, authenticate and wait for ``connected``.
+
+        Args:
+            url: the ``ws://.../ws`` endpoint.
+            token: the JWT.
+            resume: continue from this position (events after it are replayed first).
+            header_auth: send the token as ``Authorization: Bearer`` instead of the
+                subprotocol offer.
+
+        Raises:
+            ConnectionClosed: the server closed before ``connected`` (4401: bad token).
+        """
+        if resume is not None:
+            url = f"{url}?epoch={resume.epoch}&offset={resume.offset}"
+        protocols = [SUBPROTOCOL]
+        headers = {}
+        if header_auth:
+            headers["Authorization"] = f"Bearer {token}"
+        else:
+            protocols.append(BEARER_PROTOCOL_PREFIX + token)
+        socket = await websockets.connect(
+            url,
+            subprotocols=protocols,  # type: ignore[arg-type]
+            additional_headers=headers,
+            open_timeout=open_timeout,
+            max_size=None,
+            compression=None,
+        )
+        client = cls(socket, resume)
+        client._reader = asyncio.create_task(client._read())
+        try:
+            first = await client.recv()
+            if first.get("type") != "connected":
+                raise RunwireError(f"expected 'connected', got {first.get('type')!r}")
+            yield client
+        finally:
+            await client.close()
+
+    async def close(self) -> None:
+        """Close the socket and stop the reader; idempotent."""
+        await self.socket.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+    async def _read(self) -> None:
+        try:
+            async for message in self.socket:
+                frame: Frame = msgspec.json.decode(message)
+                if self._resolve(frame):
+                    continue
+                kind = frame.get("type")
+                if kind == "connected":
+                    self.connected = frame
+                    if self.position is None:
+                        self.position = StreamPosition(frame["epoch"], frame["offset"])
+                elif kind == "resume_failed":
+                    self.position = StreamPosition(frame["epoch"], frame["offset"])
+                elif "offset" in frame and not self._advance(frame):
+                    continue
+                self._frames.put_nowait(frame)
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            rcvd = self.socket.close_code
+            self.close_code = rcvd if rcvd is not None else 1006
+            self.close_reason = self.socket.close_reason or ""
+            closed = ConnectionClosed(self.close_code, self.close_reason)
+            for future in self._waiting.values():
+                if not future.done():
+                    future.set_exception(closed)
+            self._frames.put_nowait(closed)
+
+    def _resolve(self, frame: Frame) -> bool:
+        kind = frame.get("type")
+        if kind in _REPLY_TYPES or (kind == "error" and frame.get("ref") in self._waiting):
+            future = self._waiting.pop(frame.get("id") or frame.get("ref") or "", None)
+            if future is not None and not future.done():
+                future.set_result(frame)
+                return True
+        return False
+
+    def _advance(self, event: Frame) -> bool:
+        """Record an event's offset; False for one already seen (dropped)."""
+        offset = event["offset"]
+        if self.position is not None and offset <= self.position.offset:
+            self.duplicates_dropped += 1
+            return False
+        epoch = self.position.epoch if self.position else self.connected["epoch"]
+        self.position = StreamPosition(epoch, offset)
+        return True
+
+    async def recv(self, timeout: float | None = None) -> Frame:
+        """The next event or notice (``connected``, ``resumed``, unmatched ``error``...).
+
+        Raises:
+            ConnectionClosed: the connection is closed and every frame was read.
+            TimeoutError: nothing arrived within ``timeout`` seconds.
+        """
+        item = await asyncio.wait_for(self._frames.get(), timeout)
+        if isinstance(item, ConnectionClosed):
+            self._frames.put_nowait(item)
+            raise item
+        return item
+
+    async def _request(self, frame: Frame, key: str, timeout: float) -> Frame:
+        future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        self._waiting[key] = future
+        await self.socket.send(msgspec.json.encode(frame).decode())
+        try:
+            reply = await asyncio.wait_for(future, timeout)
+        finally:
+            self._waiting.pop(key, None)
+        if reply.get("type") == "error":
+            raise ClientError(reply["code"], reply["message"])
+        return reply
+
+    async def send_message(
+        self,
+        content: str,
+        *,
+        thread_id: str | None = None,
+        message_id: str | None = None,
+        timeout: float = 10.0,
+    ) -> Frame:
+        """Send ``user_message`` and return its ``ack`` (with ``run_id``).
+
+        Raises:
+            ClientError: the server refused it (``too_many_runs``...).
+        """
+        message_id = message_id or secrets.token_hex(8)
+        frame: Frame = {"type": "user_message", "id": message_id, "content": content}
+        if thread_id is not None:
+            frame["thread_id"] = thread_id
+        return await self._request(frame, message_id, timeout)
+
+    async def cancel(self, run_id: str, timeout: float = 10.0) -> None:
+        """Send ``cancel``; raises :class:`ClientError` ``not_found`` for a foreign run.
+
+        The server only replies on failure, so this waits for a ``ping`` round trip.
+        """
+        request_id = secrets.token_hex(8)
+        future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = future
+        try:
+            await self.socket.send(
+                msgspec.json.encode({"type": "cancel", "run_id": run_id, "id": request_id}).decode()
+            )
+            await self.ping(timeout)
+            if future.done() and future.result().get("type") == "error":
+                reply = future.result()
+                raise ClientError(reply["code"], reply["message"])
+        finally:
+            self._waiting.pop(request_id, None)
+
+    async def ping(self, timeout: float = 10.0) -> None:
+        """Round trip a ``ping``."""
+        ping_id = secrets.token_hex(8)
+        await self._request({"type": "ping", "id": ping_id}, ping_id, timeout)
+
+    async def send_raw(self, payload: str | bytes) -> None:
+        """Send a frame as is (for testing servers)."""
+        await self.socket.send(payload)
+
+    async def run(
+        self, content: str, *, thread_id: str | None = None, timeout: float = 60.0
+    ) -> AsyncIterator[Frame]:
+        """Send a message and yield its run's events up to and including the terminal one.
+
+        Events of other runs received meanwhile are skipped.
+        """
+        ack = await self.send_message(content, thread_id=thread_id)
+        run_id = ack["run_id"]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            frame = await self.recv(timeout=max(0.0, deadline - loop.time()))
+            if frame.get("run_id") != run_id:
+                continue
+            yield frame
+            if frame["type"] in TERMINAL_EVENT_TYPES:
+                return

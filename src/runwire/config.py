@@ -1,0 +1,276 @@
+"""The one configuration object of runwire.
+
+Every setting and every default lives in :class:`Settings`, and nowhere else.
+Values come, highest priority first, from keyword arguments, ``RUNWIRE_*``
+environment variables, a TOML file (``RUNWIRE_CONFIG_FILE`` or the ``--config``
+option of the CLI), then the defaults below. Invalid values fail at start-up with
+:class:`~runwire.exceptions.ConfigError`, whose message names the environment
+variable to fix.
+
+This is the only module of runwire that reads the process environment.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from contextvars import ContextVar
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from runwire.exceptions import ConfigError
+
+__all__ = ["ENV_PREFIX", "Mode", "Settings", "load_settings", "masked_settings"]
+
+ENV_PREFIX = "RUNWIRE_"
+CONFIG_FILE_VARIABLE = f"{ENV_PREFIX}CONFIG_FILE"
+
+# The TOML file chosen by load_settings() for the Settings being built right now.
+_toml_file: ContextVar[Path | None] = ContextVar("runwire_toml_file", default=None)
+
+
+class Mode(StrEnum):
+    """How strict the gateway is about secrets.
+
+    ``dev`` generates and keeps a signing secret in ``state_dir`` when none is
+    configured and serves the dev token endpoint; ``production`` refuses to start
+    without an explicit secret or public key.
+    """
+
+    DEV = "dev"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    """Every setting of a runwire gateway, with its one default.
+
+    Field descriptions are the documentation: ``docs/configuration.md`` is
+    generated from them (and a test checks it is current).
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    # -- network ---------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Interface the gateway listens on.")
+    port: int = Field(8765, ge=0, le=65535, description="TCP port; 0 picks a free one.")
+    public_url: str | None = Field(
+        None, description="Base URL printed for users; derived from host and port when unset."
+    )
+
+    # -- composition -----------------------------------------------------------
+    mode: Mode = Field(Mode.DEV, description="`dev` or `production` (see docs/operations.md).")
+    engine: str = Field(
+        "memory://", description="Engine URL: `memory://` (single process) or `redis://...`."
+    )
+    agent: str = Field(
+        "runwire.agents.demo:demo_agent",
+        description="Import path `module:function` of the agent that answers user messages.",
+    )
+    state_dir: Path = Field(
+        Path(".runwire"), description="Directory for dev-mode state (the generated dev secret)."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level of the `runwire` loggers."
+    )
+
+    # -- auth ------------------------------------------------------------------
+    auth_secret: SecretStr | None = Field(
+        None, description="HMAC secret for HS* tokens. Dev mode generates one when unset."
+    )
+    auth_public_key: str | None = Field(
+        None, description="PEM public key for RS*/ES* tokens (instead of a secret)."
+    )
+    auth_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "RS512", "ES256"] = Field(
+        "HS256", description="The only JWT algorithm accepted."
+    )
+    auth_issuer: str | None = Field(None, description="Required `iss` claim, when set.")
+    auth_audience: str | None = Field(None, description="Required `aud` claim, when set.")
+    auth_leeway_s: float = Field(0.0, ge=0, le=300, description="Clock skew allowed on `exp`.")
+    dev_token_ttl_s: int = Field(
+        86_400, ge=60, description="Lifetime of tokens minted by `runwire token` and the page."
+    )
+
+    # -- limits ----------------------------------------------------------------
+    max_frame_bytes: int = Field(
+        65_536, ge=1024, description="Largest client frame; bigger ones close with 1009."
+    )
+    max_message_chars: int = Field(
+        16_000, ge=1, description="Largest `user_message.content`, in characters."
+    )
+    max_connections_per_user: int = Field(
+        10, ge=1, description="Open sockets per user; one more is closed with 4429."
+    )
+    max_connections: int = Field(
+        20_000, ge=1, description="Open sockets per gateway process; one more gets 4429."
+    )
+    outbound_queue_events: int = Field(
+        1_000, ge=8, description="Frames waiting for one slow socket before it is closed (4409)."
+    )
+    outbound_queue_bytes: int = Field(
+        1_048_576, ge=4096, description="Bytes waiting for one slow socket before 4409."
+    )
+    client_messages_per_s: float = Field(
+        20.0, gt=0, description="Sustained client frames per second per socket (burst 2x)."
+    )
+    max_concurrent_runs_per_user: int = Field(
+        3, ge=1, description="Runs of one user at once; one more gets error `too_many_runs`."
+    )
+    max_active_runs: int = Field(
+        10_000, ge=1, description="Runs at once in this process; one more gets `busy`."
+    )
+    run_timeout_s: float = Field(
+        300.0, gt=0, description="A run still going after this ends with `agent_error` timeout."
+    )
+    idempotency_keys: int = Field(
+        100_000, ge=100, description="Remembered `user_message.id`s (oldest evicted first)."
+    )
+
+    # -- history (resume window) -----------------------------------------------
+    history_max_events: int = Field(1_000, ge=1, description="Events kept per user for resume.")
+    history_max_bytes: int = Field(
+        1_048_576, ge=1024, description="Encoded bytes kept per user for resume."
+    )
+    history_ttl_s: float = Field(
+        3_600.0, gt=0, description="Age after which events leave a user's history."
+    )
+    history_max_users: int = Field(
+        100_000, ge=1, description="Users with a stream in the memory engine (LRU evicted)."
+    )
+
+    # -- time ------------------------------------------------------------------
+    heartbeat_interval_s: float = Field(
+        20.0, gt=0, description="Idle time before the server pings a socket."
+    )
+    heartbeat_timeout_s: float = Field(
+        20.0, gt=0, description="Time to wait for the pong before dropping the socket."
+    )
+    handshake_timeout_s: float = Field(5.0, gt=0, description="Time allowed for the HTTP upgrade.")
+    shutdown_grace_s: float = Field(
+        5.0, ge=0, description="On stop, time given to runs and sockets before cancelling."
+    )
+
+    @model_validator(mode="after")
+    def _check_keys(self) -> Settings:
+        """Production never runs on a generated secret; asymmetric algorithms need a key."""
+        asymmetric = not self.auth_algorithm.startswith("HS")
+        if asymmetric and not self.auth_public_key:
+            raise ValueError(f"{ENV_PREFIX}AUTH_PUBLIC_KEY is required for {self.auth_algorithm}")
+        if self.mode is Mode.PRODUCTION and not asymmetric and self.auth_secret is None:
+            raise ValueError(f"{ENV_PREFIX}AUTH_SECRET is required in production mode")
+        if self.auth_secret is not None and len(self.auth_secret.get_secret_value()) < 32:
+            raise ValueError(f"{ENV_PREFIX}AUTH_SECRET must be at least 32 characters")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments, then environment, then the optional TOML file."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = _toml_file.get()
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    @property
+    def base_url(self) -> str:
+        """The HTTP base URL users open (``public_url`` or ``http://host:port``)."""
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    def signing_secret(self) -> str:
+        """The HMAC secret: configured, or in dev mode the generated one kept in ``state_dir``.
+
+        Raises:
+            ConfigError: in production without a secret.
+        """
+        if self.auth_secret is not None:
+            return self.auth_secret.get_secret_value()
+        if self.mode is not Mode.DEV:
+            raise ConfigError(f"{ENV_PREFIX}AUTH_SECRET is required in production mode")
+        return _dev_secret(self.state_dir)
+
+
+def _dev_secret(state_dir: Path) -> str:
+    """Read, or create once (mode 0600), the dev-mode signing secret."""
+    path = state_dir / "dev-secret"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secret + "\n")
+        return secret
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build and validate the settings, or raise :class:`ConfigError` naming the variable.
+
+    Args:
+        config_file: a TOML file whose keys are the field names (lower case, no prefix);
+            it overrides ``RUNWIRE_CONFIG_FILE``.
+        overrides: field values that win over every other source.
+    """
+    if config_file is None and os.environ.get(CONFIG_FILE_VARIABLE):
+        config_file = Path(os.environ[CONFIG_FILE_VARIABLE])
+    if config_file is not None:
+        if not config_file.is_file():
+            raise ConfigError(f"{CONFIG_FILE_VARIABLE}: no such file: {config_file}")
+        _check_toml(config_file)
+    token = _toml_file.set(config_file)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    finally:
+        _toml_file.reset(token)
+
+
+def _check_toml(path: Path) -> None:
+    try:
+        tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{CONFIG_FILE_VARIABLE}: {path} is not valid TOML: {exc}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line per invalid value, each naming its environment variable."""
+    lines = []
+    for error in exc.errors():
+        location = [str(part) for part in error["loc"]]
+        if location:
+            name = f"{ENV_PREFIX}{location[0].upper()}"
+            lines.append(f"{name}: {error['msg']}")
+        else:
+            lines.append(error["msg"].removeprefix("Value error, "))
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def masked_settings(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain values, every secret replaced by ``'***'``."""
+    values = settings.model_dump(mode="json")
+    for name, value in values.items():
+        if isinstance(getattr(settings, name), SecretStr) and value is not None:
+            values[name] = "***"
+    return values

@@ -1,0 +1,114 @@
+"""The engine port: each user's ordered, bounded, resumable stream of events.
+
+An engine gives every event of a user its ``offset`` (1, 2, 3...) atomically with
+appending it to that user's history, and hands it to the nodes subscribed to that
+user. Contract (``tests/engines/test_contract.py`` runs it against every engine):
+
+* **Order.** For one user, offsets are assigned without gap or duplicate, and the
+  deliver callback sees them in increasing order.
+* **History.** ``read_after`` returns the retained events after an offset, in order;
+  retention is bounded by count, bytes and age. When it can no longer answer
+  exactly, it says why (:class:`ResumeFailure`) instead of returning a partial list.
+* **Epoch.** ``(epoch, offset)`` names one event. The epoch changes only when the
+  user's history is lost; offsets restart from 1 in a new epoch.
+* **Subscription.** Only users this node subscribed to are delivered here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from runwire.events import Event
+from runwire.ids import Epoch, UserId
+
+__all__ = [
+    "DeliverCallback",
+    "Engine",
+    "ResumeFailure",
+    "ResumeFailureReason",
+    "StoredEvent",
+    "StreamPosition",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event at its place in a user's stream, with its encoded envelope."""
+
+    user_id: UserId
+    epoch: Epoch
+    offset: int
+    frame: bytes
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPosition:
+    """The latest offset of a user's stream in ``epoch`` (0 when it is empty)."""
+
+    epoch: Epoch
+    offset: int
+
+
+class ResumeFailureReason(StrEnum):
+    """Why history cannot replay exactly what was asked."""
+
+    EPOCH_CHANGED = "epoch_changed"
+    """The stream was lost and started again; the client must rebuild from snapshots."""
+    OUT_OF_WINDOW = "out_of_window"
+    """Events after the offset have already left the bounded history."""
+    INVALID_OFFSET = "invalid_offset"
+    """The offset is later than the latest event."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeFailure:
+    """A refusal to replay, with the stream's current position."""
+
+    reason: ResumeFailureReason
+    position: StreamPosition
+
+
+DeliverCallback = Callable[[StoredEvent], None]
+"""Called by the engine, on the event loop, for each event of a subscribed user."""
+
+
+class Engine(Protocol):
+    """Port to the per-user event streams (memory or Redis)."""
+
+    async def start(self, deliver: DeliverCallback) -> None:
+        """Connect; from now on events of subscribed users are passed to ``deliver``."""
+
+    async def close(self) -> None:
+        """Release every resource; idempotent."""
+
+    async def publish(self, user_id: UserId, event: Event) -> StoredEvent:
+        """Assign the user's next offset, append to history and deliver to subscribers.
+
+        Raises:
+            EngineError: the event was not stored (and not delivered).
+        """
+        ...
+
+    async def position(self, user_id: UserId) -> StreamPosition:
+        """The user's current epoch and latest offset."""
+        ...
+
+    async def read_after(
+        self, user_id: UserId, epoch: Epoch, offset: int, limit: int
+    ) -> list[StoredEvent] | ResumeFailure:
+        """Up to ``limit`` retained events after ``offset`` in ``epoch``, in order."""
+        ...
+
+    async def subscribe(self, user_id: UserId) -> None:
+        """Deliver this user's events to this node (counted: one per call)."""
+
+    async def unsubscribe(self, user_id: UserId) -> None:
+        """Undo one :meth:`subscribe`; delivery stops after the last one."""
+
+    def stats(self) -> dict[str, int]:
+        """Sizes of the engine's structures (users, events, bytes) for metrics."""
+        ...

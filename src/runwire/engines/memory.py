@@ -1,0 +1,166 @@
+"""The in-memory engine: one process, bounded history, the embedded default.
+
+Use it for a single gateway process. Offsets are assigned and delivered
+synchronously inside :meth:`MemoryEngine.publish`, so per-user order is the order
+of calls. History is lost on restart; each stream's epoch is random, so clients
+resuming against a restarted process get ``epoch_changed``. For several processes
+use the Redis engine.
+
+Bounds: per user ``history_max_events``, ``history_max_bytes`` and
+``history_ttl_s``; at most ``history_max_users`` streams, the least recently used
+unsubscribed stream evicted first (a subscribed stream is never evicted, so the
+streams beyond the bound are at most the number of connected users).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from runwire.engines.base import (
+    DeliverCallback,
+    ResumeFailure,
+    ResumeFailureReason,
+    StoredEvent,
+    StreamPosition,
+)
+from runwire.events import Event, encode_envelope
+from runwire.ids import Epoch, UserId, new_epoch
+
+__all__ = ["HistoryBounds", "MemoryEngine"]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryBounds:
+    """How much history each user keeps, and for how many users."""
+
+    max_events: int
+    max_bytes: int
+    ttl_s: float
+    max_users: int
+
+
+@dataclass(slots=True)
+class _Stream:
+    epoch: Epoch
+    last_offset: int = 0
+    events: deque[tuple[float, StoredEvent]] = field(default_factory=deque)
+    size: int = 0
+    subscribers: int = 0
+    touched: float = 0.0
+
+
+class MemoryEngine:
+    """Per-user streams in this process's memory."""
+
+    def __init__(self, bounds: HistoryBounds, clock: Callable[[], float] = time.monotonic) -> None:
+        self.bounds = bounds
+        self._clock = clock
+        self._streams: OrderedDict[UserId, _Stream] = OrderedDict()
+        self._deliver: DeliverCallback | None = None
+        self.evicted_streams = 0
+        self.evicted_events = 0
+
+    async def start(self, deliver: DeliverCallback) -> None:
+        self._deliver = deliver
+
+    async def close(self) -> None:
+        self._deliver = None
+        self._streams.clear()
+
+    def _stream(self, user_id: UserId) -> _Stream:
+        stream = self._streams.get(user_id)
+        now = self._clock()
+        if stream is None:
+            stream = _Stream(epoch=new_epoch(), touched=now)
+            self._streams[user_id] = stream
+            self._evict_streams()
+        else:
+            self._streams.move_to_end(user_id)
+            stream.touched = now
+        return stream
+
+    def _evict_streams(self) -> None:
+        """Drop least recently used unsubscribed streams beyond ``max_users``."""
+        excess = len(self._streams) - self.bounds.max_users
+        if excess <= 0:
+            return
+        for user_id in list(self._streams):
+            if excess <= 0:
+                break
+            if self._streams[user_id].subscribers == 0:
+                del self._streams[user_id]
+                self.evicted_streams += 1
+                excess -= 1
+
+    def _trim(self, stream: _Stream, now: float) -> None:
+        bounds = self.bounds
+        events = stream.events
+        while events and (
+            len(events) > bounds.max_events
+            or stream.size > bounds.max_bytes
+            or now - events[0][0] > bounds.ttl_s
+        ):
+            _, dropped = events.popleft()
+            stream.size -= len(dropped.frame)
+            self.evicted_events += 1
+
+    async def publish(self, user_id: UserId, event: Event) -> StoredEvent:
+        stream = self._stream(user_id)
+        stream.last_offset += 1
+        stored = StoredEvent(
+            user_id,
+            stream.epoch,
+            stream.last_offset,
+            encode_envelope(event, stream.last_offset),
+            event,
+        )
+        now = stream.touched
+        stream.events.append((now, stored))
+        stream.size += len(stored.frame)
+        self._trim(stream, now)
+        if stream.subscribers and self._deliver is not None:
+            self._deliver(stored)
+        return stored
+
+    async def position(self, user_id: UserId) -> StreamPosition:
+        stream = self._stream(user_id)
+        return StreamPosition(stream.epoch, stream.last_offset)
+
+    async def read_after(
+        self, user_id: UserId, epoch: Epoch, offset: int, limit: int
+    ) -> list[StoredEvent] | ResumeFailure:
+        stream = self._stream(user_id)
+        position = StreamPosition(stream.epoch, stream.last_offset)
+        if epoch != stream.epoch:
+            return ResumeFailure(ResumeFailureReason.EPOCH_CHANGED, position)
+        if offset > stream.last_offset or offset < 0:
+            return ResumeFailure(ResumeFailureReason.INVALID_OFFSET, position)
+        self._trim(stream, self._clock())
+        events = stream.events
+        first = events[0][1].offset if events else stream.last_offset + 1
+        if offset + 1 < first:
+            return ResumeFailure(ResumeFailureReason.OUT_OF_WINDOW, position)
+        start = offset + 1 - first
+        return [events[i][1] for i in range(start, min(len(events), start + limit))]
+
+    async def subscribe(self, user_id: UserId) -> None:
+        self._stream(user_id).subscribers += 1
+
+    async def unsubscribe(self, user_id: UserId) -> None:
+        stream = self._streams.get(user_id)
+        if stream is not None and stream.subscribers > 0:
+            stream.subscribers -= 1
+            if stream.subscribers == 0:
+                self._evict_streams()
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "streams": len(self._streams),
+            "events": sum(len(s.events) for s in self._streams.values()),
+            "bytes": sum(s.size for s in self._streams.values()),
+            "evicted_streams": self.evicted_streams,
+            "evicted_events": self.evicted_events,
+        }

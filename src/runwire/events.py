@@ -1,0 +1,316 @@
+"""Wire protocol v1 as types: the one event envelope, its payloads, and every frame.
+
+Pure and synchronous: no I/O, no clock (callers pass ``ts``). Frames are
+``msgspec`` structs; :func:`encode` turns any of them into the JSON bytes of one
+text frame and :func:`decode_client_frame` parses and validates a client frame.
+
+The envelope (``type, offset, run_id, thread_id, seq, ts, data``) is built in one
+place, :func:`encode_envelope`, from an :class:`Event` and the offset the engine
+assigned. Nothing else builds envelopes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final, Generic, Literal, TypeVar
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+__all__ = [
+    "CRITICAL_EVENT_TYPES",
+    "EVENT_TYPES",
+    "PROTOCOL_VERSION",
+    "TERMINAL_EVENT_TYPES",
+    "Ack",
+    "AgentCompleted",
+    "AgentError",
+    "AgentMessageDelta",
+    "AgentStarted",
+    "AgentThinking",
+    "Cancel",
+    "ClientFrame",
+    "Connected",
+    "Envelope",
+    "ErrorFrame",
+    "Event",
+    "EventData",
+    "Limits",
+    "Ping",
+    "Pong",
+    "Resume",
+    "ResumeFailed",
+    "Resumed",
+    "ToolCompleted",
+    "ToolExecuting",
+    "UserMessage",
+    "decode_client_frame",
+    "decode_envelope",
+    "encode",
+    "encode_envelope",
+]
+
+PROTOCOL_VERSION: Final = 1
+
+# ---------------------------------------------------------------------------
+# Event payloads (the ``data`` of an envelope)
+# ---------------------------------------------------------------------------
+
+
+class AgentStarted(Struct, frozen=True):
+    """``agent_started``: always the first event of a run."""
+
+    agent: str
+    input: str
+
+
+class AgentThinking(Struct, frozen=True):
+    """``agent_thinking``: a step of the agent's reasoning, shown to the user."""
+
+    text: str
+
+
+class ToolExecuting(Struct, frozen=True):
+    """``tool_executing``: a tool call began; its ``tool_completed`` always follows."""
+
+    call_id: str
+    tool: str
+    args: dict[str, Any]
+
+
+class ToolCompleted(Struct, frozen=True, omit_defaults=True):
+    """``tool_completed``: ``result`` when ``ok``, ``error`` (a safe message) when not."""
+
+    call_id: str
+    tool: str
+    ok: bool
+    duration_ms: float
+    result: Any | UnsetType = UNSET
+    error: str | UnsetType = UNSET
+
+
+class AgentMessageDelta(Struct, frozen=True):
+    """``agent_message_delta``: the next piece of the streamed answer."""
+
+    text: str
+
+
+class AgentCompleted(Struct, frozen=True):
+    """``agent_completed``: terminal; ``status`` is ``completed`` or ``cancelled``."""
+
+    output: str
+    status: Literal["completed", "cancelled"]
+
+
+class AgentError(Struct, frozen=True):
+    """``agent_error``: terminal failure with a stable ``code`` and a safe ``message``."""
+
+    code: str
+    message: str
+
+
+EventData = (
+    AgentStarted
+    | AgentThinking
+    | ToolExecuting
+    | ToolCompleted
+    | AgentMessageDelta
+    | AgentCompleted
+    | AgentError
+)
+
+EVENT_TYPES: Final[dict[type[Struct], str]] = {
+    AgentStarted: "agent_started",
+    AgentThinking: "agent_thinking",
+    ToolExecuting: "tool_executing",
+    ToolCompleted: "tool_completed",
+    AgentMessageDelta: "agent_message_delta",
+    AgentCompleted: "agent_completed",
+    AgentError: "agent_error",
+}
+"""Payload class to wire ``type``: the one list of event types."""
+
+CRITICAL_EVENT_TYPES: Final = (
+    "agent_started",
+    "agent_thinking",
+    "tool_executing",
+    "tool_completed",
+    "agent_completed",
+)
+"""The five critical events: never removed, never renamed."""
+
+TERMINAL_EVENT_TYPES: Final = frozenset({"agent_completed", "agent_error"})
+
+
+class Event(Struct, frozen=True):
+    """One event of a run, before the engine gives it its place in the user's stream."""
+
+    type: str
+    run_id: str
+    thread_id: str
+    seq: int
+    ts: int
+    data: EventData
+
+    @classmethod
+    def of(cls, data: EventData, *, run_id: str, thread_id: str, seq: int, ts: int) -> Event:
+        """Build an event whose ``type`` is derived from its payload class."""
+        return cls(EVENT_TYPES[type(data)], run_id, thread_id, seq, ts, data)
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether this event ends its run."""
+        return self.type in TERMINAL_EVENT_TYPES
+
+
+DataT = TypeVar("DataT")
+
+
+class Envelope(Struct, Generic[DataT], frozen=True):
+    """The one event envelope on the wire. ``ts`` is Unix time in milliseconds.
+
+    Encoded as ``Envelope[EventData]``; decoded by clients as ``Envelope[dict]``.
+    """
+
+    type: str
+    offset: int
+    run_id: str
+    thread_id: str
+    seq: int
+    ts: int
+    data: DataT
+
+
+# ---------------------------------------------------------------------------
+# Server frames other than events
+# ---------------------------------------------------------------------------
+
+
+class Limits(Struct, frozen=True):
+    """The limits a client must respect, announced in ``connected``."""
+
+    max_frame_bytes: int
+    max_message_chars: int
+    messages_per_s: float
+    max_concurrent_runs: int
+
+
+class Connected(Struct, frozen=True, tag="connected", tag_field="type"):
+    """First frame of every authenticated connection."""
+
+    connection_id: str
+    user_id: str
+    epoch: str
+    offset: int
+    protocol: int
+    limits: Limits
+
+
+class Ack(Struct, frozen=True, tag="ack", tag_field="type"):
+    """Reply to ``user_message``: the run it started (or already started, on a retry)."""
+
+    id: str
+    run_id: str
+    thread_id: str
+
+
+class Resumed(Struct, frozen=True, tag="resumed", tag_field="type"):
+    """Replay is complete: events ``from`` (exclusive) to ``to`` (inclusive) were sent."""
+
+    epoch: str
+    from_: int = msgspec.field(name="from")
+    to: int = 0
+
+
+class ResumeFailed(Struct, frozen=True, tag="resume_failed", tag_field="type"):
+    """Resume impossible (``epoch_changed``, ``out_of_window``, ``invalid_offset``)."""
+
+    reason: str
+    epoch: str
+    offset: int
+
+
+class Pong(Struct, frozen=True, tag="pong", tag_field="type"):
+    """Reply to ``ping``."""
+
+    id: str
+
+
+class ErrorFrame(Struct, frozen=True, tag="error", tag_field="type"):
+    """An error that keeps the connection open; ``ref`` is the client frame's ``id``."""
+
+    code: str
+    message: str
+    ref: str | None = None
+
+
+# ---------------------------------------------------------------------------
+# Client frames
+# ---------------------------------------------------------------------------
+
+ClientId = Annotated[str, Meta(min_length=1, max_length=128)]
+WireId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+
+
+class UserMessage(Struct, frozen=True, tag="user_message", tag_field="type"):
+    """Start a run. ``id`` is the client's idempotency key."""
+
+    id: ClientId
+    content: str
+    thread_id: WireId | None = None
+
+
+class Resume(Struct, frozen=True, tag="resume", tag_field="type"):
+    """Replay every event after ``offset`` of stream ``epoch``."""
+
+    epoch: str
+    offset: Annotated[int, Meta(ge=0)]
+
+
+class Cancel(Struct, frozen=True, tag="cancel", tag_field="type"):
+    """Cancel one of the user's own runs."""
+
+    run_id: Annotated[str, Meta(max_length=128)]
+    id: ClientId | None = None
+
+
+class Ping(Struct, frozen=True, tag="ping", tag_field="type"):
+    """Application-level ping; answered with ``pong``."""
+
+    id: ClientId
+
+
+ClientFrame = UserMessage | Resume | Cancel | Ping
+
+CLIENT_FRAME_TYPES: Final = frozenset({"user_message", "resume", "cancel", "ping"})
+
+_encoder = msgspec.json.Encoder()
+_client_decoder: msgspec.json.Decoder[ClientFrame] = msgspec.json.Decoder(ClientFrame)
+_envelope_decoder = msgspec.json.Decoder(Envelope[dict[str, Any]])
+
+
+def encode(frame: Struct) -> bytes:
+    """The JSON bytes of one server frame (``type`` first)."""
+    return _encoder.encode(frame)
+
+
+def encode_envelope(event: Event, offset: int) -> bytes:
+    """The one place an envelope is built: ``event`` at ``offset`` in its user's stream."""
+    return _encoder.encode(
+        Envelope(event.type, offset, event.run_id, event.thread_id, event.seq, event.ts, event.data)
+    )
+
+
+def decode_envelope(payload: bytes | str) -> Envelope[dict[str, Any]]:
+    """Parse an envelope (used by clients and the Redis engine)."""
+    return _envelope_decoder.decode(payload)
+
+
+def decode_client_frame(payload: bytes | str) -> ClientFrame:
+    """Parse and validate one client frame.
+
+    Raises:
+        msgspec.DecodeError: not JSON.
+        msgspec.ValidationError: JSON, but not a valid v1 client frame; the message
+            names the offending field.
+    """
+    return _client_decoder.decode(payload)

@@ -1,0 +1,129 @@
+"""Every error runwire raises, and the close codes it sends.
+
+::
+
+    RunwireError                   base: catch-all for library users
+    ├── ConfigError                invalid settings, raised at start-up
+    ├── AuthError                  no, forged, expired or unacceptable token (close 4401)
+    ├── ProtocolError              a client broke wire protocol v1 (close 4400)
+    │   └── MessageTooBigError     a client frame over ``max_frame_bytes`` (close 1009)
+    ├── LimitError                 a bound was hit; carries the client-facing ``code``
+    ├── EngineError                the engine failed to publish or read
+    ├── RunClosedError             an agent emitted after its run ended
+    └── ConnectionClosed           the peer left; carries ``code`` and ``reason``
+
+:class:`CloseCode` is the one table of close codes, each with its reconnect advice.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+__all__ = [
+    "AuthError",
+    "CloseCode",
+    "ConfigError",
+    "ConnectionClosed",
+    "EngineError",
+    "LimitError",
+    "MessageTooBigError",
+    "ProtocolError",
+    "RunClosedError",
+    "RunwireError",
+    "should_reconnect",
+]
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes runwire sends. See docs/protocol.md for the advice table."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    PROTOCOL_VIOLATION = 4400
+    UNAUTHORIZED = 4401
+    FORBIDDEN = 4403
+    SLOW_CONSUMER = 4409
+    RATE_LIMITED = 4429
+
+
+_RECONNECT = {
+    CloseCode.NORMAL: False,
+    CloseCode.GOING_AWAY: True,
+    CloseCode.MESSAGE_TOO_BIG: False,
+    CloseCode.INTERNAL_ERROR: True,
+    CloseCode.PROTOCOL_VIOLATION: False,
+    CloseCode.UNAUTHORIZED: False,
+    CloseCode.FORBIDDEN: False,
+    CloseCode.SLOW_CONSUMER: True,
+    CloseCode.RATE_LIMITED: True,
+}
+
+
+def should_reconnect(code: int) -> bool:
+    """Whether a client should reconnect (and resume) after a close with ``code``.
+
+    Unknown codes and abnormal closures (1006) are treated as transient.
+    """
+    try:
+        return _RECONNECT[CloseCode(code)]
+    except ValueError:
+        return True
+
+
+class RunwireError(Exception):
+    """Base class of every runwire error."""
+
+
+class ConfigError(RunwireError):
+    """Invalid settings; the message names the environment variable to fix."""
+
+
+class AuthError(RunwireError):
+    """The token is missing, forged, expired or otherwise unacceptable.
+
+    ``reason`` is safe to send to the client and to log; it never contains the token.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ProtocolError(RunwireError):
+    """A client frame broke wire protocol v1; the connection closes with ``close_code``."""
+
+    close_code: CloseCode = CloseCode.PROTOCOL_VIOLATION
+
+
+class MessageTooBigError(ProtocolError):
+    """A client frame is larger than ``max_frame_bytes``."""
+
+    close_code = CloseCode.MESSAGE_TOO_BIG
+
+
+class LimitError(RunwireError):
+    """A configured bound was reached; ``code`` is the client-facing error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class EngineError(RunwireError):
+    """The engine could not publish or read history (for example Redis is down)."""
+
+
+class RunClosedError(RunwireError):
+    """An agent tried to emit after its run reached its terminal event."""
+
+
+class ConnectionClosed(RunwireError):
+    """The WebSocket closed; ``code`` and ``reason`` are what the peer said."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(f"connection closed: {code} {reason}".rstrip())
+        self.code = code
+        self.reason = reason

@@ -1,0 +1,458 @@
+"""The one WebSocketManager: connections by authenticated user, and delivery to them.
+
+The manager is the only registry of live connections. It creates every
+:class:`Connection` (:meth:`WebSocketManager.open` is the one creation path),
+subscribes the engine to the users it holds, hands each stored event to every
+connection of that event's user and to no other, and removes every entry on every
+exit path (:meth:`WebSocketManager.closed` is idempotent).
+
+Writes are batched: events and replies are queued in each connection's sans-I/O
+:class:`~runwire.protocol.Session`; one callback per loop iteration writes each
+connection's pending frames with one transport write.
+
+Create it with :func:`create_manager` (the composition root does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from runwire.config import Settings
+from runwire.engines.base import Engine, ResumeFailure, StoredEvent
+from runwire.events import (
+    PROTOCOL_VERSION,
+    ClientFrame,
+    Connected,
+    Limits,
+    Resume,
+    Resumed,
+    ResumeFailed,
+)
+from runwire.exceptions import CloseCode, LimitError
+from runwire.ids import ConnectionId, Epoch, UserId, new_connection_id
+from runwire.metrics import Metrics
+from runwire.protocol import EventAdmission, Session, SessionLimits, State
+
+__all__ = [
+    "Connection",
+    "Delivery",
+    "FrameHandler",
+    "FrameWriter",
+    "ResumeRequest",
+    "WebSocketManager",
+    "create_manager",
+]
+
+log = logging.getLogger("runwire.manager")
+
+HISTORY_BATCH = 256
+
+
+class FrameWriter(Protocol):
+    """What the manager needs from a socket (the server's adapter implements it)."""
+
+    @property
+    def writable(self) -> bool:
+        """False while the transport's write buffer is over its high-water mark."""
+        ...
+
+    def write_frames(self, frames: list[bytes]) -> None:
+        """Write text frames, in order, with as few transport writes as possible."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Send a close frame and close the transport (abort if the peer does not read)."""
+
+
+FrameHandler = Callable[["Connection", ClientFrame], None]
+"""Handles one valid client frame of an open connection (``user_message``, ``cancel``...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeRequest:
+    """A client's position: it has every event up to ``offset`` of ``epoch``."""
+
+    epoch: Epoch
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What became of one event: the truth, never an optimistic "sent"."""
+
+    offset: int
+    queued: int = 0
+    """Connections of the user that queued it."""
+    skipped: int = 0
+    """Connections that already had it, are not open yet, or are closing."""
+    overflowed: int = 0
+    """Connections closed with 4409 because their queue was full."""
+
+    @property
+    def connections(self) -> int:
+        """Connections of the user on this node when the event arrived."""
+        return self.queued + self.skipped + self.overflowed
+
+
+@dataclass(eq=False, slots=True)
+class Connection:
+    """One authenticated WebSocket, as the manager tracks it."""
+
+    id: ConnectionId
+    user_id: UserId
+    session: Session
+    writer: FrameWriter
+    resume: ResumeRequest | None
+    epoch: Epoch = Epoch("")
+    connected_offset: int = 0
+    subscribed: bool = False
+    catching_up: bool = False
+    close_sent: bool = False
+    closed: bool = False
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class WebSocketManager:
+    """Registry of live connections by user, and the delivery path to them."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        session_limits: SessionLimits,
+        max_connections_per_user: int,
+        max_connections: int,
+        max_concurrent_runs: int,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.engine = engine
+        self.session_limits = session_limits
+        self.max_connections_per_user = max_connections_per_user
+        self.max_connections = max_connections
+        self.metrics = metrics
+        self._clock = clock
+        self._limits_frame = Limits(
+            session_limits.max_frame_bytes,
+            session_limits.max_message_chars,
+            session_limits.messages_per_s,
+            max_concurrent_runs,
+        )
+        self._handler: FrameHandler | None = None
+        self._by_user: dict[UserId, dict[ConnectionId, Connection]] = {}
+        self._count = 0
+        self._dirty: set[Connection] = set()
+        self._flush_handle: asyncio.Handle | None = None
+        self._closing = False
+        self._background: set[asyncio.Task[Any]] = set()
+        self._all_closed = asyncio.Event()
+
+    def set_frame_handler(self, handler: FrameHandler) -> None:
+        """Route valid client frames (other than ``resume``) to ``handler``."""
+        self._handler = handler
+
+    # -- registry ---------------------------------------------------------------
+
+    def open(
+        self, user_id: UserId, writer: FrameWriter, resume: ResumeRequest | None = None
+    ) -> Connection:
+        """Register a new authenticated socket; the one way a Connection is created.
+
+        Client frames are accepted from this moment (buffered until ``connected`` is
+        sent, so nothing the client sends early is lost).
+
+        Raises:
+            LimitError: ``too_many_connections`` (per user or per process), or
+                ``shutting_down``; the caller closes the socket with 4429 / 1001.
+        """
+        if self._closing:
+            raise LimitError("shutting_down", "the gateway is shutting down")
+        user_connections = self._by_user.get(user_id)
+        if user_connections is not None and len(user_connections) >= self.max_connections_per_user:
+            raise LimitError("too_many_connections", "too many connections for this user")
+        if self._count >= self.max_connections:
+            raise LimitError("too_many_connections", "too many connections on this gateway")
+        session = Session(self.session_limits, cursor=0, now=self._clock())
+        connection = Connection(new_connection_id(), user_id, session, writer, resume)
+        self._by_user.setdefault(user_id, {})[connection.id] = connection
+        self._count += 1
+        self.metrics.connections_opened.inc()
+        self._spawn(connection, self._start(connection))
+        return connection
+
+    def closed(self, connection: Connection, code: int = 1006) -> None:
+        """Forget a connection whose socket is gone; idempotent, safe on every exit path."""
+        if connection.closed:
+            return
+        connection.closed = True
+        connection.session.connection_lost()
+        self._dirty.discard(connection)
+        user_connections = self._by_user.get(connection.user_id)
+        if user_connections is not None and user_connections.pop(connection.id, None) is not None:
+            self._count -= 1
+            if not user_connections:
+                del self._by_user[connection.user_id]
+        if self._count == 0:
+            self._all_closed.set()
+        for task in list(connection.tasks):
+            task.cancel()
+        if connection.subscribed:
+            connection.subscribed = False
+            self._spawn(None, self.engine.unsubscribe(connection.user_id))
+        self.metrics.connections_closed.labels(str(code)).inc()
+
+    def connections_of(self, user_id: UserId) -> list[Connection]:
+        """The live connections of one user."""
+        return list(self._by_user.get(user_id, {}).values())
+
+    @property
+    def connection_count(self) -> int:
+        """Live connections on this node."""
+        return self._count
+
+    @property
+    def user_count(self) -> int:
+        """Users with at least one live connection on this node."""
+        return len(self._by_user)
+
+    def stats(self) -> dict[str, int]:
+        """Sizes of every structure the manager holds (for metrics and leak tests)."""
+        return {
+            "connections": self._count,
+            "users": len(self._by_user),
+            "dirty": len(self._dirty),
+            "tasks": len(self._background)
+            + sum(len(c.tasks) for conns in self._by_user.values() for c in conns.values()),
+            "queued_frames": sum(
+                c.session.pending for conns in self._by_user.values() for c in conns.values()
+            ),
+        }
+
+    # -- connection start and resume --------------------------------------------
+
+    async def _start(self, connection: Connection) -> None:
+        user_id = connection.user_id
+        await self.engine.subscribe(user_id)
+        connection.subscribed = True
+        if connection.closed:  # closed while subscribing: undo
+            connection.subscribed = False
+            await self.engine.unsubscribe(user_id)
+            return
+        position = await self.engine.position(user_id)
+        session = connection.session
+        connection.epoch = position.epoch
+        connection.connected_offset = position.offset
+        session.cursor = position.offset
+        session.open(
+            Connected(
+                connection.id,
+                user_id,
+                position.epoch,
+                position.offset,
+                PROTOCOL_VERSION,
+                self._limits_frame,
+            )
+        )
+        self._mark_dirty(connection)
+        if connection.resume is not None:
+            await self._replay(connection, connection.resume)
+        else:
+            await self._catch_up(connection)
+        self._handle_frames(connection)
+
+    async def _replay(self, connection: Connection, request: ResumeRequest) -> None:
+        """Rewind to the client's position, replay history, then say ``resumed``."""
+        session = connection.session
+        head = session.cursor
+        if request.epoch == connection.epoch:
+            session.cursor = request.offset
+        start = session.cursor
+        failure = await self._catch_up(connection, request.epoch)
+        if failure is not None:
+            if session.cursor == start:
+                session.cursor = head
+            session.send_frame(
+                ResumeFailed(failure.reason.value, failure.position.epoch, failure.position.offset)
+            )
+            await self._catch_up(connection)
+        elif session.state is State.OPEN:
+            session.send_frame(Resumed(connection.epoch, from_=request.offset, to=session.cursor))
+        self._mark_dirty(connection)
+
+    async def _catch_up(
+        self, connection: Connection, epoch: Epoch | None = None
+    ) -> ResumeFailure | None:
+        """Queue retained events after the connection's cursor until it is current."""
+        connection.catching_up = True
+        try:
+            while connection.session.state is State.OPEN:
+                batch = await self.engine.read_after(
+                    connection.user_id,
+                    epoch or connection.epoch,
+                    connection.session.cursor,
+                    HISTORY_BATCH,
+                )
+                if isinstance(batch, ResumeFailure):
+                    return batch
+                for stored in batch:
+                    self._admit(connection, stored)
+                self._mark_dirty(connection)
+                if len(batch) < HISTORY_BATCH:
+                    return None
+            return None
+        finally:
+            connection.catching_up = False
+
+    def _resume_in_band(self, connection: Connection, frame: Resume) -> None:
+        session = connection.session
+        if session.cursor != connection.connected_offset and not (
+            frame.epoch == connection.epoch and frame.offset >= session.cursor
+        ):
+            # Live events already went out after `connected`; replaying older ones now
+            # would break offset order. Clients resume race-free with ?epoch=&offset=.
+            session.send_frame(ResumeFailed("live_started", connection.epoch, session.cursor))
+            self._mark_dirty(connection)
+            return
+        request = ResumeRequest(Epoch(frame.epoch), frame.offset)
+        self._spawn(connection, self._replay(connection, request))
+
+    # -- inbound ----------------------------------------------------------------
+
+    def receive(self, connection: Connection, payload: bytes | str) -> None:
+        """Feed one client text frame; valid frames are handled once the session is open."""
+        connection.session.receive_text(payload, self._clock())
+        if connection.session.state is State.OPEN:
+            self._handle_frames(connection)
+        self._mark_dirty(connection)
+
+    def _handle_frames(self, connection: Connection) -> None:
+        if connection.catching_up and connection.resume is not None:
+            return  # handled when the replay completes, after `resumed`
+        for frame in connection.session.frames_received():
+            if isinstance(frame, Resume):
+                self._resume_in_band(connection, frame)
+            elif self._handler is not None:
+                self._handler(connection, frame)
+        self._mark_dirty(connection)
+
+    # -- delivery ---------------------------------------------------------------
+
+    def deliver(self, stored: StoredEvent) -> Delivery:
+        """Queue ``stored`` on every connection of its user, and on no other."""
+        queued = skipped = overflowed = 0
+        for connection in self._by_user.get(stored.user_id, {}).values():
+            admission = self._admit(connection, stored)
+            if admission is EventAdmission.QUEUED:
+                queued += 1
+                self._mark_dirty(connection)
+            elif admission is EventAdmission.OVERFLOW:
+                overflowed += 1
+            else:
+                skipped += 1
+        self.metrics.events_delivered.inc(queued)
+        return Delivery(stored.offset, queued, skipped, overflowed)
+
+    def _admit(self, connection: Connection, stored: StoredEvent) -> EventAdmission:
+        if stored.epoch != connection.epoch:
+            return EventAdmission.CLOSED  # not open yet, or a stale epoch
+        admission = connection.session.send_event(stored.offset, stored.frame)
+        if admission is EventAdmission.GAP and not connection.catching_up:
+            self._spawn(connection, self._catch_up(connection))
+        elif admission is EventAdmission.OVERFLOW:
+            self.metrics.slow_consumer_closes.inc()
+            log.info("slow consumer closed", extra={"connection_id": connection.id})
+            self._mark_dirty(connection)
+        return admission
+
+    # -- writing ----------------------------------------------------------------
+
+    def _mark_dirty(self, connection: Connection) -> None:
+        if connection.closed:
+            return
+        self._dirty.add(connection)
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
+
+    def writable_again(self, connection: Connection) -> None:
+        """The transport drained below its low-water mark: write what is queued."""
+        self._mark_dirty(connection)
+
+    def flush(self) -> None:
+        """Write every dirty connection's queued frames (one transport write each)."""
+        self._flush_handle = None
+        dirty, self._dirty = self._dirty, set()
+        frames_written = writes = 0
+        for connection in dirty:
+            session = connection.session
+            if session.state is State.CLOSING:
+                if not connection.close_sent:
+                    connection.close_sent = True
+                    connection.writer.close(session.close_code or 1000, session.close_reason)
+                continue
+            if session.state is State.OPEN and session.pending and connection.writer.writable:
+                frames = session.data_to_send()
+                connection.writer.write_frames(frames)
+                frames_written += len(frames)
+                writes += 1
+        if writes:
+            self.metrics.frames_written.inc(frames_written)
+            self.metrics.transport_writes.inc(writes)
+
+    def close_connection(self, connection: Connection, code: CloseCode, reason: str) -> None:
+        """Ask one connection to close with ``code`` (sent on the next flush)."""
+        connection.session.close(code, reason)
+        self._mark_dirty(connection)
+
+    async def close_all(self, code: CloseCode, reason: str, timeout_s: float) -> None:
+        """Refuse new connections, close every connection, wait up to ``timeout_s``."""
+        self._closing = True
+        for connections in list(self._by_user.values()):
+            for connection in list(connections.values()):
+                self.close_connection(connection, code, reason)
+        self.flush()
+        if self._count:
+            self._all_closed.clear()
+            try:
+                await asyncio.wait_for(self._all_closed.wait(), timeout_s)
+            except TimeoutError:
+                log.warning("connections still open after %.1f s; dropping them", timeout_s)
+        for connections in list(self._by_user.values()):
+            for connection in list(connections.values()):
+                self.closed(connection, code)
+
+    # -- background work --------------------------------------------------------
+
+    def _spawn(self, connection: Connection | None, coroutine: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coroutine`` as a task owned by ``connection`` (cancelled when it closes)."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        owner = connection.tasks if connection is not None else self._background
+        owner.add(task)
+        task.add_done_callback(lambda done: self._task_done(owner, done))
+
+    def _task_done(self, owner: set[asyncio.Task[Any]], task: asyncio.Task[Any]) -> None:
+        owner.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("connection task failed", exc_info=task.exception())
+
+
+def create_manager(*, engine: Engine, settings: Settings, metrics: Metrics) -> WebSocketManager:
+    """The one factory of :class:`WebSocketManager`, configured from ``settings``."""
+    limits = SessionLimits(
+        max_frame_bytes=settings.max_frame_bytes,
+        max_message_chars=settings.max_message_chars,
+        messages_per_s=settings.client_messages_per_s,
+        queue_events=settings.outbound_queue_events,
+        queue_bytes=settings.outbound_queue_bytes,
+    )
+    return WebSocketManager(
+        engine=engine,
+        session_limits=limits,
+        max_connections_per_user=settings.max_connections_per_user,
+        max_connections=settings.max_connections,
+        max_concurrent_runs=settings.max_concurrent_runs_per_user,
+        metrics=metrics,
+    )

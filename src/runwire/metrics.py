@@ -1,0 +1,62 @@
+"""Prometheus metrics of one gateway (its own registry, so gateways never share counters)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+__all__ = ["Metrics"]
+
+
+class Metrics:
+    """Every metric runwire exports; names are documented in docs/operations.md."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.connections_opened = Counter(
+            "runwire_connections_opened", "Authenticated connections opened.", registry=r
+        )
+        self.connections_closed = Counter(
+            "runwire_connections_closed",
+            "Connections closed, by close code (1006: dropped without a close frame).",
+            ["code"],
+            registry=r,
+        )
+        self.connections_rejected = Counter(
+            "runwire_connections_rejected",
+            "Connections refused, by reason (auth, limit).",
+            ["reason"],
+            registry=r,
+        )
+        self.events_published = Counter(
+            "runwire_events_published", "Events stored in users' streams.", registry=r
+        )
+        self.events_delivered = Counter(
+            "runwire_events_delivered", "Event frames queued to connections.", registry=r
+        )
+        self.frames_written = Counter(
+            "runwire_frames_written", "Frames written to sockets.", registry=r
+        )
+        self.transport_writes = Counter(
+            "runwire_transport_writes", "Socket writes (one per flush per connection).", registry=r
+        )
+        self.slow_consumer_closes = Counter(
+            "runwire_slow_consumer_closes", "Connections closed with 4409.", registry=r
+        )
+        self.client_errors = Counter(
+            "runwire_client_errors", "Error frames sent to clients, by code.", ["code"], registry=r
+        )
+        self.runs_started = Counter("runwire_runs_started", "Agent runs started.", registry=r)
+        self.runs_finished = Counter(
+            "runwire_runs_finished", "Agent runs finished, by status.", ["status"], registry=r
+        )
+
+    def gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        """Register a gauge whose value is read at scrape time."""
+        Gauge(name, documentation, registry=self.registry).set_function(read)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

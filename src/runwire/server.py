@@ -1,0 +1,275 @@
+"""The I/O adapter: WebSocket ``/ws`` and the HTTP routes on one port, with picows.
+
+picows + uvloop measured fastest on this class of machine
+(docs/benchmarks.md). This module is the only one that imports picows. It
+authenticates the upgrade request, creates connections through the manager,
+feeds client frames to it, and implements :class:`~runwire.manager.FrameWriter`:
+several pending frames go out in one transport write, with hand-built headers
+(server frames are unmasked, so a frame is a 2-10 byte header plus the payload).
+
+HTTP is GET-only (a picows limit): each response closes its connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from urllib.parse import parse_qs, urlsplit
+
+from picows import (
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+    ws_create_server,
+)
+
+from runwire.auth import SUBPROTOCOL, Authenticator, offered_subprotocols, token_from_headers
+from runwire.exceptions import AuthError, CloseCode, LimitError
+from runwire.ids import Epoch, UserId
+from runwire.manager import Connection, ResumeRequest, WebSocketManager
+from runwire.metrics import Metrics
+
+__all__ = ["HttpResponse", "HttpRoute", "ServerOptions", "start_server"]
+
+log = logging.getLogger("runwire.server")
+
+WS_PATH = "/ws"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """A complete HTTP response to a GET."""
+
+    status: int
+    body: bytes
+    content_type: str = "text/plain; charset=utf-8"
+
+
+HttpRoute = Callable[[dict[str, list[str]]], HttpResponse]
+"""A GET handler: query parameters in, response out."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    """Socket-level settings of the server."""
+
+    host: str
+    port: int
+    max_frame_bytes: int
+    handshake_timeout_s: float
+    heartbeat_interval_s: float
+    heartbeat_timeout_s: float
+
+
+def _send_close(transport: WSTransport, code: int, reason: str = "") -> None:
+    """Send a close frame with any code (picows types only the RFC codes, accepts all)."""
+    transport.send_close(code, reason.encode()[:120])  # type: ignore[arg-type]
+
+
+def _frame_header(length: int) -> bytes:
+    """Header of an unmasked, final text frame of ``length`` bytes (RFC 6455 5.2)."""
+    if length < 126:
+        return bytes((0x81, length))
+    if length < 65_536:
+        return struct.pack("!BBH", 0x81, 126, length)
+    return struct.pack("!BBQ", 0x81, 127, length)
+
+
+class _PicowsWriter:
+    """:class:`~runwire.manager.FrameWriter` over a picows transport."""
+
+    __slots__ = ("_abort_timer", "_close_timeout_s", "_paused", "transport")
+
+    def __init__(self, transport: WSTransport, close_timeout_s: float) -> None:
+        self.transport = transport
+        self._paused = False
+        self._close_timeout_s = close_timeout_s
+        self._abort_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def writable(self) -> bool:
+        return not self._paused
+
+    def write_frames(self, frames: list[bytes]) -> None:
+        if len(frames) == 1:
+            self.transport.send(WSMsgType.TEXT, frames[0])
+            return
+        parts: list[bytes] = []
+        for frame in frames:
+            parts.append(_frame_header(len(frame)))
+            parts.append(frame)
+        self.transport.underlying_transport.write(b"".join(parts))
+
+    def close(self, code: int, reason: str) -> None:
+        _send_close(self.transport, code, reason)
+        self.transport.disconnect(graceful=True)
+        # A peer that stopped reading never lets a graceful close finish.
+        self._abort_timer = asyncio.get_running_loop().call_later(
+            self._close_timeout_s, self.transport.disconnect, False
+        )
+
+    def cancel_timers(self) -> None:
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+            self._abort_timer = None
+
+
+class _RejectListener(WSListener):
+    """Accepts the upgrade only to close at once with a code a browser can read."""
+
+    def __init__(self, code: CloseCode, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        _send_close(transport, self.code, self.reason)
+        transport.disconnect(graceful=True)
+
+
+class _ConnectionListener(WSListener):
+    """Bridges one picows connection to the manager."""
+
+    def __init__(
+        self,
+        manager: WebSocketManager,
+        user_id: UserId,
+        resume: ResumeRequest | None,
+        close_timeout_s: float,
+    ) -> None:
+        self.manager = manager
+        self.user_id = user_id
+        self.resume = resume
+        self.close_timeout_s = close_timeout_s
+        self.connection: Connection | None = None
+        self.writer: _PicowsWriter | None = None
+        self.close_code = 1006
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.writer = _PicowsWriter(transport, self.close_timeout_s)
+        try:
+            self.connection = self.manager.open(self.user_id, self.writer, self.resume)
+        except LimitError as exc:
+            self.manager.metrics.connections_rejected.labels(exc.code).inc()
+            code = CloseCode.GOING_AWAY if exc.code == "shutting_down" else CloseCode.RATE_LIMITED
+            _send_close(transport, code, exc.message)
+            transport.disconnect(graceful=True)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        connection = self.connection
+        if connection is None:
+            return
+        msg_type = frame.msg_type
+        if msg_type is WSMsgType.TEXT and frame.fin:
+            self.manager.receive(connection, frame.get_payload_as_bytes())
+        elif msg_type is WSMsgType.CLOSE:
+            self.close_code = int(getattr(frame.get_close_code(), "value", 1005))
+            _send_close(transport, self.close_code)
+            transport.disconnect(graceful=True)
+        elif msg_type in (WSMsgType.BINARY, WSMsgType.TEXT, WSMsgType.CONTINUATION):
+            self.manager.close_connection(
+                connection,
+                CloseCode.PROTOCOL_VIOLATION,
+                "only unfragmented text frames are accepted",
+            )
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if self.writer is not None:
+            self.writer.cancel_timers()
+        if self.connection is not None:
+            session = self.connection.session
+            code = session.close_code if session.close_code is not None else self.close_code
+            self.manager.closed(self.connection, int(code))
+
+    def pause_writing(self) -> None:
+        if self.writer is not None:
+            self.writer._paused = True
+
+    def resume_writing(self) -> None:
+        if self.writer is not None:
+            self.writer._paused = False
+        if self.connection is not None:
+            self.manager.writable_again(self.connection)
+
+
+def _resume_request(query: dict[str, list[str]]) -> ResumeRequest | None:
+    """``?epoch=E&offset=N`` asks to replay after N before any live event."""
+    epoch, offset = query.get("epoch"), query.get("offset")
+    if not epoch or not offset:
+        return None
+    try:
+        value = int(offset[0])
+    except ValueError:
+        return None
+    return ResumeRequest(Epoch(epoch[0][:64]), max(value, 0))
+
+
+def _http(response: HttpResponse) -> WSUpgradeResponseWithListener:
+    headers = {"Content-Type": response.content_type, "Cache-Control": "no-store"}
+    if response.status < 400:
+        upgrade = WSUpgradeResponse.create_ok_response(response.body, headers)
+        upgrade.status = HTTPStatus(response.status)
+    else:
+        upgrade = WSUpgradeResponse.create_error_response(response.status, response.body, headers)
+    return WSUpgradeResponseWithListener(upgrade, None)
+
+
+async def start_server(
+    options: ServerOptions,
+    manager: WebSocketManager,
+    authenticator: Authenticator,
+    routes: dict[str, HttpRoute],
+    metrics: Metrics,
+) -> asyncio.Server:
+    """Listen on ``options.host:port``; ``/ws`` upgrades, ``routes`` answer GETs."""
+
+    def route(request: WSUpgradeRequest) -> WSUpgradeResponseWithListener:
+        target = urlsplit(request.path.decode("latin-1"))
+        query = parse_qs(target.query)
+        if target.path != WS_PATH:
+            handler = routes.get(target.path)
+            if handler is None:
+                return _http(HttpResponse(404, b"not found\n"))
+            try:
+                return _http(handler(query))
+            except Exception:
+                log.exception("HTTP route failed", extra={"path": target.path})
+                return _http(HttpResponse(500, b"internal error\n"))
+        headers = request.headers
+        protocol_headers = {}
+        if SUBPROTOCOL in offered_subprotocols(headers):
+            protocol_headers["Sec-WebSocket-Protocol"] = SUBPROTOCOL
+        upgrade = WSUpgradeResponse.create_101_response(protocol_headers)
+        try:
+            user_id = authenticator.verify(token_from_headers(headers))
+        except AuthError as exc:
+            metrics.connections_rejected.labels("auth").inc()
+            log.info("connection refused: %s", exc.reason)
+            return WSUpgradeResponseWithListener(
+                upgrade, _RejectListener(CloseCode.UNAUTHORIZED, exc.reason)
+            )
+        listener = _ConnectionListener(
+            manager, user_id, _resume_request(query), options.heartbeat_timeout_s
+        )
+        return WSUpgradeResponseWithListener(upgrade, listener)
+
+    return await ws_create_server(
+        route,
+        options.host,
+        options.port,
+        websocket_handshake_timeout=options.handshake_timeout_s,
+        enable_auto_ping=True,
+        auto_ping_idle_timeout=options.heartbeat_interval_s,
+        auto_ping_reply_timeout=options.heartbeat_timeout_s,
+        max_frame_size=options.max_frame_bytes * 4,
+        read_buffer_init_size=2048,
+        use_aiofastnet=False,
+        logger_name="runwire.picows",
+    )

@@ -1,0 +1,115 @@
+"""Shared test helpers: gateways on free ports, tokens, clients, and test agents."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from runwire import Gateway, Run, Settings, ToolError
+from runwire.agents.base import Agent
+from runwire.auth import issue_token
+from runwire.client import Client
+from runwire.config import load_settings
+
+SECRET = "test-secret-" + "x" * 40
+
+Frame = dict[str, Any]
+
+
+def make_settings(tmp_path: Path | None = None, **overrides: Any) -> Settings:
+    """Settings for a test gateway: a free port, a fixed secret, no dev state on disk."""
+    values: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "auth_secret": SECRET,
+        "shutdown_grace_s": 2.0,
+    }
+    if tmp_path is not None:
+        values["state_dir"] = tmp_path / "state"
+    values.update(overrides)
+    return load_settings(**values)
+
+
+def token_for(settings: Settings, user: str, ttl_s: int | None = None) -> str:
+    return issue_token(settings, user, ttl_s)
+
+
+@asynccontextmanager
+async def running_gateway(agent: Agent | None = None, **overrides: Any) -> AsyncIterator[Gateway]:
+    """A started gateway on 127.0.0.1 and a free port; stopped on exit."""
+    gateway = Gateway(make_settings(**overrides), agent=agent or scripted_agent)
+    await gateway.start()
+    try:
+        yield gateway
+    finally:
+        await gateway.stop()
+
+
+@asynccontextmanager
+async def connect(gateway: Gateway, user: str, **kwargs: Any) -> AsyncIterator[Client]:
+    async with Client.connect(
+        gateway.ws_url, token_for(gateway.settings, user), **kwargs
+    ) as client:
+        yield client
+
+
+async def collect_run(client: Client, run_id: str, timeout: float = 10.0) -> list[Frame]:
+    """Events of ``run_id`` received by ``client`` up to its terminal event."""
+    frames: list[Frame] = []
+    while True:
+        frame = await client.recv(timeout=timeout)
+        if frame.get("run_id") != run_id:
+            continue
+        frames.append(frame)
+        if frame["type"] in ("agent_completed", "agent_error"):
+            return frames
+
+
+# -- agents ------------------------------------------------------------------
+
+
+async def scripted_agent(run: Run, message: str) -> str:
+    """Deterministic: think, one tool call, three deltas."""
+    await run.think(f"thinking about {message}")
+    async with run.tool("echo", {"text": message}) as call:
+        call.result = message.upper()
+    for word in ("echo: ", message, "."):
+        await run.say(word)
+    return f"echo: {message}."
+
+
+async def failing_agent(run: Run, message: str) -> str:
+    """Raises with a secret in the message, inside an open tool call."""
+    async with run.tool("explode", {}):
+        raise RuntimeError("internal detail: password=hunter2")
+    return "unreachable"  # pragma: no cover
+
+
+class GatedAgent:
+    """Opens a tool call and waits inside it until released (for cancel and shutdown)."""
+
+    def __init__(self) -> None:
+        self.in_tool = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self, run: Run, message: str) -> str:
+        await run.think("waiting")
+        async with run.tool("slow_tool", {"message": message}) as call:
+            self.in_tool.set()
+            await self.release.wait()
+            call.result = "released"
+        await run.say("done")
+        return "done"
+
+
+async def tool_error_agent(run: Run, message: str) -> str:
+    """A tool fails with a user-safe error; the agent recovers and completes."""
+    try:
+        async with run.tool("lookup", {"key": message}):
+            raise ToolError("no such key")
+    except ToolError:
+        await run.say("not found")
+    return "not found"
