@@ -14,7 +14,7 @@ from runwire.auth import issue_token
 from runwire.client import Client
 from runwire.config import load_settings
 
-SECRET = "test-secret-" + "x" * 40
+SECRET = "test-secret-" + "x" * 60
 
 Frame = dict[str, Any]
 
@@ -113,3 +113,13 @@ async def tool_error_agent(run: Run, message: str) -> str:
     except ToolError:
         await run.say("not found")
     return "not found"
+
+
+async def wait_until(predicate: Any, timeout: float = 5.0, what: str = "condition") -> None:
+    """Wait for ``predicate()`` to hold, checking every loop tick; fail after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.005)

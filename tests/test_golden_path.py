@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from runwire.events import CRITICAL_EVENT_TYPES
-
 from tests.helpers import collect_run, connect, running_gateway
 
 ENVELOPE_KEYS = ["type", "offset", "run_id", "thread_id", "seq", "ts", "data"]

@@ -16,6 +16,8 @@ continues a stream exactly once.
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,6 +36,27 @@ __all__ = ["Client", "ClientError", "StreamPosition"]
 
 Frame = dict[str, Any]
 _REPLY_TYPES = frozenset({"ack", "pong"})
+
+
+class _RedactTokens(logging.Filter):
+    """Hide bearer tokens from the handshake headers websockets logs at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redact(arg) for arg in record.args)
+        return True
+
+
+def _redact(value: object) -> object:
+    text = str(value)
+    if "bearer" in text.lower():
+        return _TOKEN.sub(r"\1[redacted]", text)
+    return value
+
+
+_TOKEN = re.compile(r"((?:bearer\.|Bearer\s+))[A-Za-z0-9_\-.=]+", re.IGNORECASE)
+_wire_log = logging.getLogger("runwire.client.wire")
+_wire_log.addFilter(_RedactTokens())
 
 
 class ClientError(RunwireError):
@@ -105,6 +128,7 @@ class Client:
             open_timeout=open_timeout,
             max_size=None,
             compression=None,
+            logger=_wire_log,
         )
         client = cls(socket, resume)
         client._reader = asyncio.create_task(client._read())

@@ -161,6 +161,7 @@ class MemoryEngine:
             "streams": len(self._streams),
             "events": sum(len(s.events) for s in self._streams.values()),
             "bytes": sum(s.size for s in self._streams.values()),
+            "subscriptions": sum(s.subscribers for s in self._streams.values()),
             "evicted_streams": self.evicted_streams,
             "evicted_events": self.evicted_events,
         }
