@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import re
 from importlib import resources
 from types import TracebackType
 from typing import Any
@@ -18,17 +19,18 @@ import msgspec
 
 from runwire.agents.base import Agent
 from runwire.agents.runtime import AgentRuntime, RunLimits
-from runwire.auth import Authenticator, issue_token
+from runwire.auth import Authenticator, issue_token, token_from_headers
 from runwire.config import Mode, Settings, load_settings
 from runwire.engines.base import Engine, StoredEvent
 from runwire.engines.memory import HistoryBounds, MemoryEngine
 from runwire.events import AgentCompleted, AgentError, Event
-from runwire.exceptions import CloseCode, ConfigError
+from runwire.exceptions import AuthError, CloseCode, ConfigError
 from runwire.handlers import ClientFrameHandler
 from runwire.ids import UserId
 from runwire.manager import WebSocketManager, create_manager
 from runwire.metrics import Metrics
-from runwire.server import HttpResponse, HttpRoute, ServerOptions, start_server
+from runwire.runs import RunStore
+from runwire.server import HttpRequest, HttpResponse, HttpRoute, ServerOptions, start_server
 
 __all__ = ["Gateway", "create_engine", "load_agent"]
 
@@ -93,6 +95,10 @@ class Gateway:
         self.authenticator = Authenticator(self.settings)
         self.metrics = Metrics()
         self.engine = create_engine(self.settings)
+        self.runs = RunStore(
+            runs_per_user=self.settings.snapshot_runs_per_user,
+            max_users=self.settings.history_max_users,
+        )
         self.manager: WebSocketManager = create_manager(
             engine=self.engine, settings=self.settings, metrics=self.metrics
         )
@@ -184,6 +190,7 @@ class Gateway:
 
     async def _publish(self, user_id: UserId, event: Event) -> StoredEvent:
         stored = await self.engine.publish(user_id, event)
+        self.runs.observe(user_id, stored.offset, event)
         self.metrics.events_published.inc()
         data = event.data
         if isinstance(data, AgentCompleted):
@@ -197,33 +204,65 @@ class Gateway:
 
     def _routes(self) -> dict[str, HttpRoute]:
         routes: dict[str, HttpRoute] = {
-            "/": lambda _: _static("index.html", "text/html; charset=utf-8"),
+            "/": lambda _: _static("index.html"),
+            "/assets/": lambda request: _static(request.path.removeprefix("/assets/")),
             "/healthz": self._healthz,
             "/metrics": lambda _: HttpResponse(
                 200, self.metrics.render(), "text/plain; version=0.0.4; charset=utf-8"
             ),
+            "/api/runs": self._api_runs,
+            "/api/runs/": self._api_run,
+            "/api/threads": self._api_threads,
         }
         if self.settings.mode is Mode.DEV:
             routes["/api/dev-token"] = self._dev_token
         return routes
 
-    def _healthz(self, _: dict[str, list[str]]) -> HttpResponse:
+    def _caller(self, request: HttpRequest) -> UserId:
+        """The verified user of an API request (``Authorization: Bearer``)."""
+        return self.authenticator.verify(token_from_headers(request.headers))
+
+    def _api_runs(self, request: HttpRequest) -> HttpResponse:
+        try:
+            user_id = self._caller(request)
+        except AuthError as exc:
+            return _json(401, {"error": exc.reason})
+        thread_id = request.query["thread_id"][0] if "thread_id" in request.query else None
+        return _json(200, {"runs": self.runs.runs(user_id, thread_id)})
+
+    def _api_run(self, request: HttpRequest) -> HttpResponse:
+        try:
+            user_id = self._caller(request)
+        except AuthError as exc:
+            return _json(401, {"error": exc.reason})
+        snapshot = self.runs.run(user_id, request.path.removeprefix("/api/runs/"))
+        if snapshot is None:
+            return _json(404, {"error": "not_found"})
+        return _json(200, snapshot)
+
+    def _api_threads(self, request: HttpRequest) -> HttpResponse:
+        try:
+            user_id = self._caller(request)
+        except AuthError as exc:
+            return _json(401, {"error": exc.reason})
+        return _json(200, {"threads": self.runs.threads(user_id)})
+
+    def _healthz(self, _: HttpRequest) -> HttpResponse:
         body = {
             "status": "ok",
             "engine": self.settings.engine.partition("://")[0],
             "connections": self.manager.connection_count,
             "active_runs": self.runtime.active_runs(),
         }
-        return HttpResponse(200, msgspec.json.encode(body), "application/json")
+        return _json(200, body)
 
-    def _dev_token(self, query: dict[str, list[str]]) -> HttpResponse:
-        user = (query.get("user") or [""])[0].strip()
+    def _dev_token(self, request: HttpRequest) -> HttpResponse:
+        user = (request.query.get("user") or [""])[0].strip()
         try:
             token = issue_token(self.settings, user)
         except ValueError as exc:
-            return HttpResponse(400, msgspec.json.encode({"error": str(exc)}), "application/json")
-        body = {"user_id": user, "token": token, "mode": "dev"}
-        return HttpResponse(200, msgspec.json.encode(body), "application/json")
+            return _json(400, {"error": str(exc)})
+        return _json(200, {"user_id": user, "token": token, "mode": "dev"})
 
     def _register_gauges(self) -> None:
         gauges: dict[str, tuple[str, Any]] = {
@@ -254,6 +293,26 @@ class Gateway:
             self.metrics.gauge(name, documentation, read)
 
 
-def _static(name: str, content_type: str) -> HttpResponse:
-    body = resources.files("runwire.web").joinpath(name).read_bytes()
-    return HttpResponse(200, body, content_type)
+_CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+}
+_ASSET_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+def _static(name: str) -> HttpResponse:
+    """A file shipped in ``runwire/web`` (flat names only: no traversal)."""
+    suffix = name[name.rfind(".") :] if "." in name else ""
+    if not _ASSET_NAME.match(name) or suffix not in _CONTENT_TYPES:
+        return HttpResponse(404, b"not found\n")
+    asset = resources.files("runwire.web").joinpath(name)
+    if not asset.is_file():
+        return HttpResponse(404, b"not found\n")
+    return HttpResponse(200, asset.read_bytes(), _CONTENT_TYPES[suffix])
+
+
+def _json(status: int, body: object) -> HttpResponse:
+    return HttpResponse(status, msgspec.json.encode(body), "application/json")

@@ -152,6 +152,10 @@ class Settings(BaseSettings):
         100_000, ge=1, description="Users with a stream in the memory engine (LRU evicted)."
     )
 
+    snapshot_runs_per_user: int = Field(
+        50, ge=1, description="Run snapshots kept per user for `/api/runs`."
+    )
+
     # -- time ------------------------------------------------------------------
     heartbeat_interval_s: float = Field(
         20.0, gt=0, description="Idle time before the server pings a socket."

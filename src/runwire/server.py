@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
@@ -37,7 +37,7 @@ from runwire.ids import Epoch, UserId
 from runwire.manager import Connection, ResumeRequest, WebSocketManager
 from runwire.metrics import Metrics
 
-__all__ = ["HttpResponse", "HttpRoute", "ServerOptions", "start_server"]
+__all__ = ["HttpRequest", "HttpResponse", "HttpRoute", "ServerOptions", "start_server"]
 
 log = logging.getLogger("runwire.server")
 
@@ -53,8 +53,17 @@ class HttpResponse:
     content_type: str = "text/plain; charset=utf-8"
 
 
-HttpRoute = Callable[[dict[str, list[str]]], HttpResponse]
-"""A GET handler: query parameters in, response out."""
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """A GET request: its path, query parameters and headers (case-insensitive)."""
+
+    path: str
+    query: dict[str, list[str]]
+    headers: Mapping[str, str]
+
+
+HttpRoute = Callable[[HttpRequest], HttpResponse]
+"""A GET handler. Keys ending in ``/`` match every path under them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +220,16 @@ def _resume_request(query: dict[str, list[str]]) -> ResumeRequest | None:
     return ResumeRequest(Epoch(epoch[0][:64]), max(value, 0))
 
 
+def _find_route(routes: dict[str, HttpRoute], path: str) -> HttpRoute | None:
+    handler = routes.get(path)
+    if handler is not None:
+        return handler
+    for prefix, prefix_handler in routes.items():
+        if prefix.endswith("/") and prefix != "/" and path.startswith(prefix):
+            return prefix_handler
+    return None
+
+
 def _http(response: HttpResponse) -> WSUpgradeResponseWithListener:
     headers = {"Content-Type": response.content_type, "Cache-Control": "no-store"}
     if response.status < 400:
@@ -234,11 +253,11 @@ async def start_server(
         target = urlsplit(request.path.decode("latin-1"))
         query = parse_qs(target.query)
         if target.path != WS_PATH:
-            handler = routes.get(target.path)
+            handler = _find_route(routes, target.path)
             if handler is None:
                 return _http(HttpResponse(404, b"not found\n"))
             try:
-                return _http(handler(query))
+                return _http(handler(HttpRequest(target.path, query, request.headers)))
             except Exception:
                 log.exception("HTTP route failed", extra={"path": target.path})
                 return _http(HttpResponse(500, b"internal error\n"))

@@ -1,0 +1,158 @@
+"""Run snapshots: the current state of each recent run, for clients that cannot resume.
+
+When a client's position is out of the history window (``resume_failed``), it
+rebuilds its view from ``GET /api/runs`` instead of replaying events. The store
+folds every published event into a :class:`RunSnapshot`.
+
+Bounds: ``runs_per_user`` snapshots per user (oldest dropped first) and
+``max_users`` users (least recently active dropped first); a snapshot is never
+larger than the events it summarises, and those are bounded by the frame limits.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import msgspec
+
+from runwire.events import (
+    AgentCompleted,
+    AgentError,
+    AgentMessageDelta,
+    AgentStarted,
+    AgentThinking,
+    Event,
+    ToolCompleted,
+    ToolExecuting,
+)
+from runwire.ids import UserId
+
+__all__ = ["RunSnapshot", "RunStore", "ThreadSummary", "ToolCallSnapshot"]
+
+
+class ToolCallSnapshot(msgspec.Struct):
+    """One tool call: ``running`` until its ``tool_completed``."""
+
+    call_id: str
+    tool: str
+    args: dict[str, Any]
+    status: str = "running"
+    ok: bool | None = None
+    result: Any = None
+    error: str | None = None
+    duration_ms: float | None = None
+
+
+class RunSnapshot(msgspec.Struct):
+    """Everything a page needs to draw one run, as of ``last_offset``."""
+
+    run_id: str
+    thread_id: str
+    agent: str
+    input: str
+    status: str = "running"
+    """``running``, ``completed``, ``cancelled`` or ``error``."""
+    thinking: list[str] = msgspec.field(default_factory=list)
+    tools: list[ToolCallSnapshot] = msgspec.field(default_factory=list)
+    answer: str = ""
+    output: str | None = None
+    error: dict[str, str] | None = None
+    started_ts: int = 0
+    ended_ts: int | None = None
+    last_offset: int = 0
+    last_seq: int = 0
+
+
+class ThreadSummary(msgspec.Struct):
+    """A thread of the user, for the thread list."""
+
+    thread_id: str
+    title: str
+    runs: int
+    last_ts: int
+
+
+class RunStore:
+    """Bounded snapshots of each user's recent runs, fed with every published event."""
+
+    def __init__(self, *, runs_per_user: int, max_users: int) -> None:
+        self.runs_per_user = runs_per_user
+        self.max_users = max_users
+        self._users: OrderedDict[UserId, OrderedDict[str, RunSnapshot]] = OrderedDict()
+
+    def observe(self, user_id: UserId, offset: int, event: Event) -> None:
+        """Fold one event (at ``offset`` in the user's stream) into its run's snapshot."""
+        runs = self._users.get(user_id)
+        if runs is None:
+            runs = self._users[user_id] = OrderedDict()
+            if len(self._users) > self.max_users:
+                self._users.popitem(last=False)
+        else:
+            self._users.move_to_end(user_id)
+        data = event.data
+        snapshot = runs.get(event.run_id)
+        if snapshot is None:
+            if not isinstance(data, AgentStarted):
+                return  # its start was evicted; nothing coherent to show
+            snapshot = RunSnapshot(
+                event.run_id, event.thread_id, data.agent, data.input, started_ts=event.ts
+            )
+            runs[event.run_id] = snapshot
+            if len(runs) > self.runs_per_user:
+                runs.popitem(last=False)
+        snapshot.last_offset = offset
+        snapshot.last_seq = event.seq
+        if isinstance(data, AgentThinking):
+            snapshot.thinking.append(data.text)
+        elif isinstance(data, ToolExecuting):
+            snapshot.tools.append(ToolCallSnapshot(data.call_id, data.tool, data.args))
+        elif isinstance(data, ToolCompleted):
+            for call in snapshot.tools:
+                if call.call_id == data.call_id:
+                    call.status = "completed" if data.ok else "failed"
+                    call.ok = data.ok
+                    call.result = None if data.result is msgspec.UNSET else data.result
+                    call.error = None if data.error is msgspec.UNSET else data.error
+                    call.duration_ms = data.duration_ms
+        elif isinstance(data, AgentMessageDelta):
+            snapshot.answer += data.text
+        elif isinstance(data, AgentCompleted):
+            snapshot.status = data.status
+            snapshot.output = data.output
+            snapshot.ended_ts = event.ts
+        elif isinstance(data, AgentError):
+            snapshot.status = "error"
+            snapshot.error = {"code": data.code, "message": data.message}
+            snapshot.ended_ts = event.ts
+
+    def runs(self, user_id: UserId, thread_id: str | None = None) -> list[RunSnapshot]:
+        """The user's retained runs (of one thread, if given), oldest first."""
+        runs = self._users.get(user_id) or OrderedDict()
+        return [r for r in runs.values() if thread_id is None or r.thread_id == thread_id]
+
+    def run(self, user_id: UserId, run_id: str) -> RunSnapshot | None:
+        """One of the user's own runs, or ``None`` (also for another user's run id)."""
+        runs = self._users.get(user_id)
+        return runs.get(run_id) if runs is not None else None
+
+    def threads(self, user_id: UserId) -> list[ThreadSummary]:
+        """The user's threads with retained runs, most recent first."""
+        summaries: dict[str, ThreadSummary] = {}
+        for snapshot in (self._users.get(user_id) or OrderedDict()).values():
+            summary = summaries.get(snapshot.thread_id)
+            if summary is None:
+                summaries[snapshot.thread_id] = ThreadSummary(
+                    snapshot.thread_id, snapshot.input[:80], 1, snapshot.started_ts
+                )
+            else:
+                summary.runs += 1
+                summary.last_ts = max(summary.last_ts, snapshot.started_ts)
+        return sorted(summaries.values(), key=lambda s: s.last_ts, reverse=True)
+
+    def stats(self) -> dict[str, int]:
+        """Users and runs held."""
+        return {
+            "users": len(self._users),
+            "runs": sum(len(runs) for runs in self._users.values()),
+        }

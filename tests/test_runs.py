@@ -1,0 +1,103 @@
+"""Run snapshots over HTTP: each user sees only their own runs, complete and current."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+
+from tests.helpers import GatedAgent, collect_run, connect, running_gateway, token_for
+
+
+def _get_json(url: str, token: str | None) -> tuple[int, object]:
+    request = urllib.request.Request(url)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+async def test_snapshots_rebuild_a_finished_run() -> None:
+    async with running_gateway() as gateway, connect(gateway, "alice") as client:
+        ack = await client.send_message("hello", thread_id="t1")
+        frames = await collect_run(client, ack["run_id"])
+        token = token_for(gateway.settings, "alice")
+        status, body = await asyncio.to_thread(
+            _get_json, f"{gateway.url}/api/runs?thread_id=t1", token
+        )
+    assert status == 200
+    assert isinstance(body, dict)
+    [run] = body["runs"]
+    assert run["run_id"] == ack["run_id"]
+    assert run["status"] == "completed"
+    assert run["input"] == "hello"
+    assert run["thinking"] == ["thinking about hello"]
+    assert run["answer"] == "echo: hello."
+    assert run["output"] == "echo: hello."
+    assert run["last_offset"] == frames[-1]["offset"]
+    [call] = run["tools"]
+    assert call["tool"] == "echo" and call["status"] == "completed" and call["result"] == "HELLO"
+
+
+async def test_a_running_run_shows_its_open_tool_call() -> None:
+    agent = GatedAgent()
+    async with running_gateway(agent) as gateway, connect(gateway, "alice") as client:
+        ack = await client.send_message("wait")
+        await asyncio.wait_for(agent.in_tool.wait(), 5)
+        token = token_for(gateway.settings, "alice")
+        status, run = await asyncio.to_thread(
+            _get_json, f"{gateway.url}/api/runs/{ack['run_id']}", token
+        )
+        agent.release.set()
+        await collect_run(client, ack["run_id"])
+    assert status == 200 and isinstance(run, dict)
+    assert run["status"] == "running"
+    assert run["tools"][0]["status"] == "running"
+
+
+async def test_snapshots_are_private_and_need_a_token() -> None:
+    async with running_gateway() as gateway, connect(gateway, "alice") as client:
+        ack = await client.send_message("private", thread_id="t1")
+        await collect_run(client, ack["run_id"])
+        bob = token_for(gateway.settings, "bob")
+        url = gateway.url
+        assert await asyncio.to_thread(_get_json, f"{url}/api/runs/{ack['run_id']}", bob) == (
+            404,
+            {"error": "not_found"},
+        )
+        assert await asyncio.to_thread(_get_json, f"{url}/api/runs?thread_id=t1", bob) == (
+            200,
+            {"runs": []},
+        )
+        assert await asyncio.to_thread(_get_json, f"{url}/api/runs", None) == (
+            401,
+            {"error": "missing token"},
+        )
+        assert await asyncio.to_thread(_get_json, f"{url}/api/threads", "forged") == (
+            401,
+            {"error": "invalid token"},
+        )
+        status, threads = await asyncio.to_thread(
+            _get_json, f"{url}/api/threads", token_for(gateway.settings, "alice")
+        )
+    assert status == 200 and isinstance(threads, dict)
+    assert [t["thread_id"] for t in threads["threads"]] == ["t1"]
+    assert threads["threads"][0]["title"] == "private"
+
+
+async def test_snapshots_are_bounded_per_user() -> None:
+    async with (
+        running_gateway(snapshot_runs_per_user=3) as gateway,
+        connect(gateway, "alice") as client,
+    ):
+        run_ids = []
+        for index in range(5):
+            ack = await client.send_message(f"m{index}")
+            await collect_run(client, ack["run_id"])
+            run_ids.append(ack["run_id"])
+        assert [r.run_id for r in gateway.runs.runs("alice")] == run_ids[-3:]  # type: ignore[arg-type]
+        assert gateway.runs.stats() == {"users": 1, "runs": 3}
