@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test check lint types ssot bench install clean
+.PHONY: run test lint types ssot bench install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,7 @@ test: $(STAMP)  ## lint, types, the SSOT guard and every test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/ssotcheck
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -28,6 +29,9 @@ lint: $(STAMP)
 
 types: $(STAMP)
 	$(BIN)/mypy
+
+ssot: $(STAMP)
+	$(BIN)/ssotcheck
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     outbound_queue_bytes: int = Field(
         1_048_576, ge=4096, description="Bytes waiting for one slow socket before 4409."
     )
+    user_queue_budget_bytes: int = Field(
+        4_194_304,
+        ge=4096,
+        description="Bytes queued across all sockets of one user; over it the biggest gets 4409.",
+    )
     client_messages_per_s: float = Field(
         20.0, gt=0, description="Sustained client frames per second per socket (burst 2x)."
     )
@@ -215,17 +220,26 @@ class Settings(BaseSettings):
 
 
 def _dev_secret(state_dir: Path) -> str:
-    """Read, or create once (mode 0600), the dev-mode signing secret."""
+    """Read, or create once (mode 0600), the dev-mode signing secret.
+
+    A missing, empty or truncated file (shorter than 32 characters) is replaced by a
+    fresh secret: a weak key is never used.
+    """
     path = state_dir / "dev-secret"
     try:
-        return path.read_text().strip()
+        secret = path.read_text().strip()
     except FileNotFoundError:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        secret = secrets.token_urlsafe(48)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secret + "\n")
+        secret = ""
+    if len(secret) >= 32:
         return secret
+    state_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    staging = path.with_suffix(".tmp")
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+    os.replace(staging, path)
+    return secret
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

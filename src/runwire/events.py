@@ -88,10 +88,15 @@ class ToolCompleted(Struct, frozen=True, omit_defaults=True):
     error: str | UnsetType = UNSET
 
 
-class AgentMessageDelta(Struct, frozen=True):
-    """``agent_message_delta``: the next piece of the streamed answer."""
+class AgentMessageDelta(Struct, frozen=True, omit_defaults=True):
+    """``agent_message_delta``: the next piece of the streamed answer.
+
+    ``coalesced_from`` is set only on a frame that merged the deltas at offsets
+    ``coalesced_from`` to its own ``offset`` for a slow connection.
+    """
 
     text: str
+    coalesced_from: int | UnsetType = UNSET
 
 
 class AgentCompleted(Struct, frozen=True):

@@ -127,6 +127,7 @@ class WebSocketManager:
         max_connections_per_user: int,
         max_connections: int,
         max_concurrent_runs: int,
+        user_queue_budget_bytes: int,
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -134,6 +135,7 @@ class WebSocketManager:
         self.session_limits = session_limits
         self.max_connections_per_user = max_connections_per_user
         self.max_connections = max_connections
+        self.user_queue_budget_bytes = user_queue_budget_bytes
         self.metrics = metrics
         self._clock = clock
         self._limits_frame = Limits(
@@ -343,23 +345,44 @@ class WebSocketManager:
 
     def deliver(self, stored: StoredEvent) -> Delivery:
         """Queue ``stored`` on every connection of its user, and on no other."""
+        connections = self._by_user.get(stored.user_id)
+        if not connections:
+            return Delivery(stored.offset)
         queued = skipped = overflowed = 0
-        for connection in self._by_user.get(stored.user_id, {}).values():
+        for connection in connections.values():
             admission = self._admit(connection, stored)
-            if admission is EventAdmission.QUEUED:
+            if admission is EventAdmission.QUEUED or admission is EventAdmission.COALESCED:
                 queued += 1
                 self._mark_dirty(connection)
             elif admission is EventAdmission.OVERFLOW:
                 overflowed += 1
             else:
                 skipped += 1
-        self.metrics.events_delivered.inc(queued)
+        if queued:
+            self.metrics.events_delivered.inc(queued)
+            self._enforce_user_budget(connections)
         return Delivery(stored.offset, queued, skipped, overflowed)
+
+    def _enforce_user_budget(self, connections: dict[ConnectionId, Connection]) -> None:
+        """Keep the bytes queued for one user under budget: close the biggest queue (4409)."""
+        if len(connections) < 2:
+            return  # one connection is bounded by its own queue limits
+        total = sum(c.session.pending_bytes for c in connections.values())
+        while total > self.user_queue_budget_bytes:
+            biggest = max(connections.values(), key=lambda c: c.session.pending_bytes)
+            total -= biggest.session.pending_bytes
+            biggest.session.close(CloseCode.SLOW_CONSUMER, "user queue budget exceeded")
+            self.metrics.slow_consumer_closes.inc()
+            self._mark_dirty(biggest)
 
     def _admit(self, connection: Connection, stored: StoredEvent) -> EventAdmission:
         if stored.epoch != connection.epoch:
             return EventAdmission.CLOSED  # not open yet, or a stale epoch
-        admission = connection.session.send_event(stored.offset, stored.frame)
+        session = connection.session
+        coalesced = session.coalesced
+        admission = session.send_event(stored.offset, stored.frame, stored.event)
+        if session.coalesced != coalesced:
+            self.metrics.deltas_coalesced.inc(session.coalesced - coalesced)
         if admission is EventAdmission.GAP and not connection.catching_up:
             self._spawn(connection, self._catch_up(connection))
         elif admission is EventAdmission.OVERFLOW:
@@ -454,5 +477,6 @@ def create_manager(*, engine: Engine, settings: Settings, metrics: Metrics) -> W
         max_connections_per_user=settings.max_connections_per_user,
         max_connections=settings.max_connections,
         max_concurrent_runs=settings.max_concurrent_runs_per_user,
+        user_queue_budget_bytes=settings.user_queue_budget_bytes,
         metrics=metrics,
     )

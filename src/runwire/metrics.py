@@ -45,6 +45,11 @@ class Metrics:
         self.slow_consumer_closes = Counter(
             "runwire_slow_consumer_closes", "Connections closed with 4409.", registry=r
         )
+        self.deltas_coalesced = Counter(
+            "runwire_deltas_coalesced",
+            "Queued agent_message_delta frames merged into a neighbour for a slow socket.",
+            registry=r,
+        )
         self.client_errors = Counter(
             "runwire_client_errors", "Error frames sent to clients, by code.", ["code"], registry=r
         )

@@ -21,7 +21,14 @@ from typing import Any
 import msgspec
 
 from runwire import events
-from runwire.events import CLIENT_FRAME_TYPES, ClientFrame, Connected, ErrorFrame
+from runwire.events import (
+    CLIENT_FRAME_TYPES,
+    AgentMessageDelta,
+    ClientFrame,
+    Connected,
+    ErrorFrame,
+    Event,
+)
 from runwire.exceptions import CloseCode
 
 __all__ = ["EventAdmission", "SessionLimits", "Session", "State"]
@@ -47,8 +54,35 @@ class EventAdmission(Enum):
     """Later than the next expected offset: the caller must fill from history first."""
     OVERFLOW = "overflow"
     """The outbound queue is full: the session now closes with 4409."""
+    COALESCED = "coalesced"
+    """Queued, after merging queued deltas to make room."""
     CLOSED = "closed"
     """The session is closing or closed; nothing more is sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    """One outbound frame; events keep their offset and (when known) the event."""
+
+    frame: bytes
+    event: Event | None = None
+    offset: int = 0
+    coalesced_from: int = 0
+
+
+def _is_delta(event: Event | None) -> bool:
+    return event is not None and isinstance(event.data, AgentMessageDelta)
+
+
+def _merge(first: _Queued, second: _Queued) -> _Queued:
+    assert first.event is not None and second.event is not None
+    head, tail = first.event.data, second.event.data
+    assert isinstance(head, AgentMessageDelta) and isinstance(tail, AgentMessageDelta)
+    start = first.coalesced_from or first.offset
+    event = msgspec.structs.replace(
+        second.event, data=AgentMessageDelta(head.text + tail.text, coalesced_from=start)
+    )
+    return _Queued(events.encode_envelope(event, second.offset), event, second.offset, start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +113,9 @@ class Session:
         self.close_code: CloseCode | None = None
         self.close_reason = ""
         self._received: list[ClientFrame] = []
-        self._outbound: deque[bytes] = deque()
+        self._outbound: deque[_Queued] = deque()
+        self.coalesced = 0
+        """Event frames merged away by delta coalescing (for metrics)."""
         self._outbound_bytes = 0
         self._tokens = 2 * limits.messages_per_s
         self._tokens_at = now
@@ -95,7 +131,8 @@ class Session:
         """
         if self.state >= State.CLOSING:
             return
-        if len(payload) > self.limits.max_frame_bytes:
+        size = len(payload.encode()) if isinstance(payload, str) else len(payload)
+        if size > self.limits.max_frame_bytes:
             self.close(CloseCode.MESSAGE_TOO_BIG, "frame larger than max_frame_bytes")
             return
         if not self._take_token(now):
@@ -148,23 +185,25 @@ class Session:
             raise RuntimeError(f"open() in state {self.state.name}")
         self.state = State.OPEN
         frame = events.encode(connected)
-        self._outbound.appendleft(frame)  # before any error queued while connecting
+        self._outbound.appendleft(_Queued(frame))  # before any error queued while connecting
         self._outbound_bytes += len(frame)
 
     def send_frame(self, frame: msgspec.Struct) -> None:
         """Queue a control frame (ack, pong, error, resumed...). Never dropped while open."""
         if self.state <= State.OPEN:
-            self._push(events.encode(frame))
+            self._push(_Queued(events.encode(frame)))
 
     def send_error(self, code: str, message: str, ref: str | None = None) -> None:
         """Queue an ``error`` frame that keeps the connection open."""
         self.send_frame(ErrorFrame(code, message, ref))
 
-    def send_event(self, offset: int, frame: bytes) -> EventAdmission:
+    def send_event(self, offset: int, frame: bytes, event: Event | None = None) -> EventAdmission:
         """Queue the event at ``offset`` if it is the next one this connection needs.
 
-        Events are accepted strictly in offset order, each once. Exceeding the
-        queue bounds requests a close with 4409 (the client resumes from history).
+        Events are accepted strictly in offset order, each once. When the queue is
+        full, adjacent queued ``agent_message_delta`` frames of one run are merged
+        first (``event`` must be given for a frame to be mergeable); if it is still
+        full, the session requests a close with 4409 (the client resumes from history).
         """
         if self.state is not State.OPEN:
             return EventAdmission.CLOSED
@@ -172,19 +211,54 @@ class Session:
             return EventAdmission.DUPLICATE
         if offset != self.cursor + 1:
             return EventAdmission.GAP
-        if (
-            len(self._outbound) >= self.limits.queue_events
-            or self._outbound_bytes + len(frame) > self.limits.queue_bytes
-        ):
-            self.close(CloseCode.SLOW_CONSUMER, "outbound queue full; resume from history")
-            return EventAdmission.OVERFLOW
+        admission = EventAdmission.QUEUED
+        if self._full(len(frame)):
+            if self._coalesce():
+                admission = EventAdmission.COALESCED
+            if self._full(len(frame)):
+                self.close(CloseCode.SLOW_CONSUMER, "outbound queue full; resume from history")
+                return EventAdmission.OVERFLOW
         self.cursor = offset
-        self._push(frame)
-        return EventAdmission.QUEUED
+        self._push(_Queued(frame, event, offset))
+        return admission
 
-    def _push(self, frame: bytes) -> None:
-        self._outbound.append(frame)
-        self._outbound_bytes += len(frame)
+    def _full(self, incoming: int) -> bool:
+        return (
+            len(self._outbound) >= self.limits.queue_events
+            or self._outbound_bytes + incoming > self.limits.queue_bytes
+        )
+
+    def _coalesce(self) -> bool:
+        """Merge runs of adjacent queued deltas of the same run into one frame each.
+
+        The merged frame keeps the last delta's ``offset`` and ``seq``, concatenates
+        the texts, and says in ``data.coalesced_from`` the first offset it stands for.
+        Lifecycle and tool events are never merged or dropped. Returns whether
+        anything was merged.
+        """
+        merged: deque[_Queued] = deque()
+        changed = False
+        for entry in self._outbound:
+            previous = merged[-1] if merged else None
+            if (
+                previous is not None
+                and _is_delta(previous.event)
+                and _is_delta(entry.event)
+                and previous.event.run_id == entry.event.run_id  # type: ignore[union-attr]
+            ):
+                merged[-1] = _merge(previous, entry)
+                changed = True
+                self.coalesced += 1
+            else:
+                merged.append(entry)
+        if changed:
+            self._outbound = merged
+            self._outbound_bytes = sum(len(entry.frame) for entry in merged)
+        return changed
+
+    def _push(self, entry: _Queued) -> None:
+        self._outbound.append(entry)
+        self._outbound_bytes += len(entry.frame)
 
     @property
     def pending(self) -> int:
@@ -198,7 +272,7 @@ class Session:
 
     def data_to_send(self) -> list[bytes]:
         """Take every queued frame, oldest first (one text frame each)."""
-        frames = list(self._outbound)
+        frames = [entry.frame for entry in self._outbound]
         self._outbound.clear()
         self._outbound_bytes = 0
         return frames

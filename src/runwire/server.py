@@ -87,7 +87,7 @@ def _frame_header(length: int) -> bytes:
     """Header of an unmasked, final text frame of ``length`` bytes (RFC 6455 5.2)."""
     if length < 126:
         return bytes((0x81, length))
-    if length < 65_536:
+    if length <= 0xFFFF:
         return struct.pack("!BBH", 0x81, 126, length)
     return struct.pack("!BBQ", 0x81, 127, length)
 

@@ -1,0 +1,5 @@
+"""``python -m ssotcheck``: see :func:`ssotcheck.cli.main`."""
+
+from ssotcheck.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,137 @@
+"""Orchestration: discover -> summarise (cache / process pool) -> rules -> baseline.
+
+Contract: :func:`check` raises :class:`~ssotcheck.config.ConfigError` for a bad
+configuration (or a baseline file that cannot be read) and otherwise returns a
+:class:`~ssotcheck.findings.Report`; unparsable files end up in
+``Report.errors``.  Results do not depend on ``jobs`` or on the cache.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from ssotcheck.baseline import Key, apply_baseline, load_baseline
+from ssotcheck.cache import SummaryCache, content_key, store
+from ssotcheck.config import Config, load_config
+from ssotcheck.discovery import SourceFile, discover
+from ssotcheck.findings import FileError, Report, Stats
+from ssotcheck.index import ProjectIndex, validate_targets
+from ssotcheck.rules import run_rules
+from ssotcheck.scan import count_lines, summarize
+from ssotcheck.summary import FileSummary, ParseError
+
+POOL_THRESHOLD = 200
+"""Cache misses above this count are parsed in a process pool."""
+
+DEFAULT_CACHE_DIR = ".ssotcheck_cache"
+
+
+def _work(job: tuple[bytes, str, str | None]) -> FileSummary:
+    """Pool worker: summarise one file and store it in the cache directory."""
+    source, key, cache_dir = job
+    summary = summarize(source)
+    if cache_dir is not None:
+        store(Path(cache_dir), key, summary)
+    return summary
+
+
+def summarize_files(
+    files: list[SourceFile],
+    cache: SummaryCache | None,
+    jobs: int | None = None,
+    pool_threshold: int = POOL_THRESHOLD,
+) -> tuple[list[FileSummary], int]:
+    """Summaries of ``files`` (same order) and the number of files parsed."""
+    out: list[FileSummary | None] = [None] * len(files)
+    misses: list[tuple[int, bytes, str]] = []
+    for i, source_file in enumerate(files):
+        try:
+            source = source_file.path.read_bytes()
+        except OSError as exc:
+            out[i] = FileSummary(0, error=ParseError(f"cannot read: {exc.strerror}", 1, 1))
+            continue
+        key = content_key(source)
+        hit = cache.get(key) if cache is not None else None
+        if hit is not None:
+            out[i] = hit
+        else:
+            misses.append((i, source, key))
+    workers = jobs if jobs is not None else (os.cpu_count() or 1)
+    cache_dir = str(cache.directory) if cache is not None else None
+    if len(misses) > pool_threshold and workers > 1:
+        chunk = max(1, len(misses) // (workers * 8))
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            jobs_iter = ((src, key, cache_dir) for _, src, key in misses)
+            for (i, _, _), summary in zip(
+                misses, pool.map(_work, jobs_iter, chunksize=chunk), strict=True
+            ):
+                out[i] = summary
+    else:
+        for i, source, key in misses:
+            out[i] = _work((source, key, cache_dir))
+    done = [s if s is not None else FileSummary(count_lines(b"")) for s in out]
+    return done, len(misses)
+
+
+def check_config(
+    config: Config,
+    paths: list[Path] | None = None,
+    *,
+    use_cache: bool = True,
+    jobs: int | None = None,
+    baseline: Counter[Key] | None = None,
+    pool_threshold: int = POOL_THRESHOLD,
+) -> Report:
+    """Run every rule for an already-loaded ``config`` (see module contract)."""
+    start = time.perf_counter()
+    files = discover(config, paths)
+    cache = None
+    if use_cache:
+        cache = SummaryCache(config.cache_dir or config.root / DEFAULT_CACHE_DIR)
+    summaries, parsed = summarize_files(files, cache, jobs, pool_threshold)
+    errors = [
+        FileError(f.relpath, s.error.line, s.error.col, s.error.message)
+        for f, s in zip(files, summaries, strict=True)
+        if s.error is not None
+    ]
+    index = ProjectIndex(list(zip(files, summaries, strict=True)), config)
+    validate_targets(config, index)
+    all_findings = run_rules(index, config)
+    findings, suppressed, stale = apply_baseline(all_findings, baseline or Counter())
+    stats = Stats(
+        files=len(files),
+        lines=sum(s.lines for s in summaries),
+        parsed=parsed,
+        cache_hits=cache.hits if cache is not None else 0,
+        seconds=time.perf_counter() - start,
+    )
+    return Report(findings, all_findings, errors, stale, suppressed, stats)
+
+
+def check(
+    config_path: Path,
+    paths: list[Path] | None = None,
+    *,
+    use_cache: bool = True,
+    jobs: int | None = None,
+    baseline: Path | None = None,
+    pool_threshold: int = POOL_THRESHOLD,
+) -> Report:
+    """Check the project configured in ``config_path`` (optionally only ``paths``).
+
+    Raises :class:`~ssotcheck.config.ConfigError` on bad configuration.
+    """
+    config = load_config(config_path)
+    counts = load_baseline(baseline) if baseline is not None else None
+    return check_config(
+        config,
+        paths,
+        use_cache=use_cache,
+        jobs=jobs,
+        baseline=counts,
+        pool_threshold=pool_threshold,
+    )

@@ -1,0 +1,135 @@
+"""Test helpers: build a tiny demo project, run the checker, collect hits.
+
+Contract: :func:`make_project` writes a small, *clean* ``wire`` package (a
+canonical ``WebSocketManager`` with factory, a ``Settings`` config class and a
+public ``wire`` package) plus any extra files, and returns its pyproject path;
+the helpers never touch the cache unless asked.  Used by ssotcheck's own tests
+and handy for tests of projects that adopt ssotcheck (:func:`assert_clean`).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from ssotcheck.engine import check
+from ssotcheck.findings import Report
+
+CONFIG = """\
+[tool.ssotcheck]
+paths = ["src"]
+config_module = "wire.config"
+config_defaults = "wire.config:Settings"
+{extra}
+[[tool.ssotcheck.concepts]]
+name = "manager"
+canonical = "wire.manager:WebSocketManager"
+public = "wire"
+factory = "wire.manager:create_manager"
+patterns = ["*WebSocket*Manager*", "*ConnectionManager*"]
+"""
+
+MANAGER = '''\
+"""Canonical manager."""
+
+
+class WebSocketManager:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.connections: dict[str, object] = {}
+
+    def add(self, key: str, conn: object) -> None:
+        if len(self.connections) >= self.limit:
+            raise RuntimeError("too many connections")
+        self.connections[key] = conn
+
+    def remove(self, key: str) -> object | None:
+        conn = self.connections.pop(key, None)
+        if conn is None:
+            return None
+        return conn
+
+
+def create_manager(limit: int = 100) -> WebSocketManager:
+    return WebSocketManager(limit)
+'''
+
+BASE_FILES = {
+    "src/wire/__init__.py": (
+        "from wire.manager import WebSocketManager, create_manager\n\n"
+        '__all__ = ["WebSocketManager", "create_manager"]\n'
+    ),
+    "src/wire/config.py": (
+        "import os\n"
+        "from dataclasses import dataclass, field\n\n\n"
+        "@dataclass\n"
+        "class Settings:\n"
+        '    host: str = "example.internal"\n'
+        "    port: int = 8765\n"
+        "    timeout: float = field(default=30.0)\n"
+        "    offset: int = -40\n"
+        "    debug: bool = True\n\n\n"
+        'TOKEN = os.environ.get("TOKEN")\n'
+    ),
+    "src/wire/manager.py": MANAGER,
+}
+
+
+def write(root: Path, rel: str, source: str) -> Path:
+    """Write dedented ``source`` to ``root/rel`` (creating directories)."""
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(source), encoding="utf-8")
+    return path
+
+
+def make_project(root: Path, files: dict[str, str] | None = None, extra_config: str = "") -> Path:
+    """Create the base ``wire`` project plus ``files``; return the pyproject path."""
+    for rel, source in {**BASE_FILES, **(files or {})}.items():
+        write(root, rel, source)
+    config = root / "pyproject.toml"
+    config.write_text(CONFIG.format(extra=extra_config), encoding="utf-8")
+    return config
+
+
+def run(
+    config: Path,
+    paths: list[Path] | None = None,
+    *,
+    use_cache: bool = False,
+    jobs: int | None = None,
+    baseline: Path | None = None,
+    pool_threshold: int = 200,
+) -> Report:
+    """``check`` that leaves the cache alone unless asked."""
+    return check(
+        config,
+        paths,
+        use_cache=use_cache,
+        jobs=jobs,
+        baseline=baseline,
+        pool_threshold=pool_threshold,
+    )
+
+
+def hits(report: Report, rule: str | None = None) -> list[tuple[str, str, int]]:
+    """``(rule, path, line)`` triples, optionally for one rule."""
+    return [(f.rule, f.path, f.line) for f in report.findings if rule is None or f.rule == rule]
+
+
+def project_hits(
+    tmp_path: Path, files: dict[str, str], rule: str, extra_config: str = ""
+) -> list[tuple[str, int]]:
+    """Build a project with ``files`` and return ``(path, line)`` hits of ``rule``."""
+    report = run(make_project(tmp_path, files, extra_config))
+    assert not report.errors, report.errors
+    return [(p, line) for _, p, line in hits(report, rule)]
+
+
+def assert_clean(config: Path, paths: list[Path] | None = None) -> None:
+    """Fail with the rendered findings unless the project has none."""
+    report = check(config, paths, use_cache=False)
+    problems = [f"{f.path}:{f.line}:{f.col}: {f.rule} {f.message}" for f in report.findings] + [
+        f"{e.path}:{e.line}: cannot parse: {e.message}" for e in report.errors
+    ]
+    assert not problems, "ssotcheck findings:\n" + "\n".join(problems)
