@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
 
 import pytest
 
@@ -15,3 +17,14 @@ for _name in [name for name in os.environ if name.startswith("RUNWIRE_")]:
 def _isolated_cwd(tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Dev-mode state (the generated secret) goes to a temporary directory."""
     monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def report(capsys: pytest.CaptureFixture[str]) -> Callable[[str], None]:
+    """Print a measured figure to the terminal even while output is captured."""
+
+    def emit(line: str) -> None:
+        with capsys.disabled():
+            sys.stdout.write(f"\n  [figures] {line}\n")
+
+    return emit

@@ -123,3 +123,15 @@ async def wait_until(predicate: Any, timeout: float = 5.0, what: str = "conditio
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.005)
+
+
+async def publish_texts(gateway: Gateway, user: str, texts: list[str], run_id: str = "") -> None:
+    """Publish one ``agent_message_delta`` per text into ``user``'s stream (no agent)."""
+    from runwire.events import AgentMessageDelta, Event
+    from runwire.ids import UserId
+
+    for seq, text in enumerate(texts, start=1):
+        event = Event.of(
+            AgentMessageDelta(text), run_id=run_id or f"r_{user}", thread_id="t", seq=seq, ts=0
+        )
+        await gateway.publish(UserId(user), event)

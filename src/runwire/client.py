@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import re
 import secrets
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,9 +31,9 @@ from websockets.asyncio.client import ClientConnection
 
 from runwire.auth import BEARER_PROTOCOL_PREFIX, SUBPROTOCOL
 from runwire.events import TERMINAL_EVENT_TYPES
-from runwire.exceptions import ConnectionClosed, RunwireError
+from runwire.exceptions import ConnectionClosed, RunwireError, should_reconnect
 
-__all__ = ["Client", "ClientError", "StreamPosition"]
+__all__ = ["Client", "ClientError", "ReconnectingClient", "StreamPosition"]
 
 Frame = dict[str, Any]
 _REPLY_TYPES = frozenset({"ack", "pong"})
@@ -284,3 +285,127 @@ class Client:
             yield frame
             if frame["type"] in TERMINAL_EVENT_TYPES:
                 return
+
+
+class ReconnectingClient:
+    """A client that survives disconnects: it reconnects and resumes, exactly once.
+
+    After an abnormal close (1006, network drop) or one whose code advises it
+    (1001, 1011, 4409, 4429; see :func:`runwire.exceptions.should_reconnect`), it
+    reconnects with jittered exponential backoff (``4409`` at once, ``4429`` after a
+    longer first delay) and resumes from the last offset it delivered, so no event is
+    missed and none is delivered twice. ``resume_failed`` is passed on to the caller,
+    who should rebuild its view from ``GET /api/runs``. Closes that advise against
+    reconnecting (4401, 4403, 4400, 1009, 1000) raise :class:`ConnectionClosed`.
+
+    ``send_message`` retries with the same message id after a reconnect; the server
+    treats the id as an idempotency key, so a retry never starts a second run.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        initial_delay_s: float = 0.05,
+        max_delay_s: float = 5.0,
+        max_attempts: int = 30,
+        position: StreamPosition | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.url = url
+        self.token = token
+        self.initial_delay_s = initial_delay_s
+        self.max_delay_s = max_delay_s
+        self.max_attempts = max_attempts
+        self.position = position
+        self.reconnects = 0
+        self.duplicates_dropped = 0
+        self._rng = rng or random.Random()
+        self._stack: AsyncExitStack | None = None
+        self._client: Client | None = None
+
+    async def __aenter__(self) -> ReconnectingClient:
+        await self._connect(attempt_limit=1)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the current connection; no reconnect follows."""
+        if self._stack is not None:
+            stack, self._stack, self._client = self._stack, None, None
+            await stack.aclose()
+
+    @property
+    def client(self) -> Client:
+        """The current connection (replaced on every reconnect)."""
+        if self._client is None:
+            raise RunwireError("not connected")
+        return self._client
+
+    async def _connect(self, attempt_limit: int, first_delay_s: float = 0.0) -> None:
+        delay = first_delay_s
+        for attempt in range(attempt_limit):
+            if delay:
+                await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
+            stack = AsyncExitStack()
+            try:
+                client = await stack.enter_async_context(
+                    Client.connect(self.url, self.token, resume=self.position)
+                )
+            except ConnectionClosed as exc:
+                await stack.aclose()
+                if not should_reconnect(exc.code) or attempt + 1 == attempt_limit:
+                    raise
+            except (OSError, websockets.InvalidHandshake, TimeoutError):
+                await stack.aclose()
+                if attempt + 1 == attempt_limit:
+                    raise
+            else:
+                self._stack, self._client = stack, client
+                if self.position is None:
+                    self.position = client.position
+                return
+            delay = min(self.max_delay_s, max(delay * 2, self.initial_delay_s))
+
+    async def _reconnect(self, closed: ConnectionClosed) -> None:
+        if not should_reconnect(closed.code):
+            raise closed
+        old = self._client
+        if old is not None:
+            self.duplicates_dropped += old.duplicates_dropped
+        await self.aclose()
+        self.reconnects += 1
+        first_delay = {4409: 0.0, 4429: 1.0}.get(closed.code, self.initial_delay_s)
+        await self._connect(self.max_attempts, first_delay)
+
+    async def recv(self, timeout: float | None = None) -> Frame:
+        """The next frame, reconnecting (and resuming) as often as needed."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - loop.time())
+            try:
+                frame = await self.client.recv(timeout=remaining)
+            except ConnectionClosed as closed:
+                await self._reconnect(closed)
+                continue
+            if "offset" in frame or frame.get("type") == "resume_failed":
+                self.position = self.client.position
+            return frame
+
+    async def send_message(
+        self, content: str, *, thread_id: str | None = None, message_id: str | None = None
+    ) -> Frame:
+        """Send ``user_message``; after a reconnect the same id is sent again."""
+        message_id = message_id or secrets.token_hex(8)
+        while True:
+            try:
+                return await self.client.send_message(
+                    content, thread_id=thread_id, message_id=message_id
+                )
+            except (ConnectionClosed, websockets.ConnectionClosed) as exc:
+                code = exc.code if isinstance(exc, ConnectionClosed) else 1006
+                await self._reconnect(ConnectionClosed(code))

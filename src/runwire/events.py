@@ -87,6 +87,12 @@ class ToolCompleted(Struct, frozen=True, omit_defaults=True):
     result: Any | UnsetType = UNSET
     error: str | UnsetType = UNSET
 
+    def __post_init__(self) -> None:
+        if self.ok and self.error is not UNSET:
+            raise ValueError("a successful tool call has no error")
+        if not self.ok and (self.result is not UNSET or self.error is UNSET):
+            raise ValueError("a failed tool call has an error and no result")
+
 
 class AgentMessageDelta(Struct, frozen=True, omit_defaults=True):
     """``agent_message_delta``: the next piece of the streamed answer.

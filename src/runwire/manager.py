@@ -113,6 +113,7 @@ class Connection:
     catching_up: bool = False
     close_sent: bool = False
     closed: bool = False
+    drained: asyncio.Event | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
@@ -192,6 +193,8 @@ class WebSocketManager:
             return
         connection.closed = True
         connection.session.connection_lost()
+        if connection.drained is not None:
+            connection.drained.set()
         self._dirty.discard(connection)
         user_connections = self._by_user.get(connection.user_id)
         if user_connections is not None and user_connections.pop(connection.id, None) is not None:
@@ -288,19 +291,28 @@ class WebSocketManager:
     async def _catch_up(
         self, connection: Connection, epoch: Epoch | None = None
     ) -> ResumeFailure | None:
-        """Queue retained events after the connection's cursor until it is current."""
+        """Queue retained events after the connection's cursor until it is current.
+
+        Replay is flow-controlled: it queues only what fits in the connection's
+        outbound queue, then waits for the socket to drain before reading more, so a
+        long replay never trips the slow-consumer limit by itself.
+        """
         connection.catching_up = True
+        session = connection.session
         try:
-            while connection.session.state is State.OPEN:
+            while session.state is State.OPEN:
                 batch = await self.engine.read_after(
-                    connection.user_id,
-                    epoch or connection.epoch,
-                    connection.session.cursor,
-                    HISTORY_BATCH,
+                    connection.user_id, epoch or connection.epoch, session.cursor, HISTORY_BATCH
                 )
                 if isinstance(batch, ResumeFailure):
                     return batch
                 for stored in batch:
+                    if stored.offset <= session.cursor:
+                        continue  # delivered live while we were reading
+                    if not session.has_room(len(stored.frame)):
+                        await self._drained(connection)
+                        if session.state is not State.OPEN:
+                            return None
                     self._admit(connection, stored)
                 self._mark_dirty(connection)
                 if len(batch) < HISTORY_BATCH:
@@ -308,6 +320,15 @@ class WebSocketManager:
             return None
         finally:
             connection.catching_up = False
+
+    async def _drained(self, connection: Connection) -> None:
+        """Wait until the connection's queue is written out (or it closes)."""
+        self._mark_dirty(connection)
+        while connection.session.state is State.OPEN and connection.session.pending:
+            if connection.drained is None:
+                connection.drained = asyncio.Event()
+            connection.drained.clear()
+            await connection.drained.wait()
 
     def _resume_in_band(self, connection: Connection, frame: Resume) -> None:
         session = connection.session
@@ -415,12 +436,16 @@ class WebSocketManager:
                 if not connection.close_sent:
                     connection.close_sent = True
                     connection.writer.close(session.close_code or 1000, session.close_reason)
+                if connection.drained is not None:
+                    connection.drained.set()
                 continue
             if session.state is State.OPEN and session.pending and connection.writer.writable:
                 frames = session.data_to_send()
                 connection.writer.write_frames(frames)
                 frames_written += len(frames)
                 writes += 1
+                if connection.drained is not None:
+                    connection.drained.set()
         if writes:
             self.metrics.frames_written.inc(frames_written)
             self.metrics.transport_writes.inc(writes)

@@ -222,6 +222,10 @@ class Session:
         self._push(_Queued(frame, event, offset))
         return admission
 
+    def has_room(self, size: int) -> bool:
+        """Whether a frame of ``size`` bytes fits in the outbound queue right now."""
+        return not self._full(size)
+
     def _full(self, incoming: int) -> bool:
         return (
             len(self._outbound) >= self.limits.queue_events

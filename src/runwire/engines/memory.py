@@ -76,21 +76,24 @@ class MemoryEngine:
         if stream is None:
             stream = _Stream(epoch=new_epoch(), touched=now)
             self._streams[user_id] = stream
-            self._evict_streams()
+            self._evict_streams(keep=user_id)
         else:
             self._streams.move_to_end(user_id)
             stream.touched = now
         return stream
 
-    def _evict_streams(self) -> None:
-        """Drop least recently used unsubscribed streams beyond ``max_users``."""
+    def _evict_streams(self, keep: UserId | None = None) -> None:
+        """Drop least recently used unsubscribed streams beyond ``max_users``.
+
+        ``keep`` (the stream being created) is never the one dropped.
+        """
         excess = len(self._streams) - self.bounds.max_users
         if excess <= 0:
             return
         for user_id in list(self._streams):
             if excess <= 0:
                 break
-            if self._streams[user_id].subscribers == 0:
+            if user_id != keep and self._streams[user_id].subscribers == 0:
                 del self._streams[user_id]
                 self.evicted_streams += 1
                 excess -= 1

@@ -1,0 +1,431 @@
+// runwire.js: a browser client of runwire wire protocol v1.
+//
+// An ES module with no dependencies and no build step. It mirrors the Python client
+// (runwire.client): it tracks the stream position (epoch + offset), drops any event
+// it has already seen, and on an unexpected close reconnects with jittered
+// exponential backoff and resumes race-free with `/ws?epoch=E&offset=N`.
+//
+//   import { RunwireClient } from "/assets/runwire.js";
+//   const client = new RunwireClient();
+//   client.addEventListener("agent_message_delta", (e) => out.append(e.detail.data.text));
+//   await client.connect("wss://chat.example.com/ws", token);
+//   const ack = await client.send("what is 17 * 23?");
+//
+// See docs/browser.md for the full reference.
+
+export const PROTOCOL = "runwire.v1";
+export const BEARER_PREFIX = "bearer.";
+
+/** The event types of protocol v1, in the order a run can emit them. */
+export const EVENT_TYPES = Object.freeze([
+  "agent_started",
+  "agent_thinking",
+  "tool_executing",
+  "tool_completed",
+  "agent_message_delta",
+  "agent_completed",
+  "agent_error",
+]);
+
+/** Terminal events: exactly one ends every run. */
+export const TERMINAL_EVENT_TYPES = Object.freeze(["agent_completed", "agent_error"]);
+
+/** Close codes after which reconnecting cannot help (sign in again, or fix the client). */
+export const FATAL_CLOSE_CODES = Object.freeze([1000, 1009, 4400, 4401, 4403]);
+
+/** Connection states, in the order they usually happen. */
+export const STATES = Object.freeze(["idle", "connecting", "connected", "reconnecting", "resumed", "closed"]);
+
+const CLOSE_SLOW_CONSUMER = 4409;
+const CLOSE_RATE_LIMITED = 4429;
+
+/** The server refused a request (an `error` frame), or the connection ended first. */
+export class RunwireError extends Error {
+  constructor(code, message) {
+    super(`${code}: ${message}`);
+    this.name = "RunwireError";
+    this.code = code;
+    this.detail = message;
+  }
+}
+
+/** The connection closed for good (4401 unauthorized, 4403, 4400, 1009, or close()). */
+export class RunwireClosedError extends RunwireError {
+  constructor(closeCode, reason) {
+    super("closed", `connection closed (${closeCode}${reason ? ` ${reason}` : ""})`);
+    this.name = "RunwireClosedError";
+    this.closeCode = closeCode;
+    this.reason = reason;
+  }
+}
+
+function randomId() {
+  if (globalThis.crypto && typeof globalThis.crypto.randomUUID === "function") {
+    return globalThis.crypto.randomUUID().replaceAll("-", "").slice(0, 16);
+  }
+  return Math.random().toString(16).slice(2) + Date.now().toString(16);
+}
+
+function withQuery(url, params) {
+  const parsed = new URL(url, globalThis.location ? globalThis.location.href : undefined);
+  for (const [key, value] of Object.entries(params)) parsed.searchParams.set(key, String(value));
+  return parsed.toString();
+}
+
+/**
+ * One logical connection to a runwire gateway that survives network drops.
+ *
+ * Events (all `CustomEvent`s; read `event.detail`):
+ * - `state`: `{state, previous, code, reason}` on every state change;
+ * - `connected`: the `connected` frame of each (re)connection;
+ * - `resumed` / `resume_failed`: the resume outcome of a reconnection (on
+ *   `resume_failed` events were lost: rebuild your view, e.g. from `/api/runs`);
+ * - `event`: every run event (the envelope), once, in offset order;
+ * - one event per type (`agent_started`, `agent_thinking`, ...) with the envelope;
+ * - `server_error`: an `error` frame that answers none of your requests;
+ * - `close`: `{code, reason, reconnect, delay}` whenever a socket closes.
+ */
+export class RunwireClient extends EventTarget {
+  /**
+   * @param {object} [options]
+   * @param {number} [options.baseDelay=500] first reconnect delay in ms (doubled per attempt)
+   * @param {number} [options.maxDelay=10000] cap of the reconnect delay in ms
+   * @param {number} [options.rateLimitedDelay=5000] least delay after 4429
+   * @param {number} [options.requestTimeout=15000] default deadline of send/cancel/ping in ms
+   * @param {boolean} [options.reconnect=true] reconnect after unexpected closes
+   * @param {{epoch: string, offset: number}} [options.resume] start from this position
+   * @param {typeof WebSocket} [options.WebSocket] a WebSocket implementation (tests, Node)
+   */
+  constructor(options = {}) {
+    super();
+    this.options = {
+      baseDelay: 500,
+      maxDelay: 10_000,
+      rateLimitedDelay: 5_000,
+      requestTimeout: 15_000,
+      reconnect: true,
+      ...options,
+    };
+    this.url = null;
+    this.state = "idle";
+    /** The last `connected` frame (user_id, connection_id, limits...). */
+    this.session = null;
+    this.epoch = options.resume ? options.resume.epoch : null;
+    this.offset = options.resume ? options.resume.offset : null;
+    this.duplicatesDropped = 0;
+    this.attempt = 0;
+    this.closeCode = null;
+    this.closeReason = "";
+    this._token = null;
+    this._socket = null;
+    this._timer = null;
+    this._pending = new Map(); // request id -> {frame, resolve, reject, timer, sent}
+    this._resuming = false;
+    this._stopped = false;
+    this._ready = null;
+    this._onOnline = () => {
+      if (this.state === "reconnecting" && this._timer !== null) this._reconnectNow();
+    };
+  }
+
+  /** The stream position to resume from, or null before the first `connected`. */
+  get position() {
+    return this.epoch === null ? null : { epoch: this.epoch, offset: this.offset };
+  }
+
+  /** The user id the server verified from the token (after `connected`). */
+  get userId() {
+    return this.session ? this.session.user_id : null;
+  }
+
+  /**
+   * Open the connection. Resolves with the first `connected` frame; rejects with
+   * RunwireClosedError if the server refuses for good (4401: bad or expired token).
+   * Unexpected closes afterwards reconnect and resume on their own.
+   *
+   * @param {string} url the `ws://` or `wss://` endpoint, e.g. `wss://host/ws`
+   * @param {string | (() => string | Promise<string>)} token the JWT, or a function
+   *   returning a fresh one (called before every connection attempt)
+   */
+  connect(url, token) {
+    if (this._socket !== null || this._timer !== null) throw new Error("already connected");
+    this.url = url;
+    this._token = token;
+    this._stopped = false;
+    this.attempt = 0;
+    this._ready = {};
+    const ready = new Promise((resolve, reject) => {
+      this._ready.resolve = resolve;
+      this._ready.reject = reject;
+    });
+    if (globalThis.addEventListener) globalThis.addEventListener("online", this._onOnline);
+    this._open("connecting");
+    return ready;
+  }
+
+  /** Close for good (code 1000); pending requests reject. Idempotent. */
+  close() {
+    this._stopped = true;
+    if (globalThis.removeEventListener) globalThis.removeEventListener("online", this._onOnline);
+    if (this._timer !== null) {
+      clearTimeout(this._timer);
+      this._timer = null;
+    }
+    const socket = this._socket;
+    this._socket = null;
+    if (socket !== null) {
+      this._detach(socket);
+      if (socket.readyState <= 1) socket.close(1000, "client closed");
+    }
+    this._finish(1000, "client closed");
+  }
+
+  /** Subscribe to an event; returns a function that unsubscribes. */
+  on(type, listener) {
+    const handler = (event) => listener(event.detail, event);
+    this.addEventListener(type, handler);
+    return () => this.removeEventListener(type, handler);
+  }
+
+  /**
+   * Start a run. Resolves with the `ack` ({id, run_id, thread_id}). Waits for the
+   * connection if it is down; after a reconnection the same message id is sent
+   * again, and the server's idempotency makes that start the run only once.
+   *
+   * @param {string} content the user's message
+   * @param {string} [threadId] continue this thread (a new one is created if omitted)
+   * @param {{id?: string, timeout?: number}} [options]
+   */
+  send(content, threadId, options = {}) {
+    const id = options.id || randomId();
+    const frame = { type: "user_message", id, content };
+    if (threadId) frame.thread_id = threadId;
+    return this._request(frame, id, options.timeout);
+  }
+
+  /**
+   * Cancel one of your runs. Resolves once the server accepted it; rejects with
+   * RunwireError `not_found` if the run is not active (finished, or not yours).
+   */
+  async cancel(runId, options = {}) {
+    const id = options.id || randomId();
+    const cancelled = this._request({ type: "cancel", run_id: runId, id }, id, options.timeout);
+    // The server answers `cancel` only on failure: a ping sent right after it is
+    // answered after the cancel was handled, so its pong means success.
+    const probe = this._request({ type: "ping", id: `${id}.done` }, `${id}.done`, options.timeout);
+    cancelled.catch(() => {}); // observed below; avoid an unhandled rejection meanwhile
+    try {
+      await probe;
+      this._settle(id, "resolve", undefined);
+    } catch (error) {
+      this._settle(id, "reject", error);
+    }
+    return cancelled;
+  }
+
+  /** Round trip a `ping`; resolves with the round-trip time in ms. */
+  async ping(options = {}) {
+    const id = options.id || randomId();
+    const started = performance.now();
+    await this._request({ type: "ping", id }, id, options.timeout);
+    return performance.now() - started;
+  }
+
+  // -- internals ------------------------------------------------------------------
+
+  _setState(state, extra = {}) {
+    if (state === this.state) return;
+    const previous = this.state;
+    this.state = state;
+    this._emit("state", { state, previous, ...extra });
+  }
+
+  _emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  async _open(state) {
+    this._setState(state);
+    let token;
+    try {
+      token = typeof this._token === "function" ? await this._token() : this._token;
+    } catch (error) {
+      this._scheduleReconnect(1006, `token provider failed: ${error}`);
+      return;
+    }
+    if (this._stopped) return;
+    const resume = this.position;
+    this._resuming = resume !== null;
+    const url = resume ? withQuery(this.url, resume) : this.url;
+    const Impl = this.options.WebSocket || globalThis.WebSocket;
+    let socket;
+    try {
+      socket = new Impl(url, [PROTOCOL, BEARER_PREFIX + token]);
+    } catch (error) {
+      // A malformed URL or a token that is not a valid subprotocol: retrying cannot help.
+      this._stopped = true;
+      this._emit("close", { code: 1006, reason: String(error), reconnect: false, delay: null });
+      this._finish(1006, String(error));
+      return;
+    }
+    this._socket = socket;
+    socket.onmessage = (message) => this._receive(message.data);
+    socket.onclose = (event) => this._closed(socket, event.code, event.reason);
+    socket.onerror = () => {}; // a close event always follows
+  }
+
+  _detach(socket) {
+    socket.onmessage = null;
+    socket.onclose = null;
+    socket.onerror = null;
+  }
+
+  _receive(data) {
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch {
+      return;
+    }
+    const type = frame.type;
+    if (type === "ack" || type === "pong") {
+      this._settle(frame.id, "resolve", frame);
+    } else if (type === "error" && frame.ref && this._pending.has(frame.ref)) {
+      this._settle(frame.ref, "reject", new RunwireError(frame.code, frame.message));
+    } else if (type === "connected") {
+      this._connected(frame);
+    } else if (type === "resumed") {
+      this._resuming = false;
+      this._setState("resumed");
+      this._emit("resumed", frame);
+    } else if (type === "resume_failed") {
+      this._resuming = false;
+      this.epoch = frame.epoch;
+      this.offset = frame.offset;
+      this._setState("connected");
+      this._emit("resume_failed", frame);
+    } else if (typeof frame.offset === "number" && typeof frame.run_id === "string") {
+      if (!this._advance(frame)) return;
+      this._emit("event", frame);
+      this._emit(type, frame);
+    } else if (type === "error") {
+      this._emit("server_error", frame);
+    }
+  }
+
+  _connected(frame) {
+    this.session = frame;
+    this.closeCode = null;
+    this.closeReason = "";
+    this.attempt = 0;
+    if (this.epoch === null) {
+      this.epoch = frame.epoch;
+      this.offset = frame.offset;
+    }
+    // The server buffers frames sent before `connected` is out, and answers them
+    // after the replay: requests still waiting are (re)sent now, in order.
+    for (const pending of this._pending.values()) this._write(pending.frame);
+    if (!this._resuming) this._setState("connected");
+    this._emit("connected", frame);
+    if (this._ready !== null) {
+      this._ready.resolve(frame);
+      this._ready = null;
+    }
+  }
+
+  /** Record an event's offset; false for one already seen (it is dropped). */
+  _advance(event) {
+    if (this.offset !== null && event.offset <= this.offset) {
+      this.duplicatesDropped += 1;
+      return false;
+    }
+    if (this.epoch === null && this.session) this.epoch = this.session.epoch;
+    this.offset = event.offset;
+    return true;
+  }
+
+  _write(frame) {
+    const socket = this._socket;
+    if (socket !== null && socket.readyState === 1 && this.session !== null) {
+      socket.send(JSON.stringify(frame));
+    }
+  }
+
+  _request(frame, key, timeout) {
+    if (this._stopped && this.state === "closed") {
+      return Promise.reject(new RunwireClosedError(this.closeCode ?? 1000, this.closeReason));
+    }
+    return new Promise((resolve, reject) => {
+      const deadline = timeout ?? this.options.requestTimeout;
+      const timer = setTimeout(() => {
+        this._settle(key, "reject", new RunwireError("timeout", `no reply within ${deadline} ms`));
+      }, deadline);
+      this._pending.set(key, { frame, resolve, reject, timer });
+      if (this.state === "connected" || this.state === "resumed" || this._resuming) {
+        this._write(frame);
+      }
+    });
+  }
+
+  _settle(key, how, value) {
+    const pending = this._pending.get(key);
+    if (pending === undefined) return;
+    this._pending.delete(key);
+    clearTimeout(pending.timer);
+    pending[how](value);
+  }
+
+  _closed(socket, code, reason) {
+    if (socket !== this._socket) return;
+    this._detach(socket);
+    this._socket = null;
+    this.session = null;
+    this._resuming = false;
+    this.closeCode = code;
+    this.closeReason = reason || "";
+    if (this._stopped) return;
+    const fatal = FATAL_CLOSE_CODES.includes(code) || !this.options.reconnect;
+    if (fatal) {
+      this._emit("close", { code, reason, reconnect: false, delay: null });
+      this._stopped = true;
+      this._finish(code, reason);
+      return;
+    }
+    this._scheduleReconnect(code, reason);
+  }
+
+  _delay(code) {
+    const { baseDelay, maxDelay, rateLimitedDelay } = this.options;
+    if (code === CLOSE_SLOW_CONSUMER && this.attempt === 0) return Math.random() * 100;
+    const ceiling = Math.min(maxDelay, baseDelay * 2 ** this.attempt);
+    // "Equal jitter": half fixed, half random, so a fleet of tabs spreads out.
+    let delay = ceiling / 2 + Math.random() * (ceiling / 2);
+    if (code === CLOSE_RATE_LIMITED) delay = Math.max(delay, rateLimitedDelay * (0.8 + Math.random() * 0.4));
+    return delay;
+  }
+
+  _scheduleReconnect(code, reason) {
+    const delay = this._delay(code);
+    this.attempt += 1;
+    this._emit("close", { code, reason, reconnect: true, delay });
+    this._setState("reconnecting", { code, reason, delay });
+    this._timer = setTimeout(() => this._reconnectNow(), delay);
+  }
+
+  _reconnectNow() {
+    if (this._timer !== null) clearTimeout(this._timer);
+    this._timer = null;
+    if (!this._stopped) this._open("reconnecting");
+  }
+
+  _finish(code, reason) {
+    const error = new RunwireClosedError(code, reason);
+    for (const key of [...this._pending.keys()]) this._settle(key, "reject", error);
+    if (this._ready !== null) {
+      this._ready.reject(error);
+      this._ready = null;
+    }
+    if (globalThis.removeEventListener) globalThis.removeEventListener("online", this._onOnline);
+    this._setState("closed", { code, reason });
+  }
+}
