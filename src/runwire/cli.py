@@ -112,11 +112,11 @@ def _describe(frame: dict[str, Any]) -> str:
 
 
 async def _chat(url: str, token: str, message: str, thread: str | None, raw: bool) -> int:
-    from runwire.client import Client
+    from runwire.client import ReconnectingClient
 
-    async with Client.connect(url, token) as client:
+    async with ReconnectingClient(url, token) as client:
         if raw:
-            print(json.dumps(client.connected), flush=True)
+            print(json.dumps(client.client.connected), flush=True)
         status = 1
         answering = False
         async for frame in client.run(message, thread_id=thread):

@@ -409,3 +409,21 @@ class ReconnectingClient:
             except (ConnectionClosed, websockets.ConnectionClosed) as exc:
                 code = exc.code if isinstance(exc, ConnectionClosed) else 1006
                 await self._reconnect(ConnectionClosed(code))
+
+    async def run(
+        self, content: str, *, thread_id: str | None = None, timeout: float = 60.0
+    ) -> AsyncIterator[Frame]:
+        """Send a message and yield its run's events through the terminal one.
+
+        Survives disconnects: the events missed meanwhile are replayed, none twice.
+        """
+        ack = await self.send_message(content, thread_id=thread_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            frame = await self.recv(timeout=max(0.0, deadline - loop.time()))
+            if frame.get("run_id") != ack["run_id"]:
+                continue
+            yield frame
+            if frame["type"] in TERMINAL_EVENT_TYPES:
+                return
