@@ -22,6 +22,7 @@ test: $(STAMP)  ## lint, types, the SSOT guard and every test
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/ssotcheck
+	$(BIN)/python docs/_gen_config.py --check
 	$(BIN)/pytest
 
 lint: $(STAMP)

@@ -74,8 +74,11 @@ class LogicalClient:
             elif kind == "resume_failed":
                 raise AssertionError(f"unexpected resume_failed: {frame}")
             elif "offset" in frame:
-                assert frame["offset"] == (self.offset or 0) + 1, (frame, self.offset)
+                # A coalesced delta stands for offsets coalesced_from..offset.
+                first = frame["data"].get("coalesced_from", frame["offset"])
+                assert first == (self.offset or 0) + 1, (frame, self.offset)
                 assert frame["data"]["text"].startswith(f"{self.user}:"), "misrouted"
+                assert frame["data"]["text"].count(":") == frame["offset"] - first + 1
                 self.offset = frame["offset"]
                 self.texts.append(frame["data"]["text"])
         self.read = len(self.socket.frames)
@@ -179,7 +182,7 @@ async def _run_program(program: list[tuple[Any, ...]]) -> None:
             continue
         start = client.first_offset or 0
         expected = [f"{client.user}:{i}" for i in range(start, published[client.user])]
-        assert client.texts == expected, (client.user, client.texts, expected)
+        assert "".join(client.texts) == "".join(expected), (client.user, client.texts)
     for client in clients:
         if client.connection is not None:
             manager.closed(client.connection)

@@ -153,8 +153,9 @@ class Gateway:
         await self.engine.close()
 
     async def serve_forever(self) -> None:
-        """Run until cancelled, then stop gracefully."""
-        await self.start()
+        """Run until cancelled, then stop gracefully (starts the gateway if needed)."""
+        if self._server is None:
+            await self.start()
         try:
             await asyncio.Event().wait()
         finally:

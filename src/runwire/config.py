@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     # -- composition -----------------------------------------------------------
     mode: Mode = Field(Mode.DEV, description="`dev` or `production` (see docs/operations.md).")
     engine: str = Field(
-        "memory://", description="Engine URL: `memory://` (single process) or `redis://...`."
+        "memory://", description="Engine URL. `memory://` (one process) is the only engine so far."
     )
     agent: str = Field(
         "runwire.agents.demo:demo_agent",
@@ -181,6 +181,10 @@ class Settings(BaseSettings):
             raise ValueError(f"{ENV_PREFIX}AUTH_PUBLIC_KEY is required for {self.auth_algorithm}")
         if self.mode is Mode.PRODUCTION and not asymmetric and self.auth_secret is None:
             raise ValueError(f"{ENV_PREFIX}AUTH_SECRET is required in production mode")
+        if self.heartbeat_timeout_s > self.heartbeat_interval_s:
+            raise ValueError(
+                f"{ENV_PREFIX}HEARTBEAT_TIMEOUT_S must not exceed {ENV_PREFIX}HEARTBEAT_INTERVAL_S"
+            )
         if self.auth_secret is not None and len(self.auth_secret.get_secret_value()) < 32:
             raise ValueError(f"{ENV_PREFIX}AUTH_SECRET must be at least 32 characters")
         return self

@@ -48,7 +48,11 @@ class CloseCode(IntEnum):
     RATE_LIMITED = 4429
 
 
-_RECONNECT = {
+_RECONNECT: dict[int, bool] = {
+    1002: False,  # protocol error (framing): reconnecting would repeat it
+    1003: False,  # unsupported data
+    1007: False,  # invalid UTF-8
+    1008: False,  # policy violation
     CloseCode.NORMAL: False,
     CloseCode.GOING_AWAY: True,
     CloseCode.MESSAGE_TOO_BIG: False,
@@ -66,10 +70,7 @@ def should_reconnect(code: int) -> bool:
 
     Unknown codes and abnormal closures (1006) are treated as transient.
     """
-    try:
-        return _RECONNECT[CloseCode(code)]
-    except ValueError:
-        return True
+    return _RECONNECT.get(code, True)
 
 
 class RunwireError(Exception):

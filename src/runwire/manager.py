@@ -111,6 +111,7 @@ class Connection:
     connected_offset: int = 0
     subscribed: bool = False
     catching_up: bool = False
+    replaying: bool = False
     close_sent: bool = False
     closed: bool = False
     drained: asyncio.Event | None = None
@@ -264,7 +265,11 @@ class WebSocketManager:
         )
         self._mark_dirty(connection)
         if connection.resume is not None:
-            await self._replay(connection, connection.resume)
+            connection.replaying = True
+            try:
+                await self._replay(connection, connection.resume)
+            finally:
+                connection.replaying = False
         else:
             await self._catch_up(connection)
         self._handle_frames(connection)
@@ -353,8 +358,8 @@ class WebSocketManager:
         self._mark_dirty(connection)
 
     def _handle_frames(self, connection: Connection) -> None:
-        if connection.catching_up and connection.resume is not None:
-            return  # handled when the replay completes, after `resumed`
+        if connection.replaying:
+            return  # handled when the handshake replay completes, after `resumed`
         for frame in connection.session.frames_received():
             if isinstance(frame, Resume):
                 self._resume_in_band(connection, frame)

@@ -26,7 +26,7 @@ class Metrics:
         )
         self.connections_rejected = Counter(
             "runwire_connections_rejected",
-            "Connections refused, by reason (auth, limit).",
+            "Connections refused, by reason (auth, too_many_connections, shutting_down).",
             ["reason"],
             registry=r,
         )

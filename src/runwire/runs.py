@@ -4,9 +4,10 @@ When a client's position is out of the history window (``resume_failed``), it
 rebuilds its view from ``GET /api/runs`` instead of replaying events. The store
 folds every published event into a :class:`RunSnapshot`.
 
-Bounds: ``runs_per_user`` snapshots per user (oldest dropped first) and
-``max_users`` users (least recently active dropped first); a snapshot is never
-larger than the events it summarises, and those are bounded by the frame limits.
+Bounds: ``runs_per_user`` snapshots per user (oldest dropped first), ``max_users``
+users (least recently active dropped first), and per snapshot at most
+``MAX_ITEMS`` thinking steps and tool calls and ``MAX_ANSWER_CHARS`` of answer text
+(beyond them ``truncated`` is set and the rest is only in the event stream).
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ from runwire.events import (
 )
 from runwire.ids import UserId
 
-__all__ = ["RunSnapshot", "RunStore", "ThreadSummary", "ToolCallSnapshot"]
+__all__ = ["MAX_ANSWER_CHARS", "MAX_ITEMS", "RunSnapshot", "RunStore", "ThreadSummary"]
+
+MAX_ITEMS = 200
+MAX_ANSWER_CHARS = 200_000
 
 
 class ToolCallSnapshot(msgspec.Struct):
@@ -62,6 +66,7 @@ class RunSnapshot(msgspec.Struct):
     ended_ts: int | None = None
     last_offset: int = 0
     last_seq: int = 0
+    truncated: bool = False
 
 
 class ThreadSummary(msgspec.Struct):
@@ -104,9 +109,15 @@ class RunStore:
         snapshot.last_offset = offset
         snapshot.last_seq = event.seq
         if isinstance(data, AgentThinking):
-            snapshot.thinking.append(data.text)
+            if len(snapshot.thinking) < MAX_ITEMS:
+                snapshot.thinking.append(data.text)
+            else:
+                snapshot.truncated = True
         elif isinstance(data, ToolExecuting):
-            snapshot.tools.append(ToolCallSnapshot(data.call_id, data.tool, data.args))
+            if len(snapshot.tools) < MAX_ITEMS:
+                snapshot.tools.append(ToolCallSnapshot(data.call_id, data.tool, data.args))
+            else:
+                snapshot.truncated = True
         elif isinstance(data, ToolCompleted):
             for call in snapshot.tools:
                 if call.call_id == data.call_id:
@@ -116,10 +127,12 @@ class RunStore:
                     call.error = None if data.error is msgspec.UNSET else data.error
                     call.duration_ms = data.duration_ms
         elif isinstance(data, AgentMessageDelta):
-            snapshot.answer += data.text
+            room = MAX_ANSWER_CHARS - len(snapshot.answer)
+            snapshot.answer += data.text[: max(room, 0)]
+            snapshot.truncated = snapshot.truncated or len(data.text) > room
         elif isinstance(data, AgentCompleted):
             snapshot.status = data.status
-            snapshot.output = data.output
+            snapshot.output = data.output[:MAX_ANSWER_CHARS]
             snapshot.ended_ts = event.ts
         elif isinstance(data, AgentError):
             snapshot.status = "error"

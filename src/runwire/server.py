@@ -180,7 +180,8 @@ class _ConnectionListener(WSListener):
             self.manager.receive(connection, frame.get_payload_as_bytes())
         elif msg_type is WSMsgType.CLOSE:
             self.close_code = int(getattr(frame.get_close_code(), "value", 1005))
-            _send_close(transport, self.close_code)
+            # Echo the peer's code; 1005 ("no code") must never be sent (RFC 6455 7.4.1).
+            _send_close(transport, 1000 if self.close_code == 1005 else self.close_code)
             transport.disconnect(graceful=True)
         elif msg_type in (WSMsgType.BINARY, WSMsgType.TEXT, WSMsgType.CONTINUATION):
             self.manager.close_connection(
