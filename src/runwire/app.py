@@ -251,6 +251,7 @@ class Gateway:
     def _healthz(self, _: HttpRequest) -> HttpResponse:
         body = {
             "status": "ok",
+            "mode": self.settings.mode.value,
             "engine": self.settings.engine.partition("://")[0],
             "connections": self.manager.connection_count,
             "active_runs": self.runtime.active_runs(),

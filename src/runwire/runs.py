@@ -46,6 +46,7 @@ class ToolCallSnapshot(msgspec.Struct):
     result: Any = None
     error: str | None = None
     duration_ms: float | None = None
+    started_ts: int = 0
 
 
 class RunSnapshot(msgspec.Struct):
@@ -115,7 +116,9 @@ class RunStore:
                 snapshot.truncated = True
         elif isinstance(data, ToolExecuting):
             if len(snapshot.tools) < MAX_ITEMS:
-                snapshot.tools.append(ToolCallSnapshot(data.call_id, data.tool, data.args))
+                snapshot.tools.append(
+                    ToolCallSnapshot(data.call_id, data.tool, data.args, started_ts=event.ts)
+                )
             else:
                 snapshot.truncated = True
         elif isinstance(data, ToolCompleted):
