@@ -20,7 +20,7 @@ import logging
 import random
 import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -275,16 +275,23 @@ class Client:
         Events of other runs received meanwhile are skipped.
         """
         ack = await self.send_message(content, thread_id=thread_id)
-        run_id = ack["run_id"]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            frame = await self.recv(timeout=max(0.0, deadline - loop.time()))
-            if frame.get("run_id") != run_id:
-                continue
+        async for frame in _events_of_run(self.recv, ack["run_id"], timeout):
             yield frame
-            if frame["type"] in TERMINAL_EVENT_TYPES:
-                return
+
+
+async def _events_of_run(
+    recv: Callable[[float], Awaitable[Frame]], run_id: str, timeout: float
+) -> AsyncIterator[Frame]:
+    """The frames of ``run_id`` from ``recv``, through its terminal event, within ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        frame = await recv(max(0.0, deadline - loop.time()))
+        if frame.get("run_id") != run_id:
+            continue
+        yield frame
+        if frame["type"] in TERMINAL_EVENT_TYPES:
+            return
 
 
 class ReconnectingClient:
@@ -418,12 +425,5 @@ class ReconnectingClient:
         Survives disconnects: the events missed meanwhile are replayed, none twice.
         """
         ack = await self.send_message(content, thread_id=thread_id)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            frame = await self.recv(timeout=max(0.0, deadline - loop.time()))
-            if frame.get("run_id") != ack["run_id"]:
-                continue
+        async for frame in _events_of_run(self.recv, ack["run_id"], timeout):
             yield frame
-            if frame["type"] in TERMINAL_EVENT_TYPES:
-                return
