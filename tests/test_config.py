@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from runwire.config import Mode, Settings, load_settings, masked_settings
+from runwire import Settings
+from runwire.config import Mode, load_settings, masked_settings
 from runwire.exceptions import ConfigError
 
 SECRET = "s" * 40

@@ -17,11 +17,12 @@ from typing import Any
 import msgspec
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from runwire import WebSocketManager
 from runwire.app import create_engine
-from runwire.engines.base import StoredEvent
+from runwire.engines import StoredEvent
 from runwire.events import AgentMessageDelta, Event
 from runwire.ids import UserId
-from runwire.manager import Connection, ResumeRequest, WebSocketManager, create_manager
+from runwire.manager import Connection, ResumeRequest, create_manager
 from runwire.metrics import Metrics
 from tests.helpers import make_settings
 

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from runwire.engines.base import (
+from runwire.engines import (
     Engine,
     ResumeFailure,
     ResumeFailureReason,
