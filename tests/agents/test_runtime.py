@@ -12,6 +12,7 @@ from tests.helpers import (
     connect,
     failing_agent,
     running_gateway,
+    scripted_agent,
     tool_error_agent,
 )
 
@@ -158,3 +159,30 @@ async def test_the_demo_agent_uses_its_tools_and_streams_word_by_word() -> None:
     assert len(deltas) > 5
     assert "".join(deltas) == frames[-1]["data"]["output"]
     assert frames[-1]["data"]["output"].startswith("17 * 23 = 391.")
+
+
+async def test_a_slow_agent_never_delays_other_users() -> None:
+    slow = GatedAgent()
+
+    async def agent(run: Run, message: str) -> str:
+        if run.user_id == "alice":
+            return await slow(run, message)
+        return await scripted_agent(run, message)
+
+    async with (
+        running_gateway(agent) as gateway,
+        connect(gateway, "alice") as alice,
+        connect(gateway, "bob") as bob,
+    ):
+        alice_ack = await alice.send_message("long job")
+        await asyncio.wait_for(slow.in_tool.wait(), 5)
+        # While alice's run sits inside its tool, bob's whole run goes through.
+        bob_ack = await bob.send_message("quick")
+        bob_frames = await collect_run(bob, bob_ack["run_id"], timeout=5)
+        assert gateway.runtime.active_runs() == 1  # alice's, still running
+        await alice.ping()  # alice's socket is served too
+        slow.release.set()
+        alice_frames = await collect_run(alice, alice_ack["run_id"])
+    assert bob_frames[-1]["data"]["status"] == "completed"
+    assert alice_frames[-1]["data"]["status"] == "completed"
+    assert bob_frames[-1]["ts"] <= alice_frames[-1]["ts"]
