@@ -56,20 +56,20 @@ PROTOCOL_VERSION: Final = 1
 # ---------------------------------------------------------------------------
 
 
-class AgentStarted(Struct, frozen=True):
+class AgentStarted(Struct, frozen=True, gc=False):
     """``agent_started``: always the first event of a run."""
 
     agent: str
     input: str
 
 
-class AgentThinking(Struct, frozen=True):
+class AgentThinking(Struct, frozen=True, gc=False):
     """``agent_thinking``: a step of the agent's reasoning, shown to the user."""
 
     text: str
 
 
-class ToolExecuting(Struct, frozen=True):
+class ToolExecuting(Struct, frozen=True, gc=False):
     """``tool_executing``: a tool call began; its ``tool_completed`` always follows."""
 
     call_id: str
@@ -77,7 +77,7 @@ class ToolExecuting(Struct, frozen=True):
     args: dict[str, Any]
 
 
-class ToolCompleted(Struct, frozen=True, omit_defaults=True):
+class ToolCompleted(Struct, frozen=True, omit_defaults=True, gc=False):
     """``tool_completed``: ``result`` when ``ok``, ``error`` (a safe message) when not."""
 
     call_id: str
@@ -94,7 +94,7 @@ class ToolCompleted(Struct, frozen=True, omit_defaults=True):
             raise ValueError("a failed tool call has an error and no result")
 
 
-class AgentMessageDelta(Struct, frozen=True, omit_defaults=True):
+class AgentMessageDelta(Struct, frozen=True, omit_defaults=True, gc=False):
     """``agent_message_delta``: the next piece of the streamed answer.
 
     ``coalesced_from`` is set only on a frame that merged the deltas at offsets
@@ -105,14 +105,14 @@ class AgentMessageDelta(Struct, frozen=True, omit_defaults=True):
     coalesced_from: int | UnsetType = UNSET
 
 
-class AgentCompleted(Struct, frozen=True):
+class AgentCompleted(Struct, frozen=True, gc=False):
     """``agent_completed``: terminal; ``status`` is ``completed`` or ``cancelled``."""
 
     output: str
     status: Literal["completed", "cancelled"]
 
 
-class AgentError(Struct, frozen=True):
+class AgentError(Struct, frozen=True, gc=False):
     """``agent_error``: terminal failure with a stable ``code`` and a safe ``message``."""
 
     code: str
@@ -152,8 +152,14 @@ CRITICAL_EVENT_TYPES: Final = (
 TERMINAL_EVENT_TYPES: Final = frozenset({"agent_completed", "agent_error"})
 
 
-class Event(Struct, frozen=True):
-    """One event of a run, before the engine gives it its place in the user's stream."""
+class Event(Struct, frozen=True, gc=False):
+    """One event of a run, before the engine gives it its place in the user's stream.
+
+    Events and their payloads are not tracked by the cyclic garbage collector
+    (``gc=False``): they hold only JSON values and never form cycles, and a gateway
+    keeps up to ``history_max_events`` of them per user, which would otherwise make
+    every full collection walk the whole history (measured: 75-264 ms pauses).
+    """
 
     type: str
     run_id: str

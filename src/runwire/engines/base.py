@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+import msgspec
+
 from runwire.events import Event
 from runwire.ids import Epoch, UserId
 
@@ -34,9 +36,12 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """An event at its place in a user's stream, with its encoded envelope."""
+class StoredEvent(msgspec.Struct, frozen=True, gc=False):
+    """An event at its place in a user's stream, with its encoded envelope.
+
+    Not tracked by the garbage collector (it holds only strings, bytes and an
+    ``Event``): histories hold many of them.
+    """
 
     user_id: UserId
     epoch: Epoch

@@ -1,0 +1,517 @@
+"""``python -m bench``: runwire against two baselines, measured in the same invocation.
+
+Scenarios (each stack in a fresh server process pinned to core 0; the C load client
+``bench/wsload.c``, compiled at run time, pinned to core 1):
+
+1. fan-out: events round-robin over N users, one event per user per loop iteration.
+2. bursts: the same, 8 events to each user back to back per loop iteration.
+3. latency: 1,000 users (200 with --quick) at 20,000 events/s, arrival -> receive.
+4. memory: RSS per idle authenticated connection (5,000; 10,000 for runwire).
+5. end to end: concurrent demo-agent runs started by ``user_message`` frames (runwire).
+
+Options: ``--quick`` (small, < 60 s), ``--only fanout,burst,...``, ``--profile DIR``
+(record the runwire fan-out server with py-spy into DIR, if py-spy is installed).
+Traffic stays on 127.0.0.1; every step has a timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import queue
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+SECRET = "bench-secret-" + "x" * 48
+KINDS = ("runwire", "websockets", "raw")
+SERVER_CORE, CLIENT_CORE = 0, 1
+SCENARIOS = ("fanout", "burst", "latency", "memory", "e2e")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    users: int
+    fanout_events: int
+    burst_events: int
+    latency_users: int
+    latency_rate: int
+    latency_s: float
+    memory_conns: tuple[int, ...]
+    e2e_runs: int
+
+
+FULL = Sizes(1000, 300_000, 400_000, 1000, 20_000, 3.0, (5000, 10_000), 500)
+QUICK = Sizes(200, 60_000, 96_000, 200, 20_000, 1.5, (1000,), 100)
+
+
+def pin(core: int) -> Any:
+    def apply() -> None:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, {core})
+
+    return apply if (os.cpu_count() or 1) > core else None
+
+
+def free_port() -> int:
+    """A free port below the ephemeral range (the client uses thousands of those)."""
+    for port in range(21000 + os.getpid() % 500 * 10, 32000):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
+
+
+def core_times(core: int) -> tuple[float, float]:
+    """Seconds core ``core`` spent in user+nice+system, and in softirq (/proc/stat)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat") as stat:
+        for line in stat:
+            if line.startswith(f"cpu{core} "):
+                fields = [int(x) for x in line.split()[1:]]
+                return (fields[0] + fields[1] + fields[2]) / tick, fields[6] / tick
+    return 0.0, 0.0
+
+
+def spy() -> str:
+    return shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+
+
+class Child:
+    """A child process spoken to by lines on stdin/stdout, with timeouts."""
+
+    def __init__(self, argv: list[str], core: int, cwd: Path = ROOT) -> None:
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=cwd,
+            preexec_fn=pin(core),
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.strip():
+                self.lines.put(line.strip())
+        self.lines.put(None)
+
+    def read(self, timeout: float) -> str:
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"{self.proc.args[:3]}: no answer in {timeout:.0f} s") from None
+        if line is None:
+            raise RuntimeError(f"{self.proc.args[:3]} exited ({self.proc.poll()})")
+        return line
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def ask(self, line: str, timeout: float = 60.0) -> str:
+        self.send(line)
+        return self.read(timeout)
+
+    def finish(self, timeout: float = 15.0) -> None:
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Bench:
+    def __init__(self, sizes: Sizes, workdir: Path, profile: Path | None) -> None:
+        self.sizes = sizes
+        self.workdir = workdir
+        self.profile = profile
+        self.client = self._compile()
+        self._tokens: list[str] = []
+
+    def _compile(self) -> str:
+        gcc = shutil.which("gcc") or shutil.which("cc")
+        if gcc is None:
+            sys.exit(
+                "bench: gcc not found. The C load client (bench/wsload.c) is required; "
+                "a Python load client could not keep up with these servers, so none is "
+                "provided (see docs/benchmarks.md)."
+            )
+        binary = self.workdir / "wsload"
+        subprocess.run(
+            [gcc, "-O2", "-o", str(binary), str(HERE / "wsload.c")], check=True, cwd=self.workdir
+        )
+        return str(binary)
+
+    def tokens(self, n: int) -> Path:
+        from runwire.auth import issue_token
+        from runwire.config import load_settings
+
+        settings = load_settings(auth_secret=SECRET)
+        while len(self._tokens) < n:
+            user = f"u{len(self._tokens)}"
+            self._tokens.append(f"{user} {issue_token(settings, user, 3600)}")
+        path = self.workdir / f"tokens-{n}.txt"
+        path.write_text("\n".join(self._tokens[:n]) + "\n")
+        return path
+
+    def server(self, kind: str, users: int, profile: Path | None = None) -> tuple[Child, int]:
+        port = free_port()
+        argv = [sys.executable, "-m", "bench.servers", kind, "--port", str(port)]
+        argv += ["--users", str(users), "--secret", SECRET]
+        if profile is not None:
+            argv = [spy(), "record", "--nonblocking", "-r", "200", "-f", "raw", "-o", str(profile)]
+            argv += ["--", sys.executable, "-m", "bench.servers", kind, "--port", str(port)]
+            argv += ["--users", str(users), "--secret", SECRET]
+        child = Child(argv, SERVER_CORE)
+        line = child.read(30)
+        while line.startswith("py-spy>"):  # py-spy's banner
+            line = child.read(30)
+        if line != "listening":
+            raise RuntimeError(f"{kind} server: {line}")
+        return child, port
+
+    def client_proc(self, mode: str, port: int, users: int, expect: int, sleep_us: int) -> Child:
+        argv = [self.client, mode, str(port), str(self.tokens(users)), str(expect), "120"]
+        return Child(argv + [str(sleep_us)], CLIENT_CORE, self.workdir)
+
+    def connect(self, client: Child, server: Child, users: int) -> dict[str, int]:
+        _, opened, failed, connect_ms = client.read(180).split()
+        if int(opened) == 0:
+            raise RuntimeError(f"no connection succeeded ({failed} failed)")
+        answer = server.ask(f"wait {opened}", 150)
+        if not answer.startswith("conns"):
+            raise RuntimeError(f"server did not see {opened} connections: {answer}")
+        return {"opened": int(opened), "failed": int(failed), "connect_ms": int(connect_ms)}
+
+    def stream(
+        self, kind: str, users: int, spec: dict[str, Any], sleep_us: int, profile: bool = False
+    ) -> dict[str, Any]:
+        """One server, one client; publish ``spec``; return everything measured."""
+        prof = None
+        if profile and self.profile is not None:
+            prof = self.profile / f"{kind}-{spec['pattern']}.collapsed.txt"
+        server, port = self.server(kind, users, prof)
+        events = spec["events"] if "events" in spec else int(spec["rate"] * spec["duration"])
+        client = self.client_proc("stream", port, users, events // users, sleep_us)
+        try:
+            self.connect(client, server, users)
+            busy0, softirq0 = core_times(SERVER_CORE)
+            done = json.loads(server.ask("run " + json.dumps(spec), 300).split(" ", 1)[1])
+            result = json.loads(client.read(150))
+            cpu = json.loads(server.ask("cpu").split(" ", 1)[1])
+            busy1, softirq1 = core_times(SERVER_CORE)
+        finally:
+            client.finish()
+            with contextlib.suppress(OSError):
+                server.send("quit")
+            server.finish(30)
+        result.update(done)
+        result.update(cpu)
+        result["expected"] = events
+        wall = (result["last_us"] - result["first_us"]) / 1e6
+        result["rate"] = result["received"] / wall if wall > 0 else 0.0
+        result["us_per_event"] = 1e6 * cpu["cpu_s"] / max(done["published"], 1)
+        result["server_cpu_pct"] = 100 * cpu["cpu_s"] / max(cpu["wall_s"], 1e-9)
+        result["gc_summary"] = f"{cpu['gc_total_ms']:,.0f} / {cpu['gc_gen2']}"
+        others = max(busy1 - busy0 - cpu["cpu_s"], 0.0)
+        result["core0_others_pct"] = 100 * others / max(cpu["wall_s"], 1e-9)
+        result["core0_softirq_pct"] = 100 * (softirq1 - softirq0) / max(cpu["wall_s"], 1e-9)
+        return result
+
+    def repeated(self, repeat: int, *args: Any) -> dict[str, Any]:
+        """The run with the median rate (p99 for latency runs) of ``repeat`` runs."""
+        runs = [self.stream(*args) for _ in range(repeat)]
+        key = "lat_p99" if args[2]["pattern"] == "rate" else "rate"
+        runs.sort(key=lambda r: r[key])
+        best = runs[len(runs) // 2]
+        best["runs"] = repeat
+        best["spread"] = (runs[-1][key] - runs[0][key]) / max(best[key], 1e-9)
+        return best
+
+    def idle(self, kind: str, conns: int) -> dict[str, Any]:
+        server, port = self.server(kind, conns)
+        client = None
+        try:
+            before = int(server.ask("rss", 30).split()[1])
+            client = self.client_proc("idle", port, conns, 0, 0)
+            connected = self.connect(client, server, conns)
+            after = int(server.ask("rss", 30).split()[1])
+        finally:
+            if client is not None:
+                client.finish()
+            with contextlib.suppress(OSError):
+                server.send("quit")
+            server.finish(60)
+        per_conn = (after - before) / max(connected["opened"], 1)
+        return {**connected, "rss0_kib": before, "rss_kib": after, "kib_per_conn": per_conn}
+
+    def e2e(self, runs: int) -> dict[str, Any]:
+        server, port = self.server("runwire", runs)
+        client = self.client_proc("e2e", port, runs, 0, 0)
+        try:
+            self.connect(client, server, runs)
+            server.ask('run {"pattern":"none"}')
+            client.send("GO")
+            result = json.loads(client.read(150))
+            cpu = json.loads(server.ask("cpu").split(" ", 1)[1])
+        finally:
+            client.finish()
+            with contextlib.suppress(OSError):
+                server.send("quit")
+            server.finish(30)
+        wall = (result["last_us"] - result["first_us"]) / 1e6
+        result["rate"] = result["received"] / wall if wall > 0 else 0.0
+        result.update(cpu)
+        return result
+
+
+# -- reporting -------------------------------------------------------------------------
+
+
+def fmt(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return f"{value:,.{digits}f}"
+
+
+def ratio(a: Any, b: Any) -> str:
+    if not a or not b or isinstance(a, str) or isinstance(b, str):
+        return "-"
+    return f"{a / b:.2f}x"
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = [f"\n### {title}\n"]
+    lines.append("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
+    lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        cells = [
+            str(c).rjust(w) if i else str(c).ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def integrity(result: dict[str, Any]) -> str:
+    bad = [
+        f"{key} {result[key]}"
+        for key in ("lost", "reordered", "misrouted", "closed_early", "failed")
+        if result.get(key)
+    ]
+    if result.get("expected") and result["received"] != result["expected"]:
+        bad.append(f"received {result['received']}/{result['expected']}")
+    return "ok" if not bad else ", ".join(bad)
+
+
+def stream_table(title: str, results: dict[str, dict[str, Any]], latency: bool) -> str:
+    header = ["metric", *results, "runwire/websockets", "runwire/raw"]
+    rw, ws, raw = (results.get(k, {}) for k in KINDS)
+
+    def row(name: str, key: str, digits: int = 0, ratios: bool = True) -> list[str]:
+        cells = [fmt(results[k].get(key), digits) for k in results]
+        extra = [ratio(rw.get(key), ws.get(key)), ratio(rw.get(key), raw.get(key))]
+        return [name, *cells, *(extra if ratios else ["", ""])]
+
+    rows = []
+    if latency:
+        rows += [
+            row("delivered ev/s", "rate", ratios=False),
+            row("latency p50 us", "lat_p50"),
+            row("latency p99 us", "lat_p99"),
+            row("latency p99.9 us", "lat_p999"),
+            row("latency max us", "lat_max"),
+            row("publisher lag max us", "lag_max_us", ratios=False),
+        ]
+    else:
+        rows.append(row("events/s at clients", "rate"))
+    rows += [
+        row("server CPU us/event", "us_per_event", 2),
+        row("server CPU % of core 0", "server_cpu_pct", ratios=False),
+        row("GC: longest pause ms", "gc_max_ms", 1, ratios=False),
+        row("GC: total pause ms / full collections", "gc_summary", ratios=False),
+        row("core 0: softirq %", "core0_softirq_pct", ratios=False),
+        row("core 0: other processes %", "core0_others_pct", ratios=False),
+        row("(max-min)/median of runs", "spread", 2, ratios=False),
+        row("load client CPU %", "client_cpu_pct", ratios=False),
+        ["delivery check", *(integrity(results[k]) for k in results), "", ""],
+    ]
+    return table(title, header, rows)
+
+
+def machine() -> str:
+    model = "?"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    versions = []
+    for package in ("runwire", "picows", "uvloop", "websockets", "msgspec"):
+        try:
+            versions.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{package} ?")
+    return (
+        f"machine: {os.cpu_count()} CPUs, {model}; Linux {platform.release()}; "
+        f"Python {platform.python_version()}\n" + "versions: " + ", ".join(versions)
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, < 60 s")
+    parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per cell (median kept)")
+    parser.add_argument("--profile", type=Path, help="py-spy the runwire fan-out server into DIR")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    only = set(args.only.split(","))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if (os.cpu_count() or 1) > CLIENT_CORE:
+        os.sched_setaffinity(0, {CLIENT_CORE})
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        if not Path(spy()).exists():
+            sys.exit("bench: --profile needs py-spy on PATH (pip install py-spy)")
+
+    started = time.monotonic()
+    out: list[str] = [machine()]
+    out.append(
+        f"mode: {'quick' if args.quick else 'full'}; server on core {SERVER_CORE}, "
+        f"C epoll load client on core {CLIENT_CORE}; {args.repeat} run(s) per cell, "
+        "median kept (expect 10-40% run-to-run noise, see docs/benchmarks.md)"
+    )
+    print(out[0] + "\n" + out[1], flush=True)
+    verdicts: list[tuple[str, str, bool | None]] = []
+    sys.path.insert(0, str(ROOT / "src"))
+    with tempfile.TemporaryDirectory(prefix="runwire-bench-") as tmp:
+        bench = Bench(sizes, Path(tmp), args.profile)
+
+        if "fanout" in only:
+            n = sizes.users
+            spec = {"pattern": "fanout", "events": sizes.fanout_events, "yield_rounds": 1}
+            res = {k: bench.repeated(args.repeat, k, n, spec, 1000, k == "runwire") for k in KINDS}
+            title = f"1. fan-out: {n} users, {sizes.fanout_events:,} events round-robin"
+            out.append(stream_table(title, res, latency=False))
+            print(out[-1], flush=True)
+            value = res["runwire"]["rate"] / max(res["websockets"]["rate"], 1)
+            verdicts.append(("fan-out >= 1.5x websockets", f"{value:.2f}x", value >= 1.5))
+
+        if "burst" in only:
+            n = sizes.users
+            spec = {"pattern": "burst", "events": sizes.burst_events, "depth": 8}
+            res = {k: bench.repeated(args.repeat, k, n, spec, 1000) for k in KINDS}
+            title = (
+                f"2. bursts: {n} users, runs of 8 events per user, {sizes.burst_events:,} events"
+            )
+            out.append(stream_table(title, res, latency=False))
+            print(out[-1], flush=True)
+            value = res["runwire"]["rate"] / max(res["raw"]["rate"], 1)
+            verdicts.append(("bursts >= 0.6x raw batched", f"{value:.2f}x", value >= 0.6))
+
+        if "latency" in only:
+            n, rate = sizes.latency_users, sizes.latency_rate
+            spec = {"pattern": "rate", "rate": rate, "duration": sizes.latency_s}
+            res = {k: bench.repeated(args.repeat, k, n, spec, 0) for k in KINDS}
+            title = f"3. latency: {n} users at {rate:,} events/s for {sizes.latency_s} s"
+            out.append(stream_table(title, res, latency=True))
+            print(out[-1], flush=True)
+            p99 = res["runwire"]["lat_p99"]
+            ok = p99 <= 2000 and integrity(res["runwire"]) == "ok"
+            verdicts.append((f"latency p99 <= 2 ms at {rate:,} ev/s", f"{p99:,} us", ok))
+
+        if "memory" in only:
+            rows = []
+            mem: dict[tuple[str, int], dict[str, Any]] = {}
+            for conns in sizes.memory_conns:
+                if hard < conns + 200:
+                    rows.append([f"{conns:,} conns", f"skipped: ulimit -n hard limit {hard}"])
+                    continue
+                kinds = KINDS if conns == sizes.memory_conns[0] else ("runwire",)
+                for kind in kinds:
+                    mem[kind, conns] = result = bench.idle(kind, conns)
+                    rows.append(
+                        [
+                            f"{kind}, {conns:,} conns",
+                            f"{result['opened']:,}/{conns:,}",
+                            fmt(result["rss0_kib"] / 1024, 1),
+                            fmt(result["rss_kib"] / 1024, 1),
+                            fmt(result["kib_per_conn"], 1),
+                            fmt(result["connect_ms"]),
+                        ]
+                    )
+            header = ["server", "connected", "RSS idle MiB", "RSS MiB", "KiB/conn", "connect ms"]
+            out.append(table("4. memory: RSS per idle authenticated connection", header, rows))
+            print(out[-1], flush=True)
+            first = sizes.memory_conns[0]
+            if ("runwire", first) in mem:
+                kib = mem["runwire", first]["kib_per_conn"]
+                verdicts.append(
+                    (f"<= 20 KiB RSS per idle conn ({first:,})", f"{kib:.1f}", kib <= 20)
+                )
+            if ("runwire", 10_000) in mem:
+                opened = mem["runwire", 10_000]["opened"]
+                verdicts.append(
+                    ("10,000 connections in one process", f"{opened:,}", opened == 10_000)
+                )
+            else:
+                verdicts.append(("10,000 connections in one process", "not run", None))
+
+        if "e2e" in only:
+            result = bench.e2e(sizes.e2e_runs)
+            rows = [
+                ["runs completed", f"{result['done_conns']:,}/{sizes.e2e_runs:,}"],
+                ["events received", fmt(result["received"])],
+                ["events/s at clients", fmt(result["rate"])],
+                ["time to first event p50 us", fmt(result["ttfe_p50"])],
+                ["time to first event p99 us", fmt(result["ttfe_p99"])],
+                ["server CPU s", fmt(result["cpu_s"], 2)],
+                ["load client CPU %", fmt(result["client_cpu_pct"])],
+                ["delivery check", integrity(result)],
+            ]
+            title = f"5. end to end: {sizes.e2e_runs} concurrent demo-agent runs (runwire only)"
+            out.append(table(title, ["metric", "runwire"], rows))
+            print(out[-1], flush=True)
+
+    labels = {True: "PASS", False: "MISS", None: "SKIP (--quick or ulimit)"}
+    rows = [[name, value, labels[ok]] for name, value, ok in verdicts]
+    out.append(table("targets", ["target", "measured", "verdict"], rows))
+    out.append(
+        "\nnot measured: python-socketio (needs a Socket.IO-speaking load client). "
+        f"Total time {time.monotonic() - started:.0f} s."
+    )
+    print("\n".join(out[-2:]), flush=True)
+
+
+if __name__ == "__main__":
+    main()
