@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
+
+from tests.redis_server import RedisServer
 
 # Keep any developer's RUNWIRE_* environment out of the tests' configuration.
 for _name in [name for name in os.environ if name.startswith("RUNWIRE_")]:
@@ -28,3 +30,14 @@ def report(capsys: pytest.CaptureFixture[str]) -> Callable[[str], None]:
             sys.stdout.write(f"\n  [figures] {line}\n")
 
     return emit
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real Redis server for the session (tests use unique user ids)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

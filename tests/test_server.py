@@ -212,6 +212,7 @@ async def test_http_routes() -> None:
         assert status == 200 and kind == "application/json"
         assert json.loads(body) == {
             "status": "ok",
+            "engine_available": True,
             "mode": "dev",
             "engine": "memory",
             "connections": 1,

@@ -48,7 +48,23 @@ def _memory_engine(settings: Settings) -> Engine:
     )
 
 
-ENGINES = {"memory": _memory_engine}
+def _redis_engine(settings: Settings) -> Engine:
+    try:
+        from runwire.engines.redis import RedisEngine
+    except ImportError as exc:
+        raise ConfigError(
+            f"RUNWIRE_ENGINE: the redis engine needs the redis extra ({exc})"
+        ) from None
+    return RedisEngine(
+        settings.engine,
+        max_events=settings.history_max_events,
+        max_bytes=settings.history_max_bytes,
+        max_age_s=settings.history_ttl_s,
+        key_ttl_s=settings.redis_key_ttl_s,
+    )
+
+
+ENGINES = {"memory": _memory_engine, "redis": _redis_engine}
 """URL scheme of ``RUNWIRE_ENGINE`` to engine constructor."""
 
 
@@ -112,7 +128,7 @@ class Gateway:
                 idempotency_keys=self.settings.idempotency_keys,
             ),
         )
-        self.manager.set_frame_handler(ClientFrameHandler(self.runtime, self.metrics))
+        self.manager.set_frame_handler(ClientFrameHandler(self.runtime, self.engine, self.metrics))
         self._server: asyncio.Server | None = None
         self.port = self.settings.port
         self._register_gauges()
@@ -121,7 +137,9 @@ class Gateway:
 
     async def start(self) -> None:
         """Connect the engine and start listening."""
-        await self.engine.start(self._deliver)
+        await self.engine.start(
+            self._deliver, resync=self.manager.resync, on_state=self.manager.engine_state_changed
+        )
         settings = self.settings
         self._server = await start_server(
             ServerOptions(
@@ -249,14 +267,16 @@ class Gateway:
         return _json(200, {"threads": self.runs.threads(user_id)})
 
     def _healthz(self, _: HttpRequest) -> HttpResponse:
+        available = self.engine.available
         body = {
-            "status": "ok",
+            "status": "ok" if available else "degraded",
+            "engine_available": available,
             "mode": self.settings.mode.value,
             "engine": self.settings.engine.partition("://")[0],
             "connections": self.manager.connection_count,
             "active_runs": self.runtime.active_runs(),
         }
-        return _json(200, body)
+        return _json(200 if available else 503, body)
 
     def _dev_token(self, request: HttpRequest) -> HttpResponse:
         user = (request.query.get("user") or [""])[0].strip()

@@ -75,7 +75,8 @@ class Settings(BaseSettings):
     # -- composition -----------------------------------------------------------
     mode: Mode = Field(Mode.DEV, description="`dev` or `production` (see docs/operations.md).")
     engine: str = Field(
-        "memory://", description="Engine URL. `memory://` (one process) is the only engine so far."
+        "memory://",
+        description="Engine URL: `memory://` (one process) or `redis://host:port/db` (many nodes).",
     )
     agent: str = Field(
         "runwire.agents.demo:demo_agent",
@@ -152,6 +153,11 @@ class Settings(BaseSettings):
     )
     history_ttl_s: float = Field(
         3_600.0, gt=0, description="Age after which events leave a user's history."
+    )
+    redis_key_ttl_s: int = Field(
+        604_800,
+        ge=60,
+        description="Redis engine: a user's keys expire this long after its last event.",
     )
     history_max_users: int = Field(
         100_000, ge=1, description="Users with a stream in the memory engine (LRU evicted)."

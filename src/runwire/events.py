@@ -30,6 +30,7 @@ __all__ = [
     "Cancel",
     "ClientFrame",
     "Connected",
+    "EngineStatus",
     "Envelope",
     "ErrorFrame",
     "Event",
@@ -244,6 +245,13 @@ class ResumeFailed(Struct, frozen=True, tag="resume_failed", tag_field="type"):
     reason: str
     epoch: str
     offset: int
+
+
+class EngineStatus(Struct, frozen=True, tag="engine_status", tag_field="type"):
+    """The engine became ``unavailable`` (publishing fails; the socket stays open) or
+    ``available`` again (missed events within the history window follow, in order)."""
+
+    state: Literal["available", "unavailable"]
 
 
 class Pong(Struct, frozen=True, tag="pong", tag_field="type"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from runwire.agents.runtime import AgentRuntime
+from runwire.engines import Engine
 from runwire.events import Ack, Cancel, ClientFrame, Ping, Pong, UserMessage
 from runwire.exceptions import LimitError
 from runwire.manager import Connection
@@ -19,13 +20,20 @@ class ClientFrameHandler:
     connection of the user through the engine.
     """
 
-    def __init__(self, runtime: AgentRuntime, metrics: Metrics) -> None:
+    def __init__(self, runtime: AgentRuntime, engine: Engine, metrics: Metrics) -> None:
         self.runtime = runtime
+        self.engine = engine
         self.metrics = metrics
 
     def __call__(self, connection: Connection, frame: ClientFrame) -> None:
         session = connection.session
         if isinstance(frame, UserMessage):
+            if not self.engine.available:
+                self.metrics.client_errors.labels("engine_unavailable").inc()
+                session.send_error(
+                    "engine_unavailable", "the event engine is unavailable; retry", frame.id
+                )
+                return
             try:
                 started = self.runtime.start_run(
                     connection.user_id,

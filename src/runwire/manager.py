@@ -28,6 +28,7 @@ from runwire.events import (
     PROTOCOL_VERSION,
     ClientFrame,
     Connected,
+    EngineStatus,
     Limits,
     Resume,
     Resumed,
@@ -347,6 +348,25 @@ class WebSocketManager:
             return
         request = ResumeRequest(Epoch(frame.epoch), frame.offset)
         self._spawn(connection, self._replay(connection, request))
+
+    def resync(self, user_id: UserId) -> None:
+        """Live delivery may have missed events of ``user_id``: catch its sockets up."""
+        for connection in self._by_user.get(user_id, {}).values():
+            if connection.session.state is State.OPEN and not connection.catching_up:
+                self._spawn(connection, self._catch_up(connection))
+
+    def engine_state_changed(self, available: bool) -> None:
+        """Tell every open socket whether the engine is available (``engine_status``).
+
+        Sockets stay open: when the engine returns, each subscribed user is resynced
+        from history, so nothing within the history window is lost.
+        """
+        frame = EngineStatus("available" if available else "unavailable")
+        for connections in self._by_user.values():
+            for connection in connections.values():
+                if connection.session.state is State.OPEN:
+                    connection.session.send_frame(frame)
+                    self._mark_dirty(connection)
 
     # -- inbound ----------------------------------------------------------------
 

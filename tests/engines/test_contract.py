@@ -42,9 +42,26 @@ async def memory_engine(bounds: HistoryBounds, clock: Clock) -> Engine:
     return MemoryEngine(bounds, clock=clock)
 
 
+def redis_engine(url: str) -> EngineFactory:
+    async def make(bounds: HistoryBounds, clock: Clock) -> Engine:
+        from runwire.engines.redis import RedisEngine
+
+        return RedisEngine(
+            url,
+            max_events=bounds.max_events,
+            max_bytes=bounds.max_bytes,
+            max_age_s=bounds.ttl_s,
+            key_ttl_s=3_600,
+            clock=clock,
+        )
+
+    return make
+
+
 ENGINE_FACTORIES: dict[str, EngineFactory] = {
     "memory": memory_engine,
 }
+"""Engines that need no server; ``redis`` is added by the fixture with its server's URL."""
 
 
 class FakeClock:
@@ -63,8 +80,10 @@ class FakeClock:
 MakeEngine = Callable[..., Awaitable[Engine]]
 
 
-@pytest.fixture(params=sorted(ENGINE_FACTORIES))
+@pytest.fixture(params=[*sorted(ENGINE_FACTORIES), "redis"])
 def engine_factory(request: pytest.FixtureRequest) -> EngineFactory:
+    if request.param == "redis":
+        return redis_engine(request.getfixturevalue("redis_server").url)
     return ENGINE_FACTORIES[request.param]
 
 
@@ -195,6 +214,25 @@ async def test_read_after_returns_the_same_stored_events(engine: Engine) -> None
     ]
 
 
+async def drain(engine: Engine, delivered: list[StoredEvent]) -> None:
+    """Wait until every event published so far has been delivered (or never will be).
+
+    Publishes to a probe user subscribed on this engine and waits for it: an engine
+    delivers in publish order, so everything published before has arrived by then.
+    """
+    probe = user("probe")
+    await engine.subscribe(probe)
+    await engine.publish(probe, event(1))
+    for _ in range(2_000):
+        if any(item.user_id == probe for item in delivered):
+            break
+        await asyncio.sleep(0.005)
+    else:
+        raise AssertionError("the probe event was never delivered")
+    delivered[:] = [item for item in delivered if item.user_id != probe]
+    await engine.unsubscribe(probe)
+
+
 # -- delivery and subscription ---------------------------------------------------------
 
 
@@ -211,9 +249,11 @@ async def test_deliver_receives_only_subscribed_users_in_order(
             published.append(await engine.publish(who, event(seq)))
 
     expected = [item for item in published if item.user_id != bob]
+    await drain(engine, delivered)
     assert [(s.user_id, s.offset) for s in delivered] == [(s.user_id, s.offset) for s in expected]
     assert [s.frame for s in delivered] == [s.frame for s in expected]
     assert [s.offset for s in delivered if s.user_id == alice] == list(range(1, 7))
+    await drain(engine, delivered)
     assert [s.offset for s in delivered if s.user_id == carol] == list(range(1, 7))
 
 
@@ -222,9 +262,11 @@ async def test_unsubscribed_user_is_not_delivered(
 ) -> None:
     alice = user("alice")
     await engine.publish(alice, event(1))
+    await drain(engine, delivered)
     assert delivered == []
     await engine.subscribe(alice)
     await engine.publish(alice, event(2))
+    await drain(engine, delivered)
     assert [s.offset for s in delivered] == [2]
 
 
@@ -235,10 +277,12 @@ async def test_subscription_is_counted(engine: Engine, delivered: list[StoredEve
     await engine.unsubscribe(alice)
 
     await engine.publish(alice, event(1))
+    await drain(engine, delivered)
     assert [s.offset for s in delivered] == [1]  # still one subscription left
 
     await engine.unsubscribe(alice)
     await engine.publish(alice, event(2))
+    await drain(engine, delivered)
     assert [s.offset for s in delivered] == [1]  # the last one is gone
 
 
@@ -249,6 +293,7 @@ async def test_each_event_is_delivered_once_whatever_the_subscription_count(
     for _ in range(3):
         await engine.subscribe(alice)
     await publish_n(engine, alice, 2)
+    await drain(engine, delivered)
     assert [s.offset for s in delivered] == [1, 2]
 
 
@@ -262,6 +307,7 @@ async def test_extra_unsubscribe_is_harmless(engine: Engine, delivered: list[Sto
 
     await engine.publish(alice, event(1))
 
+    await drain(engine, delivered)
     assert [s.offset for s in delivered] == [1]
 
 
@@ -486,6 +532,7 @@ async def test_close_is_idempotent(engine: Engine, delivered: list[StoredEvent])
     alice = user("alice")
     await engine.subscribe(alice)
     await engine.publish(alice, event(1))
+    await drain(engine, delivered)
     await engine.close()
     await engine.close()  # must not raise
     assert [s.offset for s in delivered] == [1]

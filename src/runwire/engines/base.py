@@ -84,8 +84,22 @@ DeliverCallback = Callable[[StoredEvent], None]
 class Engine(Protocol):
     """Port to the per-user event streams (memory or Redis)."""
 
-    async def start(self, deliver: DeliverCallback) -> None:
-        """Connect; from now on events of subscribed users are passed to ``deliver``."""
+    available: bool
+    """Whether the engine can publish and read right now (memory: always)."""
+
+    async def start(
+        self,
+        deliver: DeliverCallback,
+        *,
+        resync: Callable[[UserId], None] | None = None,
+        on_state: Callable[[bool], None] | None = None,
+    ) -> None:
+        """Connect; from now on events of subscribed users are passed to ``deliver``.
+
+        ``resync(user_id)`` is called when live delivery may have missed events of a
+        subscribed user (after a lost subscription): the node then catches up from
+        history. ``on_state(available)`` is called when availability changes.
+        """
 
     async def close(self) -> None:
         """Release every resource; idempotent."""

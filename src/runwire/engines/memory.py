@@ -63,7 +63,15 @@ class MemoryEngine:
         self.evicted_streams = 0
         self.evicted_events = 0
 
-    async def start(self, deliver: DeliverCallback) -> None:
+    available = True
+
+    async def start(
+        self,
+        deliver: DeliverCallback,
+        *,
+        resync: Callable[[UserId], None] | None = None,
+        on_state: Callable[[bool], None] | None = None,
+    ) -> None:
         self._deliver = deliver
 
     async def close(self) -> None:
