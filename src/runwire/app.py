@@ -208,9 +208,13 @@ class Gateway:
         return await self._publish(user_id, event)
 
     async def _publish(self, user_id: UserId, event: Event) -> StoredEvent:
-        stored = await self.engine.publish(user_id, event)
+        engine = self.engine
+        if isinstance(engine, MemoryEngine):
+            stored = engine.publish_nowait(user_id, event)  # never waits: no coroutine
+        else:
+            stored = await engine.publish(user_id, event)
         self.runs.observe(user_id, stored.offset, event)
-        self.metrics.events_published.inc()
+        self.metrics.published.pending += 1
         data = event.data
         if isinstance(data, AgentCompleted):
             self.metrics.runs_finished.labels(data.status).inc()

@@ -20,7 +20,7 @@ import logging
 import random
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -299,7 +299,8 @@ class ReconnectingClient:
 
     After an abnormal close (1006, network drop) or one whose code advises it
     (1001, 1011, 4409, 4429; see :func:`runwire.exceptions.should_reconnect`), it
-    reconnects with jittered exponential backoff (``4409`` at once, ``4429`` after a
+    reconnects (to the next of several gateway URLs when one is unreachable) with
+    jittered exponential backoff (``4409`` at once, ``4429`` after a
     longer first delay) and resumes from the last offset it delivered, so no event is
     missed and none is delivered twice. ``resume_failed`` is passed on to the caller,
     who should rebuild its view from ``GET /api/runs``. Closes that advise against
@@ -311,7 +312,7 @@ class ReconnectingClient:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         token: str,
         *,
         initial_delay_s: float = 0.05,
@@ -320,7 +321,8 @@ class ReconnectingClient:
         position: StreamPosition | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self.url = url
+        self.urls = [url] if isinstance(url, str) else list(url)
+        self._next_url = 0
         self.token = token
         self.initial_delay_s = initial_delay_s
         self.max_delay_s = max_delay_s
@@ -358,9 +360,10 @@ class ReconnectingClient:
             if delay:
                 await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
             stack = AsyncExitStack()
+            url = self.urls[self._next_url % len(self.urls)]
             try:
                 client = await stack.enter_async_context(
-                    Client.connect(self.url, self.token, resume=self.position)
+                    Client.connect(url, self.token, resume=self.position)
                 )
             except ConnectionClosed as exc:
                 await stack.aclose()
@@ -368,6 +371,7 @@ class ReconnectingClient:
                     raise
             except (OSError, websockets.InvalidHandshake, TimeoutError):
                 await stack.aclose()
+                self._next_url += 1  # that node is gone: try the next one
                 if attempt + 1 == attempt_limit:
                     raise
             else:

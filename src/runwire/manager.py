@@ -22,8 +22,10 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import msgspec
+
 from runwire.config import Settings
-from runwire.engines.base import Engine, ResumeFailure, StoredEvent
+from runwire.engines.base import Engine, ResumeFailure, ResumeFailureReason, StoredEvent
 from runwire.events import (
     PROTOCOL_VERSION,
     ClientFrame,
@@ -34,10 +36,14 @@ from runwire.events import (
     Resumed,
     ResumeFailed,
 )
-from runwire.exceptions import CloseCode, LimitError
+from runwire.exceptions import CloseCode, EngineError, LimitError
 from runwire.ids import ConnectionId, Epoch, UserId, new_connection_id
 from runwire.metrics import Metrics
 from runwire.protocol import EventAdmission, Session, SessionLimits, State
+
+_OPEN = State.OPEN
+_CLOSING = State.CLOSING
+_QUEUED = EventAdmission.QUEUED
 
 __all__ = [
     "Connection",
@@ -81,8 +87,7 @@ class ResumeRequest:
     offset: int
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(msgspec.Struct, frozen=True, gc=False):
     """What became of one event: the truth, never an optimistic "sent"."""
 
     offset: int
@@ -353,7 +358,41 @@ class WebSocketManager:
         """Live delivery may have missed events of ``user_id``: catch its sockets up."""
         for connection in self._by_user.get(user_id, {}).values():
             if connection.session.state is State.OPEN and not connection.catching_up:
-                self._spawn(connection, self._catch_up(connection))
+                self._spawn(connection, self._catch_up_or_follow(connection))
+
+    async def _catch_up_or_follow(self, connection: Connection) -> None:
+        """Catch up from history; if the stream's epoch changed, move to the new one."""
+        try:
+            failure = await self._catch_up(connection)
+        except EngineError as exc:
+            # The engine will call resync() again once it is back.
+            log.warning("catch-up failed: %s", exc)
+            return
+        if failure is not None and failure.reason is ResumeFailureReason.EPOCH_CHANGED:
+            await self._follow_epoch(connection)
+
+    async def _follow_epoch(self, connection: Connection) -> None:
+        """The user's stream was lost and restarted (for example Redis restarted).
+
+        The client gets ``resume_failed`` (``epoch_changed``) and must rebuild its view
+        of earlier runs from snapshots. The new epoch is delivered from its start when
+        its history still holds it (``offset`` 0 in the frame), else from its head.
+        """
+        position = await self.engine.position(connection.user_id)
+        session = connection.session
+        if position.epoch == connection.epoch or session.state is not State.OPEN:
+            return
+        start = 0
+        probe = await self.engine.read_after(connection.user_id, position.epoch, 0, 1)
+        if isinstance(probe, ResumeFailure):
+            start = position.offset
+        session.send_frame(
+            ResumeFailed(ResumeFailureReason.EPOCH_CHANGED.value, position.epoch, start)
+        )
+        connection.epoch = position.epoch
+        connection.connected_offset = session.cursor = start
+        self._mark_dirty(connection)
+        await self._catch_up(connection)
 
     def engine_state_changed(self, available: bool) -> None:
         """Tell every open socket whether the engine is available (``engine_status``).
@@ -395,9 +434,21 @@ class WebSocketManager:
         if not connections:
             return Delivery(stored.offset)
         queued = skipped = overflowed = 0
+        epoch, offset, frame, event = stored.epoch, stored.offset, stored.frame, stored.event
+        dirty = self._dirty
         for connection in connections.values():
-            admission = self._admit(connection, stored)
-            if admission is EventAdmission.QUEUED or admission is EventAdmission.COALESCED:
+            if epoch != connection.epoch:
+                skipped += 1  # not open yet, or a stale epoch
+                continue
+            session = connection.session
+            coalesced = session.coalesced
+            admission = session.send_event(offset, frame, event)
+            if admission is _QUEUED:
+                queued += 1
+                dirty.add(connection)  # queued implies open, so never a closed connection
+                continue
+            self._admitted(connection, admission, coalesced)
+            if admission is EventAdmission.COALESCED:
                 queued += 1
                 self._mark_dirty(connection)
             elif admission is EventAdmission.OVERFLOW:
@@ -405,9 +456,12 @@ class WebSocketManager:
             else:
                 skipped += 1
         if queued:
-            self.metrics.events_delivered.inc(queued)
-            self._enforce_user_budget(connections)
-        return Delivery(stored.offset, queued, skipped, overflowed)
+            if self._flush_handle is None:
+                self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
+            self.metrics.delivered.pending += queued
+            if len(connections) > 1:
+                self._enforce_user_budget(connections)
+        return Delivery(offset, queued, skipped, overflowed)
 
     def _enforce_user_budget(self, connections: dict[ConnectionId, Connection]) -> None:
         """Keep the bytes queued for one user under budget: close the biggest queue (4409)."""
@@ -423,10 +477,20 @@ class WebSocketManager:
 
     def _admit(self, connection: Connection, stored: StoredEvent) -> EventAdmission:
         if stored.epoch != connection.epoch:
-            return EventAdmission.CLOSED  # not open yet, or a stale epoch
+            if connection.session.state is State.OPEN and not connection.catching_up:
+                # A newer epoch: the user's stream restarted under this connection.
+                self._spawn(connection, self._follow_epoch(connection))
+            return EventAdmission.CLOSED  # not open yet, or another epoch
         session = connection.session
         coalesced = session.coalesced
         admission = session.send_event(stored.offset, stored.frame, stored.event)
+        if admission is not _QUEUED:
+            self._admitted(connection, admission, coalesced)
+        return admission
+
+    def _admitted(self, connection: Connection, admission: EventAdmission, coalesced: int) -> None:
+        """Act on an admission other than a plain ``QUEUED`` (the rare cases)."""
+        session = connection.session
         if session.coalesced != coalesced:
             self.metrics.deltas_coalesced.inc(session.coalesced - coalesced)
         if admission is EventAdmission.GAP and not connection.catching_up:
@@ -435,7 +499,6 @@ class WebSocketManager:
             self.metrics.slow_consumer_closes.inc()
             log.info("slow consumer closed", extra={"connection_id": connection.id})
             self._mark_dirty(connection)
-        return admission
 
     # -- writing ----------------------------------------------------------------
 
@@ -457,23 +520,27 @@ class WebSocketManager:
         frames_written = writes = 0
         for connection in dirty:
             session = connection.session
-            if session.state is State.CLOSING:
+            state = session.state
+            if state is _OPEN:
+                writer = connection.writer
+                if writer.writable:
+                    frames = session.data_to_send()
+                    if frames:
+                        writer.write_frames(frames)
+                        frames_written += len(frames)
+                        writes += 1
+                        if connection.drained is not None:
+                            connection.drained.set()
+            elif state is _CLOSING:
                 if not connection.close_sent:
                     connection.close_sent = True
                     connection.writer.close(session.close_code or 1000, session.close_reason)
                 if connection.drained is not None:
                     connection.drained.set()
-                continue
-            if session.state is State.OPEN and session.pending and connection.writer.writable:
-                frames = session.data_to_send()
-                connection.writer.write_frames(frames)
-                frames_written += len(frames)
-                writes += 1
-                if connection.drained is not None:
-                    connection.drained.set()
         if writes:
-            self.metrics.frames_written.inc(frames_written)
-            self.metrics.transport_writes.inc(writes)
+            metrics = self.metrics
+            metrics.written.pending += frames_written
+            metrics.writes.pending += writes
 
     def close_connection(self, connection: Connection, code: CloseCode, reason: str) -> None:
         """Ask one connection to close with ``code`` (sent on the next flush)."""

@@ -2,11 +2,47 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
-__all__ = ["Metrics"]
+__all__ = ["Metrics", "Tally"]
+
+
+class Tally:
+    """A lock-free count for the per-event path, added to its counter at every scrape.
+
+    ``prometheus_client`` takes a lock on every ``inc``; the delivery path instead adds
+    to ``pending`` (a plain integer, event-loop thread only), and every collection of
+    the registry first moves ``pending`` into the counter, so a scrape is always exact.
+    """
+
+    __slots__ = ("counter", "pending")
+
+    def __init__(self, counter: Counter) -> None:
+        self.counter = counter
+        self.pending = 0
+
+    def sync(self) -> None:
+        """Move the pending count into the Prometheus counter."""
+        pending = self.pending
+        if pending:
+            self.pending = 0
+            self.counter.inc(pending)
+
+
+class _SyncTallies(Collector):
+    """Registered first, so every collection syncs the tallies before reading counters."""
+
+    def __init__(self) -> None:
+        self.tallies: list[Tally] = []
+
+    def collect(self) -> Iterable[Metric]:
+        for tally in self.tallies:
+            tally.sync()
+        return []
 
 
 class Metrics:
@@ -15,6 +51,8 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        self._sync = _SyncTallies()
+        r.register(self._sync)
         self.connections_opened = Counter(
             "runwire_connections_opened", "Authenticated connections opened.", registry=r
         )
@@ -57,6 +95,20 @@ class Metrics:
         self.runs_finished = Counter(
             "runwire_runs_finished", "Agent runs finished, by status.", ["status"], registry=r
         )
+        self._tallies()
+
+    def _tallies(self) -> None:
+        # Hot-path counts (per event or per flush), lock-free; see Tally.
+        self.published = self.tally(self.events_published)
+        self.delivered = self.tally(self.events_delivered)
+        self.written = self.tally(self.frames_written)
+        self.writes = self.tally(self.transport_writes)
+
+    def tally(self, counter: Counter) -> Tally:
+        """A lock-free :class:`Tally` feeding ``counter`` (one of this registry's)."""
+        tally = Tally(counter)
+        self._sync.tallies.append(tally)
+        return tally
 
     def gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """Register a gauge whose value is read at scrape time."""

@@ -13,7 +13,6 @@ States: ``CONNECTING`` → ``OPEN`` (after ``connected`` is queued) → ``CLOSIN
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 from typing import Any
@@ -60,29 +59,28 @@ class EventAdmission(Enum):
     """The session is closing or closed; nothing more is sent."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Queued:
-    """One outbound frame; events keep their offset and (when known) the event."""
-
-    frame: bytes
-    event: Event | None = None
-    offset: int = 0
-    coalesced_from: int = 0
+_OPEN = State.OPEN
+_QUEUED = EventAdmission.QUEUED
+_COALESCED = EventAdmission.COALESCED
+_DUPLICATE = EventAdmission.DUPLICATE
+_GAP = EventAdmission.GAP
+_OVERFLOW = EventAdmission.OVERFLOW
+_CLOSED = EventAdmission.CLOSED
 
 
 def _is_delta(event: Event | None) -> bool:
-    return event is not None and isinstance(event.data, AgentMessageDelta)
+    return event is not None and type(event.data) is AgentMessageDelta
 
 
-def _merge(first: _Queued, second: _Queued) -> _Queued:
-    assert first.event is not None and second.event is not None
-    head, tail = first.event.data, second.event.data
+def _merge(first: Event, first_offset: int, second: Event, offset: int) -> tuple[bytes, Event]:
+    """One delta frame at ``offset`` standing for ``first``'s offsets through ``offset``."""
+    head, tail = first.data, second.data
     assert isinstance(head, AgentMessageDelta) and isinstance(tail, AgentMessageDelta)
-    start = first.coalesced_from or first.offset
+    start = first_offset if head.coalesced_from is msgspec.UNSET else head.coalesced_from
     event = msgspec.structs.replace(
-        second.event, data=AgentMessageDelta(head.text + tail.text, coalesced_from=start)
+        second, data=AgentMessageDelta(head.text + tail.text, coalesced_from=start)
     )
-    return _Queued(events.encode_envelope(event, second.offset), event, second.offset, start)
+    return events.encode_envelope(event, offset), event
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +104,24 @@ class Session:
         now: the current time in seconds (monotonic), for the rate limiter.
     """
 
+    __slots__ = (
+        "_events",
+        "_frames",
+        "_max_bytes",
+        "_max_events",
+        "_offsets",
+        "_outbound_bytes",
+        "_received",
+        "_tokens",
+        "_tokens_at",
+        "close_code",
+        "close_reason",
+        "coalesced",
+        "cursor",
+        "limits",
+        "state",
+    )
+
     def __init__(self, limits: SessionLimits, *, cursor: int, now: float) -> None:
         self.limits = limits
         self.state = State.CONNECTING
@@ -113,7 +129,14 @@ class Session:
         self.close_code: CloseCode | None = None
         self.close_reason = ""
         self._received: list[ClientFrame] = []
-        self._outbound: deque[_Queued] = deque()
+        # The outbound queue, as three parallel lists (no object per queued frame):
+        # the frame, its event (None for control frames and unmergeable events) and
+        # its offset (0 for control frames).
+        self._frames: list[bytes] = []
+        self._events: list[Event | None] = []
+        self._offsets: list[int] = []
+        self._max_events = limits.queue_events
+        self._max_bytes = limits.queue_bytes
         self.coalesced = 0
         """Event frames merged away by delta coalescing (for metrics)."""
         self._outbound_bytes = 0
@@ -185,13 +208,20 @@ class Session:
             raise RuntimeError(f"open() in state {self.state.name}")
         self.state = State.OPEN
         frame = events.encode(connected)
-        self._outbound.appendleft(_Queued(frame))  # before any error queued while connecting
+        # before any error queued while connecting
+        self._frames.insert(0, frame)
+        self._events.insert(0, None)
+        self._offsets.insert(0, 0)
         self._outbound_bytes += len(frame)
 
     def send_frame(self, frame: msgspec.Struct) -> None:
         """Queue a control frame (ack, pong, error, resumed...). Never dropped while open."""
         if self.state <= State.OPEN:
-            self._push(_Queued(events.encode(frame)))
+            encoded = events.encode(frame)
+            self._frames.append(encoded)
+            self._events.append(None)
+            self._offsets.append(0)
+            self._outbound_bytes += len(encoded)
 
     def send_error(self, code: str, message: str, ref: str | None = None) -> None:
         """Queue an ``error`` frame that keeps the connection open."""
@@ -205,21 +235,26 @@ class Session:
         first (``event`` must be given for a frame to be mergeable); if it is still
         full, the session requests a close with 4409 (the client resumes from history).
         """
-        if self.state is not State.OPEN:
-            return EventAdmission.CLOSED
-        if offset <= self.cursor:
-            return EventAdmission.DUPLICATE
-        if offset != self.cursor + 1:
-            return EventAdmission.GAP
-        admission = EventAdmission.QUEUED
-        if self._full(len(frame)):
+        if self.state is not _OPEN:
+            return _CLOSED
+        cursor = self.cursor
+        if offset != cursor + 1:
+            return _DUPLICATE if offset <= cursor else _GAP
+        size = len(frame)
+        frames = self._frames
+        admission = _QUEUED
+        if len(frames) >= self._max_events or self._outbound_bytes + size > self._max_bytes:
             if self._coalesce():
-                admission = EventAdmission.COALESCED
-            if self._full(len(frame)):
+                admission = _COALESCED
+                frames = self._frames
+            if self._full(size):
                 self.close(CloseCode.SLOW_CONSUMER, "outbound queue full; resume from history")
-                return EventAdmission.OVERFLOW
+                return _OVERFLOW
         self.cursor = offset
-        self._push(_Queued(frame, event, offset))
+        frames.append(frame)
+        self._events.append(event)
+        self._offsets.append(offset)
+        self._outbound_bytes += size
         return admission
 
     def has_room(self, size: int) -> bool:
@@ -228,8 +263,8 @@ class Session:
 
     def _full(self, incoming: int) -> bool:
         return (
-            len(self._outbound) >= self.limits.queue_events
-            or self._outbound_bytes + incoming > self.limits.queue_bytes
+            len(self._frames) >= self._max_events
+            or self._outbound_bytes + incoming > self._max_bytes
         )
 
     def _coalesce(self) -> bool:
@@ -240,34 +275,36 @@ class Session:
         Lifecycle and tool events are never merged or dropped. Returns whether
         anything was merged.
         """
-        merged: deque[_Queued] = deque()
+        frames: list[bytes] = []
+        queued: list[Event | None] = []
+        offsets: list[int] = []
         changed = False
-        for entry in self._outbound:
-            previous = merged[-1] if merged else None
+        for frame, event, offset in zip(self._frames, self._events, self._offsets, strict=True):
+            previous = queued[-1] if queued else None
             if (
                 previous is not None
-                and _is_delta(previous.event)
-                and _is_delta(entry.event)
-                and previous.event.run_id == entry.event.run_id  # type: ignore[union-attr]
+                and event is not None
+                and _is_delta(previous)
+                and _is_delta(event)
+                and previous.run_id == event.run_id
             ):
-                merged[-1] = _merge(previous, entry)
+                frames[-1], queued[-1] = _merge(previous, offsets[-1], event, offset)
+                offsets[-1] = offset
                 changed = True
                 self.coalesced += 1
             else:
-                merged.append(entry)
+                frames.append(frame)
+                queued.append(event)
+                offsets.append(offset)
         if changed:
-            self._outbound = merged
-            self._outbound_bytes = sum(len(entry.frame) for entry in merged)
+            self._frames, self._events, self._offsets = frames, queued, offsets
+            self._outbound_bytes = sum(map(len, frames))
         return changed
-
-    def _push(self, entry: _Queued) -> None:
-        self._outbound.append(entry)
-        self._outbound_bytes += len(entry.frame)
 
     @property
     def pending(self) -> int:
         """Frames queued and not yet taken by :meth:`data_to_send`."""
-        return len(self._outbound)
+        return len(self._frames)
 
     @property
     def pending_bytes(self) -> int:
@@ -276,8 +313,10 @@ class Session:
 
     def data_to_send(self) -> list[bytes]:
         """Take every queued frame, oldest first (one text frame each)."""
-        frames = [entry.frame for entry in self._outbound]
-        self._outbound.clear()
+        frames = self._frames
+        self._frames = []
+        self._events.clear()
+        self._offsets.clear()
         self._outbound_bytes = 0
         return frames
 
@@ -290,15 +329,19 @@ class Session:
         self.state = State.CLOSING
         self.close_code = code
         self.close_reason = reason
-        self._outbound.clear()
-        self._outbound_bytes = 0
+        self._clear_outbound()
 
     def connection_lost(self) -> None:
         """The transport is gone; nothing more will be sent or received."""
         self.state = State.CLOSED
-        self._outbound.clear()
-        self._outbound_bytes = 0
+        self._clear_outbound()
         self._received.clear()
+
+    def _clear_outbound(self) -> None:
+        self._frames = []
+        self._events.clear()
+        self._offsets.clear()
+        self._outbound_bytes = 0
 
     def describe(self) -> dict[str, Any]:
         """Counters for debugging and metrics."""

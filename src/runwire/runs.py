@@ -79,6 +79,20 @@ class ThreadSummary(msgspec.Struct):
     last_ts: int
 
 
+class _Answer:
+    """Answer text of a running run not yet joined into its snapshot.
+
+    Appending each delta to ``RunSnapshot.answer`` would copy the whole answer per
+    event (quadratic in its length); pieces are joined when the snapshot is read.
+    """
+
+    __slots__ = ("length", "parts")
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+        self.parts: list[str] = []
+
+
 class RunStore:
     """Bounded snapshots of each user's recent runs, fed with every published event."""
 
@@ -86,16 +100,20 @@ class RunStore:
         self.runs_per_user = runs_per_user
         self.max_users = max_users
         self._users: OrderedDict[UserId, OrderedDict[str, RunSnapshot]] = OrderedDict()
+        self._answers: dict[tuple[UserId, str], _Answer] = {}
 
     def observe(self, user_id: UserId, offset: int, event: Event) -> None:
         """Fold one event (at ``offset`` in the user's stream) into its run's snapshot."""
-        runs = self._users.get(user_id)
+        users = self._users
+        runs = users.get(user_id)
         if runs is None:
-            runs = self._users[user_id] = OrderedDict()
-            if len(self._users) > self.max_users:
-                self._users.popitem(last=False)
+            runs = users[user_id] = OrderedDict()
+            if len(users) > self.max_users:
+                evicted, dropped = users.popitem(last=False)
+                for run_id in dropped:
+                    self._answers.pop((evicted, run_id), None)
         else:
-            self._users.move_to_end(user_id)
+            users.move_to_end(user_id)
         data = event.data
         snapshot = runs.get(event.run_id)
         if snapshot is None:
@@ -106,10 +124,23 @@ class RunStore:
             )
             runs[event.run_id] = snapshot
             if len(runs) > self.runs_per_user:
-                runs.popitem(last=False)
+                self._answers.pop((user_id, runs.popitem(last=False)[0]), None)
         snapshot.last_offset = offset
         snapshot.last_seq = event.seq
-        if isinstance(data, AgentThinking):
+        if type(data) is AgentMessageDelta:
+            key = (user_id, event.run_id)
+            answer = self._answers.get(key)
+            if answer is None:
+                answer = self._answers[key] = _Answer(len(snapshot.answer))
+            room = MAX_ANSWER_CHARS - answer.length
+            text = data.text
+            if len(text) > room:
+                snapshot.truncated = True
+                text = text[: max(room, 0)]
+            if text:
+                answer.parts.append(text)
+                answer.length += len(text)
+        elif isinstance(data, AgentThinking):
             if len(snapshot.thinking) < MAX_ITEMS:
                 snapshot.thinking.append(data.text)
             else:
@@ -129,28 +160,38 @@ class RunStore:
                     call.result = None if data.result is msgspec.UNSET else data.result
                     call.error = None if data.error is msgspec.UNSET else data.error
                     call.duration_ms = data.duration_ms
-        elif isinstance(data, AgentMessageDelta):
-            room = MAX_ANSWER_CHARS - len(snapshot.answer)
-            snapshot.answer += data.text[: max(room, 0)]
-            snapshot.truncated = snapshot.truncated or len(data.text) > room
         elif isinstance(data, AgentCompleted):
             snapshot.status = data.status
             snapshot.output = data.output[:MAX_ANSWER_CHARS]
             snapshot.ended_ts = event.ts
+            self._join_answer(user_id, snapshot)
         elif isinstance(data, AgentError):
             snapshot.status = "error"
             snapshot.error = {"code": data.code, "message": data.message}
             snapshot.ended_ts = event.ts
+            self._join_answer(user_id, snapshot)
+
+    def _join_answer(self, user_id: UserId, snapshot: RunSnapshot) -> RunSnapshot:
+        """Bring ``snapshot.answer`` up to date with the deltas observed so far."""
+        answer = self._answers.pop((user_id, snapshot.run_id), None)
+        if answer is not None and answer.parts:
+            snapshot.answer += "".join(answer.parts)
+        return snapshot
 
     def runs(self, user_id: UserId, thread_id: str | None = None) -> list[RunSnapshot]:
         """The user's retained runs (of one thread, if given), oldest first."""
         runs = self._users.get(user_id) or OrderedDict()
-        return [r for r in runs.values() if thread_id is None or r.thread_id == thread_id]
+        return [
+            self._join_answer(user_id, r)
+            for r in runs.values()
+            if thread_id is None or r.thread_id == thread_id
+        ]
 
     def run(self, user_id: UserId, run_id: str) -> RunSnapshot | None:
         """One of the user's own runs, or ``None`` (also for another user's run id)."""
         runs = self._users.get(user_id)
-        return runs.get(run_id) if runs is not None else None
+        snapshot = runs.get(run_id) if runs is not None else None
+        return self._join_answer(user_id, snapshot) if snapshot is not None else None
 
     def threads(self, user_id: UserId) -> list[ThreadSummary]:
         """The user's threads with retained runs, most recent first."""

@@ -46,7 +46,9 @@ class HistoryBounds:
 class _Stream:
     epoch: Epoch
     last_offset: int = 0
-    events: deque[tuple[float, StoredEvent]] = field(default_factory=deque)
+    events: deque[StoredEvent] = field(default_factory=deque)
+    times: deque[float] = field(default_factory=deque)
+    """When each event of ``events`` was stored (parallel: no tuple per event)."""
     size: int = 0
     subscribers: int = 0
     touched: float = 0.0
@@ -108,30 +110,45 @@ class MemoryEngine:
 
     def _trim(self, stream: _Stream, now: float) -> None:
         bounds = self.bounds
-        events = stream.events
+        events, times = stream.events, stream.times
         while events and (
             len(events) > bounds.max_events
             or stream.size > bounds.max_bytes
-            or now - events[0][0] > bounds.ttl_s
+            or now - times[0] > bounds.ttl_s
         ):
-            _, dropped = events.popleft()
+            dropped = events.popleft()
+            times.popleft()
             stream.size -= len(dropped.frame)
             self.evicted_events += 1
 
     async def publish(self, user_id: UserId, event: Event) -> StoredEvent:
-        stream = self._stream(user_id)
-        stream.last_offset += 1
-        stored = StoredEvent(
-            user_id,
-            stream.epoch,
-            stream.last_offset,
-            encode_envelope(event, stream.last_offset),
-            event,
-        )
-        now = stream.touched
-        stream.events.append((now, stored))
-        stream.size += len(stored.frame)
-        self._trim(stream, now)
+        return self.publish_nowait(user_id, event)
+
+    def publish_nowait(self, user_id: UserId, event: Event) -> StoredEvent:
+        """:meth:`publish` without a coroutine: the memory engine never waits."""
+        streams = self._streams
+        stream = streams.get(user_id)
+        if stream is None:
+            stream = self._stream(user_id)
+            now = stream.touched
+        else:
+            streams.move_to_end(user_id)
+            stream.touched = now = self._clock()
+        offset = stream.last_offset + 1
+        stream.last_offset = offset
+        frame = encode_envelope(event, offset)
+        stored = StoredEvent(user_id, stream.epoch, offset, frame, event)
+        events, times = stream.events, stream.times
+        events.append(stored)
+        times.append(now)
+        stream.size += len(frame)
+        bounds = self.bounds
+        if (
+            len(events) > bounds.max_events
+            or stream.size > bounds.max_bytes
+            or now - times[0] > bounds.ttl_s
+        ):
+            self._trim(stream, now)
         if stream.subscribers and self._deliver is not None:
             self._deliver(stored)
         return stored
@@ -151,11 +168,11 @@ class MemoryEngine:
             return ResumeFailure(ResumeFailureReason.INVALID_OFFSET, position)
         self._trim(stream, self._clock())
         events = stream.events
-        first = events[0][1].offset if events else stream.last_offset + 1
+        first = events[0].offset if events else stream.last_offset + 1
         if offset + 1 < first:
             return ResumeFailure(ResumeFailureReason.OUT_OF_WINDOW, position)
         start = offset + 1 - first
-        return [events[i][1] for i in range(start, min(len(events), start + limit))]
+        return [events[i] for i in range(start, min(len(events), start + limit))]
 
     async def subscribe(self, user_id: UserId) -> None:
         self._stream(user_id).subscribers += 1

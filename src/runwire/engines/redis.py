@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -57,6 +57,9 @@ _PAYLOADS: dict[str, type[Any]] = {name: cls for cls, name in EVENT_TYPES.items(
 _OFFSET_FIELD = b'"offset":'
 _SYNC = b"sync|"
 _SYNC_TIMEOUT_S = 5.0
+_READ_ATTEMPTS = 3
+_POOL_CONNECTIONS = 32
+_POOL_TIMEOUT_S = 10.0
 
 # Trim the user's stream from its oldest entry while it holds more than ARGV[1]
 # entries or max bytes, or entries older than max age (ms, by the caller's clock).
@@ -196,7 +199,13 @@ class RedisEngine:
         self.max_bytes = max_bytes
         self.max_age_ms = int(max_age_s * 1000)
         self.key_ttl_s = key_ttl_s
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=False)
+        # A blocking pool: a burst of publishes waits for a free connection instead of
+        # failing with "too many connections".
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=_POOL_CONNECTIONS, timeout=_POOL_TIMEOUT_S
+        )
+        self._pool = pool
+        self._redis: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self._publish_script = self._redis.register_script(_PUBLISH)
         self._position_script = self._redis.register_script(_POSITION)
         self._read_script = self._redis.register_script(_READ)
@@ -246,6 +255,8 @@ class RedisEngine:
             self._pubsub = None
         with contextlib.suppress(RedisError, OSError):
             await self._redis.aclose()
+        with contextlib.suppress(RedisError, OSError):
+            await self._pool.aclose()  # a pool passed in is not closed by the client
         self._deliver = None
 
     def _set_available(self, available: bool) -> None:
@@ -282,29 +293,43 @@ class RedisEngine:
         frame = prefix + str(offset).encode() + suffix
         return StoredEvent(user_id, Epoch(epoch.decode()), offset, frame, event)
 
+    async def _retrying(self, action: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Run an idempotent command, retrying on a dropped connection (never publish:
+        a retried publish whose first attempt ran would append the event twice)."""
+        for attempt in range(_READ_ATTEMPTS):
+            try:
+                async with _map_redis_errors(action):
+                    return await call()
+            except EngineError:
+                if attempt + 1 == _READ_ATTEMPTS:
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def position(self, user_id: UserId) -> StreamPosition:
         epoch_key, offset_key, _, _ = _keys(user_id)
-        async with _map_redis_errors("position"):
-            epoch, offset = await self._position_script(
+        epoch, offset = await self._retrying(
+            "position",
+            lambda: self._position_script(
                 keys=[epoch_key, offset_key], args=[new_epoch(), self.key_ttl_s]
-            )
+            ),
+        )
         return StreamPosition(Epoch(epoch.decode()), int(offset))
 
     async def read_after(
         self, user_id: UserId, epoch: Epoch, offset: int, limit: int
     ) -> list[StoredEvent] | ResumeFailure:
-        async with _map_redis_errors("read"):
-            current, last, entries = await self._read_script(
-                keys=_keys(user_id),
-                args=[
-                    max(offset, 0),
-                    limit,
-                    self.max_events,
-                    self.max_bytes,
-                    self.max_age_ms,
-                    int(self._clock() * 1000),
-                ],
-            )
+        args = [
+            max(offset, 0),
+            limit,
+            self.max_events,
+            self.max_bytes,
+            self.max_age_ms,
+            int(self._clock() * 1000),
+        ]
+        current, last, entries = await self._retrying(
+            "read", lambda: self._read_script(keys=_keys(user_id), args=args)
+        )
         current_epoch = Epoch(current.decode())
         position = StreamPosition(current_epoch, int(last))
         if not current_epoch or current_epoch != epoch:

@@ -1,0 +1,133 @@
+"""Gateways on one Redis: a user's events reach the user's sockets on every node."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from runwire.client import ClientError, StreamPosition
+from tests.helpers import collect_run, connect, publish_texts, running_gateway, wait_until
+from tests.redis_server import RedisServer
+
+
+async def test_tabs_on_different_nodes_see_the_same_run(redis_server: RedisServer) -> None:
+    async with (
+        running_gateway(engine=redis_server.url) as node_a,
+        running_gateway(engine=redis_server.url) as node_b,
+        connect(node_a, "alice-x1") as tab_a,
+        connect(node_b, "alice-x1") as tab_b,
+        connect(node_b, "bob-x1") as bob,
+    ):
+        assert tab_a.connected["epoch"] == tab_b.connected["epoch"]
+        ack = await tab_a.send_message("across nodes")
+        run_a = await collect_run(tab_a, ack["run_id"])
+        run_b = await collect_run(tab_b, ack["run_id"])
+        await bob.ping()
+        assert bob._frames.empty()
+    assert run_a == run_b
+    offsets = [frame["offset"] for frame in run_a]
+    assert offsets == list(range(offsets[0], offsets[0] + len(offsets)))
+    assert [f["type"] for f in run_a][0] == "agent_started"
+    assert run_a[-1]["type"] == "agent_completed"
+
+
+async def test_a_client_resumes_on_another_node(redis_server: RedisServer) -> None:
+    async with (
+        running_gateway(engine=redis_server.url) as node_a,
+        running_gateway(engine=redis_server.url) as node_b,
+    ):
+        async with connect(node_a, "carol-x2") as first:
+            await publish_texts(node_a, "carol-x2", ["a", "b"])
+            await wait_until(lambda: first.position is not None and first.position.offset == 2)
+            position = first.position
+        await publish_texts(node_b, "carol-x2", ["c", "d"])  # published by the other node
+        assert position is not None
+        async with connect(node_b, "carol-x2", resume=position) as second:
+            frames = [await second.recv(timeout=5) for _ in range(3)]
+    assert [f.get("offset") for f in frames] == [3, 4, None]
+    assert frames[2]["type"] == "resumed" and frames[2]["to"] == 4
+
+
+def _health(url: str) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+async def test_redis_outage_keeps_sockets_and_nothing_is_lost_with_persistence(
+    tmp_path: Path,
+) -> None:
+    server = RedisServer(tmp_path / "redis", persistent=True)
+    server.start()
+    try:
+        async with (
+            running_gateway(engine=server.url) as gateway,
+            connect(gateway, "dora") as client,
+        ):
+            await publish_texts(gateway, "dora", ["before"])
+            assert (await client.recv(timeout=5))["offset"] == 1
+            server.stop()
+            status = await client.recv(timeout=10)
+            assert status == {"type": "engine_status", "state": "unavailable"}
+            code, body = await asyncio.to_thread(_health, gateway.url)
+            assert code == 503 and body["status"] == "degraded"
+            try:
+                await client.send_message("during the outage")
+            except ClientError as error:
+                assert error.code == "engine_unavailable"
+            else:
+                raise AssertionError("a run must not start while the engine is down")
+            server.start()  # same port, same append-only file
+            status = await client.recv(timeout=15)
+            assert status == {"type": "engine_status", "state": "available"}
+            await publish_texts(gateway, "dora", ["after"])
+            frame = await client.recv(timeout=5)
+            assert frame["offset"] == 2 and frame["data"]["text"] == "after"
+            assert client.connected["epoch"] == client.position.epoch  # type: ignore[union-attr]
+            code, _ = await asyncio.to_thread(_health, gateway.url)
+            assert code == 200
+    finally:
+        server.stop()
+
+
+async def test_redis_restart_without_persistence_changes_the_epoch(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis", persistent=False)
+    server.start()
+    try:
+        async with (
+            running_gateway(engine=server.url) as gateway,
+            connect(gateway, "erin") as client,
+        ):
+            await publish_texts(gateway, "erin", ["a", "b"])
+            await wait_until(lambda: client.position is not None and client.position.offset == 2)
+            old_epoch = client.connected["epoch"]
+            server.restart()
+            frames: list[dict[str, Any]] = []
+            while (
+                not frames
+                or frames[-1]["type"] != "engine_status"
+                or (frames[-1]["state"] != "available")
+            ):
+                frames.append(await client.recv(timeout=15))
+            await publish_texts(gateway, "erin", ["new"])
+            while True:
+                frame = await client.recv(timeout=10)
+                frames.append(frame)
+                if frame.get("type") == "agent_message_delta":
+                    break
+        kinds = [f["type"] for f in frames]
+        assert "resume_failed" in kinds
+        failed = next(f for f in frames if f["type"] == "resume_failed")
+        assert failed["reason"] == "epoch_changed" and failed["epoch"] != old_epoch
+        assert frames[-1]["data"]["text"] == "new"
+        assert failed["offset"] == 0  # the new epoch is delivered from its start
+        assert frames[-1]["offset"] == 1
+        assert client.position == StreamPosition(failed["epoch"], 1)
+    finally:
+        server.stop()
