@@ -135,3 +135,12 @@ async def publish_texts(gateway: Gateway, user: str, texts: list[str], run_id: s
             AgentMessageDelta(text), run_id=run_id or f"r_{user}", thread_id="t", seq=seq, ts=0
         )
         await gateway.publish(UserId(user), event)
+
+
+async def sleepy_agent(run: Run, message: str) -> str:
+    """Thinks, then sits in a tool for a minute (for killing workers mid-run)."""
+    await run.think("about to wait")
+    async with run.tool("sleep", {"seconds": 60}) as call:
+        await asyncio.sleep(60)
+        call.result = "woke up"
+    return "done"

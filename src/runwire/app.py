@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from runwire.agents.base import Agent
+from runwire.agents.dispatch import LocalDispatcher, RunDispatcher
 from runwire.agents.runtime import AgentRuntime, RunLimits
 from runwire.auth import Authenticator, issue_token, token_from_headers
 from runwire.config import Mode, Settings, load_settings
@@ -32,7 +33,7 @@ from runwire.metrics import Metrics
 from runwire.runs import RunStore
 from runwire.server import HttpRequest, HttpResponse, HttpRoute, ServerOptions, start_server
 
-__all__ = ["Gateway", "create_engine", "load_agent"]
+__all__ = ["Gateway", "create_dispatcher", "create_engine", "load_agent"]
 
 log = logging.getLogger("runwire")
 
@@ -82,6 +83,20 @@ def create_engine(settings: Settings) -> Engine:
     return constructor(settings)
 
 
+def create_dispatcher(settings: Settings, runtime: AgentRuntime) -> RunDispatcher:
+    """Where runs execute: in this process (``local``) or in workers (``workers``)."""
+    if settings.runs != "workers":
+        return LocalDispatcher(runtime)
+    from runwire.engines.redis_workers import RedisDispatcher
+
+    return RedisDispatcher(
+        settings.engine,
+        per_user=settings.max_concurrent_runs_per_user,
+        ttl_s=settings.idempotency_ttl_s,
+        stream_max=settings.runs_stream_max,
+    )
+
+
 def load_agent(path: str) -> Agent:
     """Import ``module:attribute`` and return the agent it names.
 
@@ -128,7 +143,10 @@ class Gateway:
                 idempotency_keys=self.settings.idempotency_keys,
             ),
         )
-        self.manager.set_frame_handler(ClientFrameHandler(self.runtime, self.engine, self.metrics))
+        self.dispatcher = create_dispatcher(self.settings, self.runtime)
+        self.manager.set_frame_handler(
+            ClientFrameHandler(self.manager, self.dispatcher, self.engine, self.metrics)
+        )
         self._server: asyncio.Server | None = None
         self.port = self.settings.port
         self._register_gauges()
@@ -163,7 +181,7 @@ class Gateway:
         if self._server is not None:
             self._server.close()
         grace = self.settings.shutdown_grace_s
-        await self.runtime.stop(grace)
+        await self.dispatcher.stop(grace)
         await self.manager.close_all(CloseCode.GOING_AWAY, "server shutting down", grace)
         if self._server is not None:
             await self._server.wait_closed()
@@ -278,7 +296,7 @@ class Gateway:
             "mode": self.settings.mode.value,
             "engine": self.settings.engine.partition("://")[0],
             "connections": self.manager.connection_count,
-            "active_runs": self.runtime.active_runs(),
+            "active_runs": self.dispatcher.active_runs(),
         }
         return _json(200 if available else 503, body)
 
@@ -297,7 +315,7 @@ class Gateway:
                 "Users with a connection.",
                 lambda: self.manager.user_count,
             ),
-            "runwire_runs_active": ("Runs in progress.", lambda: self.runtime.active_runs()),
+            "runwire_runs_active": ("Runs in this process.", lambda: self.dispatcher.active_runs()),
             "runwire_history_events": (
                 "Events held in history.",
                 lambda: self.engine.stats().get("events", 0),

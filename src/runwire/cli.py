@@ -80,6 +80,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return _run(_serve(settings))
 
 
+# -- worker -------------------------------------------------------------------
+
+
+async def _work(settings: Settings) -> int:
+    from runwire.app import create_engine, load_agent
+    from runwire.worker import Worker
+
+    worker = Worker(settings, create_engine(settings), load_agent(settings.agent))
+    await worker.start()
+    print(f"runwire worker {worker.name} on {settings.engine}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    print("stopping: runs get the grace period, then end with agent_error", flush=True)
+    await worker.stop(settings.shutdown_grace_s)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if not settings.engine.startswith("redis://"):
+        print("runwire: RUNWIRE_ENGINE: workers need the redis engine", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    return _run(_work(settings))
+
+
 # -- token --------------------------------------------------------------------
 
 
@@ -166,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.set_defaults(func=cmd_serve)
+
+    worker = commands.add_parser("worker", help="run agents for the gateways (redis engine)")
+    worker.set_defaults(func=cmd_worker)
 
     token = commands.add_parser("token", help="print a token for a user (HS* secrets only)")
     token.add_argument("user")

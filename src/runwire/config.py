@@ -78,6 +78,11 @@ class Settings(BaseSettings):
         "memory://",
         description="Engine URL: `memory://` (one process) or `redis://host:port/db` (many nodes).",
     )
+    runs: Literal["local", "workers"] = Field(
+        "local",
+        description="Where agents run: `local` (this process) or `workers` (`runwire worker`;"
+        " needs the redis engine).",
+    )
     agent: str = Field(
         "runwire.agents.demo:demo_agent",
         description="Import path `module:function` of the agent that answers user messages.",
@@ -142,6 +147,15 @@ class Settings(BaseSettings):
     run_timeout_s: float = Field(
         300.0, gt=0, description="A run still going after this ends with `agent_error` timeout."
     )
+    idempotency_ttl_s: int = Field(
+        86_400, ge=60, description="Workers mode: how long a `user_message.id` is remembered."
+    )
+    runs_stream_max: int = Field(
+        100_000, ge=1_000, description="Workers mode: entries kept in the `rw:runs` stream."
+    )
+    worker_heartbeat_s: float = Field(
+        2.0, gt=0, description="Workers: heartbeat period; a worker silent 3x as long is dead."
+    )
     idempotency_keys: int = Field(
         100_000, ge=100, description="Remembered `user_message.id`s (oldest evicted first)."
     )
@@ -187,6 +201,8 @@ class Settings(BaseSettings):
             raise ValueError(f"{ENV_PREFIX}AUTH_PUBLIC_KEY is required for {self.auth_algorithm}")
         if self.mode is Mode.PRODUCTION and not asymmetric and self.auth_secret is None:
             raise ValueError(f"{ENV_PREFIX}AUTH_SECRET is required in production mode")
+        if self.runs == "workers" and not self.engine.startswith("redis://"):
+            raise ValueError(f"{ENV_PREFIX}RUNS=workers needs {ENV_PREFIX}ENGINE=redis://...")
         if self.heartbeat_timeout_s > self.heartbeat_interval_s:
             raise ValueError(
                 f"{ENV_PREFIX}HEARTBEAT_TIMEOUT_S must not exceed {ENV_PREFIX}HEARTBEAT_INTERVAL_S"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from runwire.agents.runtime import AgentRuntime
+from runwire.agents.dispatch import RunDispatcher
 from runwire.engines import Engine
 from runwire.events import Ack, Cancel, ClientFrame, Ping, Pong, UserMessage
-from runwire.exceptions import LimitError
-from runwire.manager import Connection
+from runwire.exceptions import EngineError, LimitError
+from runwire.manager import Connection, WebSocketManager
 from runwire.metrics import Metrics
 
 __all__ = ["ClientFrameHandler"]
@@ -17,42 +17,73 @@ class ClientFrameHandler:
 
     The user id always comes from the connection (the verified token), never from
     the frame. Replies go to the sending connection only; run events go to every
-    connection of the user through the engine.
+    connection of the user through the engine. Starting and cancelling runs may need
+    I/O (workers mode), so they run as tasks owned by the connection, one after the
+    other: replies to a connection keep the order of its frames.
     """
 
-    def __init__(self, runtime: AgentRuntime, engine: Engine, metrics: Metrics) -> None:
-        self.runtime = runtime
+    def __init__(
+        self,
+        manager: WebSocketManager,
+        runs: RunDispatcher,
+        engine: Engine,
+        metrics: Metrics,
+    ) -> None:
+        self.manager = manager
+        self.runs = runs
         self.engine = engine
         self.metrics = metrics
 
     def __call__(self, connection: Connection, frame: ClientFrame) -> None:
-        session = connection.session
         if isinstance(frame, UserMessage):
-            if not self.engine.available:
-                self.metrics.client_errors.labels("engine_unavailable").inc()
-                session.send_error(
-                    "engine_unavailable", "the event engine is unavailable; retry", frame.id
-                )
-                return
-            try:
-                started = self.runtime.start_run(
-                    connection.user_id,
-                    frame.content,
-                    message_id=frame.id,
-                    thread_id=frame.thread_id,
-                )
-            except LimitError as exc:
-                self.metrics.client_errors.labels(exc.code).inc()
-                session.send_error(exc.code, exc.message, frame.id)
-                return
-            if not started.duplicate:
-                self.metrics.runs_started.inc()
-            session.send_frame(Ack(frame.id, started.run_id, started.thread_id))
+            self.manager.spawn_in_order(connection, self._start(connection, frame))
         elif isinstance(frame, Cancel):
-            if not self.runtime.cancel(connection.user_id, frame.run_id):
-                self.metrics.client_errors.labels("not_found").inc()
-                session.send_error(
-                    "not_found", "no active run with this id", frame.id or frame.run_id
-                )
+            self.manager.spawn_in_order(connection, self._cancel(connection, frame))
         elif isinstance(frame, Ping):
-            session.send_frame(Pong(frame.id))
+            self.manager.spawn_in_order(connection, self._pong(connection, frame))
+
+    async def _pong(self, connection: Connection, frame: Ping) -> None:
+        self.manager.send(connection, Pong(frame.id))
+
+    def _error(self, connection: Connection, code: str, message: str, ref: str | None) -> None:
+        self.metrics.client_errors.labels(code).inc()
+        connection.session.send_error(code, message, ref)
+        self.manager.send(connection, None)
+
+    async def _start(self, connection: Connection, frame: UserMessage) -> None:
+        if not self.engine.available:
+            self._error(
+                connection, "engine_unavailable", "the event engine is unavailable; retry", frame.id
+            )
+            return
+        try:
+            started = await self.runs.start_run(
+                connection.user_id, frame.content, message_id=frame.id, thread_id=frame.thread_id
+            )
+        except LimitError as exc:
+            self._error(connection, exc.code, exc.message, frame.id)
+            return
+        except EngineError:
+            self._error(
+                connection, "engine_unavailable", "the event engine is unavailable; retry", frame.id
+            )
+            return
+        if not started.duplicate:
+            self.metrics.runs_started.inc()
+        self.manager.send(connection, Ack(frame.id, started.run_id, started.thread_id))
+
+    async def _cancel(self, connection: Connection, frame: Cancel) -> None:
+        try:
+            cancelled = await self.runs.cancel(connection.user_id, frame.run_id)
+        except EngineError:
+            self._error(
+                connection,
+                "engine_unavailable",
+                "the event engine is unavailable; retry",
+                frame.id or frame.run_id,
+            )
+            return
+        if not cancelled:
+            self._error(
+                connection, "not_found", "no active run with this id", frame.id or frame.run_id
+            )

@@ -121,6 +121,7 @@ class Connection:
     close_sent: bool = False
     closed: bool = False
     drained: asyncio.Event | None = None
+    reply_tail: asyncio.Task[Any] | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
@@ -564,14 +565,35 @@ class WebSocketManager:
             for connection in list(connections.values()):
                 self.closed(connection, code)
 
+    def spawn_in_order(self, connection: Connection, coroutine: Coroutine[Any, Any, Any]) -> None:
+        """Run work for one connection after the work spawned before it (so replies keep
+        the order of the client's frames), as a task the connection owns."""
+        previous = connection.reply_tail
+
+        async def after_previous() -> None:
+            if previous is not None and not previous.done():
+                await asyncio.wait([previous])
+            await coroutine
+
+        connection.reply_tail = self._spawn(connection, after_previous())
+
+    def send(self, connection: Connection, frame: msgspec.Struct | None) -> None:
+        """Queue a control frame (``None``: only flush what is queued) on one connection."""
+        if frame is not None:
+            connection.session.send_frame(frame)
+        self._mark_dirty(connection)
+
     # -- background work --------------------------------------------------------
 
-    def _spawn(self, connection: Connection | None, coroutine: Coroutine[Any, Any, Any]) -> None:
+    def _spawn(
+        self, connection: Connection | None, coroutine: Coroutine[Any, Any, Any]
+    ) -> asyncio.Task[Any]:
         """Run ``coroutine`` as a task owned by ``connection`` (cancelled when it closes)."""
         task = asyncio.get_running_loop().create_task(coroutine)
         owner = connection.tasks if connection is not None else self._background
         owner.add(task)
         task.add_done_callback(lambda done: self._task_done(owner, done))
+        return task
 
     def _task_done(self, owner: set[asyncio.Task[Any]], task: asyncio.Task[Any]) -> None:
         owner.discard(task)

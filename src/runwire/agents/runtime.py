@@ -75,8 +75,15 @@ class AgentRuntime:
         limits: the bounds.
     """
 
-    def __init__(self, agent: Agent, publish: Publish, limits: RunLimits) -> None:
+    def __init__(
+        self,
+        agent: Agent,
+        publish: Publish,
+        limits: RunLimits,
+        on_finished: Callable[[Run, str], Awaitable[None]] | None = None,
+    ) -> None:
         self.agent = agent
+        self._on_finished = on_finished
         self.agent_name = getattr(agent, "agent_name", getattr(agent, "__name__", "agent"))
         self.limits = limits
         self._publish = publish
@@ -90,9 +97,18 @@ class AgentRuntime:
     # -- starting ---------------------------------------------------------------
 
     def start_run(
-        self, user_id: UserId, content: str, *, message_id: str, thread_id: str | None
+        self,
+        user_id: UserId,
+        content: str,
+        *,
+        message_id: str,
+        thread_id: str | None,
+        run_id: str | None = None,
     ) -> StartedRun:
         """Start a run for ``user_id`` (idempotent per ``message_id``).
+
+        ``run_id`` is given when the run was created elsewhere (a worker runs what a
+        gateway accepted); otherwise a fresh one is made.
 
         Raises:
             LimitError: ``too_many_runs`` (per user), ``busy`` (process) or
@@ -111,7 +127,7 @@ class AgentRuntime:
             )
         if len(self._active) >= self.limits.active:
             raise LimitError("busy", "too many runs on this gateway; retry later")
-        run_id = new_run_id()
+        run_id = RunId(run_id) if run_id else new_run_id()
         thread = ThreadId(thread_id) if thread_id else new_thread_id()
         run = Run(run_id=run_id, thread_id=thread, user_id=user_id, input=content, emit=self._emit)
         active = _Active(
@@ -132,6 +148,14 @@ class AgentRuntime:
         """Cancel one of ``user_id``'s own active runs; ``False`` if there is none."""
         active = self._active.get(RunId(run_id))
         if active is None or active.run.user_id != user_id:
+            return False
+        self._stop(active, "cancelled")
+        return True
+
+    def cancel_any(self, run_id: str) -> bool:
+        """Cancel an active run whoever it belongs to (the caller checked ownership)."""
+        active = self._active.get(RunId(run_id))
+        if active is None:
             return False
         self._stop(active, "cancelled")
         return True
@@ -230,6 +254,11 @@ class AgentRuntime:
             run.closed = True
             self._forget(run)
             self.finished_total[status] = self.finished_total.get(status, 0) + 1
+            if self._on_finished is not None:
+                try:
+                    await self._on_finished(run, status)
+                except Exception:
+                    log.exception("run bookkeeping failed", extra={"run_id": run.run_id})
 
     async def _close_calls(self, run: Run, reason: str) -> None:
         for call in run.open_calls:

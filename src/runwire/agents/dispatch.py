@@ -1,0 +1,63 @@
+"""Where runs execute: the port between the gateway and the agent runtime.
+
+A :class:`RunDispatcher` accepts a ``user_message`` (returning the run it started,
+idempotently per message id) and cancels runs. :class:`LocalDispatcher` runs agents
+in the gateway process; ``runwire.engines.redis_workers.RedisDispatcher`` hands them
+to ``runwire worker`` processes through Redis.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from runwire.agents.runtime import AgentRuntime, StartedRun
+from runwire.ids import UserId
+
+__all__ = ["LocalDispatcher", "RunDispatcher"]
+
+
+class RunDispatcher(Protocol):
+    """Starts and cancels runs for users."""
+
+    async def start_run(
+        self, user_id: UserId, content: str, *, message_id: str, thread_id: str | None
+    ) -> StartedRun:
+        """Start (or, for a known ``message_id``, find) the run of a user message.
+
+        Raises:
+            LimitError: a bound refused it (``too_many_runs``, ``busy``...).
+            EngineError: the run could not be handed over (Redis down).
+        """
+        ...
+
+    async def cancel(self, user_id: UserId, run_id: str) -> bool:
+        """Cancel one of the user's own active runs; ``False`` when there is none."""
+        ...
+
+    def active_runs(self) -> int:
+        """Runs executing in this process."""
+        ...
+
+    async def stop(self, grace_s: float) -> None:
+        """Refuse new runs; give running ones ``grace_s`` to finish."""
+
+
+class LocalDispatcher:
+    """Runs agents in this gateway process with its :class:`AgentRuntime`."""
+
+    def __init__(self, runtime: AgentRuntime) -> None:
+        self.runtime = runtime
+
+    async def start_run(
+        self, user_id: UserId, content: str, *, message_id: str, thread_id: str | None
+    ) -> StartedRun:
+        return self.runtime.start_run(user_id, content, message_id=message_id, thread_id=thread_id)
+
+    async def cancel(self, user_id: UserId, run_id: str) -> bool:
+        return self.runtime.cancel(user_id, run_id)
+
+    def active_runs(self) -> int:
+        return self.runtime.active_runs()
+
+    async def stop(self, grace_s: float) -> None:
+        await self.runtime.stop(grace_s)

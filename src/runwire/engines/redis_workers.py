@@ -1,0 +1,206 @@
+"""Runs handed to ``runwire worker`` processes through Redis.
+
+Gateway side, :class:`RedisDispatcher`: a ``user_message`` becomes an entry in the
+``rw:runs`` stream (consumer group ``workers``). The message id is the idempotency
+key (``SET NX``), so a retried message maps to the same run. The user's active runs
+are a Redis set, bounded by ``max_concurrent_runs_per_user`` across all nodes.
+``cancel`` checks ownership, then is published on ``rw:cancel`` for whichever worker
+holds the run.
+
+Worker side, :class:`WorkQueue`: read entries with ``XREADGROUP`` (at least once),
+acknowledge them when the run has ended, keep a heartbeat key per worker, and find
+entries held by workers whose heartbeat expired (``XPENDING`` + ``XCLAIM``), so a
+crashed worker's run is taken over or failed explicitly, never silently lost.
+
+Keys: ``rw:runs`` (stream, capped at about ``runs_stream_max`` entries),
+``rw:{user}:msg:<id>`` and ``rw:{user}:active`` (expire with ``idempotency_ttl_s``),
+``rw:run:<run_id>`` (the run's owner, same TTL), ``rw:worker:<name>`` (heartbeat).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from runwire.agents.runtime import StartedRun
+from runwire.engines.redis import _map_redis_errors
+from runwire.exceptions import LimitError
+from runwire.ids import RunId, ThreadId, UserId, new_run_id, new_thread_id
+
+__all__ = ["RedisDispatcher", "RunRequest", "WorkQueue"]
+
+RUNS_STREAM = "rw:runs"
+GROUP = "workers"
+CANCEL_CHANNEL = "rw:cancel"
+ORPHANS_PER_SWEEP = 64
+
+# KEYS: message key, active set, run key, stream. ARGV: run id, thread id, per-user
+# limit, ttl s, user id, content, stream cap.
+_START = """
+local known = redis.call('GET', KEYS[1])
+if known then return {0, known} end
+if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[3]) then return {-1, ''} end
+local value = ARGV[1] .. '|' .. ARGV[2]
+redis.call('SET', KEYS[1], value, 'EX', ARGV[4])
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[4])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*',
+  'run_id', ARGV[1], 'thread_id', ARGV[2], 'user_id', ARGV[5], 'content', ARGV[6])
+return {1, value}
+"""
+
+
+def _message_key(user_id: UserId, message_id: str) -> str:
+    return f"rw:{{{user_id}}}:msg:{message_id}"
+
+
+def _active_key(user_id: UserId) -> str:
+    return f"rw:{{{user_id}}}:active"
+
+
+def _run_key(run_id: str) -> str:
+    return f"rw:run:{run_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """One run to execute, as a worker reads it from the stream."""
+
+    entry_id: str
+    run_id: RunId
+    thread_id: ThreadId
+    user_id: UserId
+    content: str
+
+
+class RedisDispatcher:
+    """Gateway side: accept user messages as runs for the workers."""
+
+    def __init__(self, url: str, *, per_user: int, ttl_s: int, stream_max: int) -> None:
+        self._redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=True)
+        self._start = self._redis.register_script(_START)
+        self.per_user = per_user
+        self.ttl_s = ttl_s
+        self.stream_max = stream_max
+        self._stopping = False
+
+    async def start_run(
+        self, user_id: UserId, content: str, *, message_id: str, thread_id: str | None
+    ) -> StartedRun:
+        if self._stopping:
+            raise LimitError("shutting_down", "the gateway is shutting down")
+        run_id, thread = new_run_id(), ThreadId(thread_id) if thread_id else new_thread_id()
+        async with _map_redis_errors("start run"):
+            status, value = await self._start(
+                keys=[
+                    _message_key(user_id, message_id),
+                    _active_key(user_id),
+                    _run_key(run_id),
+                    RUNS_STREAM,
+                ],
+                args=[run_id, thread, self.per_user, self.ttl_s, user_id, content, self.stream_max],
+            )
+        if int(status) < 0:
+            raise LimitError("too_many_runs", f"at most {self.per_user} runs at once per user")
+        known_run, _, known_thread = str(value).partition("|")
+        return StartedRun(RunId(known_run), ThreadId(known_thread), duplicate=int(status) == 0)
+
+    async def cancel(self, user_id: UserId, run_id: str) -> bool:
+        async with _map_redis_errors("cancel"):
+            if not await self._redis.sismember(_active_key(user_id), run_id):
+                return False
+            await self._redis.publish(CANCEL_CHANNEL, run_id)
+        return True
+
+    def active_runs(self) -> int:
+        return 0  # runs execute in the workers
+
+    async def stop(self, grace_s: float) -> None:
+        self._stopping = True
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.aclose()
+
+
+class WorkQueue:
+    """Worker side: the runs stream, its consumer group, heartbeats and takeovers."""
+
+    def __init__(self, url: str, name: str, *, heartbeat_ttl_s: int) -> None:
+        self._redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=True)
+        self.name = name
+        self.heartbeat_ttl_s = heartbeat_ttl_s
+
+    async def setup(self) -> None:
+        """Create the consumer group (once, for everyone)."""
+        async with _map_redis_errors("setup"):
+            try:
+                await self._redis.xgroup_create(RUNS_STREAM, GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def heartbeat(self) -> None:
+        """Say this worker is alive for ``heartbeat_ttl_s``."""
+        async with _map_redis_errors("heartbeat"):
+            await self._redis.set(f"rw:worker:{self.name}", "1", ex=self.heartbeat_ttl_s)
+
+    async def read(self, count: int, block_ms: int) -> list[RunRequest]:
+        """New runs for this worker (at most ``count``; waits up to ``block_ms``)."""
+        async with _map_redis_errors("read runs"):
+            reply: Any = await self._redis.xreadgroup(
+                GROUP, self.name, {RUNS_STREAM: ">"}, count=count, block=block_ms
+            )
+        return [
+            _request(entry_id, fields) for _, entries in reply or [] for entry_id, fields in entries
+        ]
+
+    async def orphans(self, min_idle_ms: int, count: int = ORPHANS_PER_SWEEP) -> list[RunRequest]:
+        """Claim runs held by workers whose heartbeat expired; they are now ours."""
+        async with _map_redis_errors("claim runs"):
+            pending: list[dict[str, Any]] = await self._redis.xpending_range(
+                RUNS_STREAM, GROUP, min="-", max="+", count=count
+            )
+            dead = []
+            for item in pending:
+                owner = item["consumer"]
+                if owner == self.name or item["time_since_delivered"] < min_idle_ms:
+                    continue
+                if not await self._redis.exists(f"rw:worker:{owner}"):
+                    dead.append(item["message_id"])
+            if not dead:
+                return []
+            claimed: Any = await self._redis.xclaim(
+                RUNS_STREAM, GROUP, self.name, min_idle_time=min_idle_ms, message_ids=dead
+            )
+        return [_request(entry_id, fields) for entry_id, fields in claimed if fields]
+
+    async def finished(self, request: RunRequest) -> None:
+        """The run ended (terminal event published): acknowledge and release it."""
+        async with _map_redis_errors("finish run"):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.xack(RUNS_STREAM, GROUP, request.entry_id)
+                pipe.srem(_active_key(request.user_id), request.run_id)
+                pipe.delete(_run_key(request.run_id))
+                await pipe.execute()
+
+    def cancellations(self) -> Any:
+        """A pub/sub object subscribed to cancel requests (caller iterates it)."""
+        return self._redis.pubsub(ignore_subscribe_messages=True)
+
+    async def close(self) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.aclose()
+
+
+def _request(entry_id: str, fields: dict[str, str]) -> RunRequest:
+    return RunRequest(
+        entry_id,
+        RunId(fields["run_id"]),
+        ThreadId(fields["thread_id"]),
+        UserId(fields["user_id"]),
+        fields["content"],
+    )

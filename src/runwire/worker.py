@@ -1,0 +1,208 @@
+"""``runwire worker``: runs agents for the gateways, out of their processes.
+
+A worker reads runs from Redis (``runwire.engines.redis_workers.WorkQueue``), runs
+each with the ordinary :class:`~runwire.agents.runtime.AgentRuntime` (so every run
+rule holds), publishes events through the Redis engine, and acknowledges a run once
+its terminal event is stored. It keeps a heartbeat; runs held by a worker whose
+heartbeat expired are claimed by a live worker and then:
+
+* run from the start, if none of their events was published yet (taken over);
+* closed with ``tool_completed`` (``ok: false``, ``worker lost``) for each open tool
+  call and ``agent_error`` ``worker_lost``, if they had started (failed explicitly);
+* only acknowledged, if their terminal event was already published.
+
+Cancel requests reach the worker holding the run over ``rw:cancel``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import secrets
+import time
+from typing import Any
+
+from runwire.agents.base import Agent, Run
+from runwire.agents.runtime import AgentRuntime, RunLimits
+from runwire.config import Settings
+from runwire.engines import Engine, ResumeFailure, StoredEvent
+from runwire.engines.redis_workers import CANCEL_CHANNEL, RunRequest, WorkQueue
+from runwire.events import AgentError, Event, ToolCompleted
+from runwire.exceptions import EngineError
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("runwire.worker")
+
+READ_BATCH = 16
+
+
+class Worker:
+    """One worker process's loop: read, run, acknowledge, heartbeat, take over."""
+
+    def __init__(
+        self, settings: Settings, engine: Engine, agent: Agent, name: str | None = None
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.name = name or f"worker-{secrets.token_hex(4)}"
+        self.heartbeat_s = settings.worker_heartbeat_s
+        self.queue = WorkQueue(
+            settings.engine, self.name, heartbeat_ttl_s=max(1, math.ceil(3 * self.heartbeat_s))
+        )
+        self.runtime = AgentRuntime(
+            agent,
+            engine.publish,
+            RunLimits(
+                per_user=settings.max_active_runs,  # the gateways enforce the per-user bound
+                active=settings.max_active_runs,
+                timeout_s=settings.run_timeout_s,
+                idempotency_keys=settings.idempotency_keys,
+            ),
+            on_finished=self._finished,
+        )
+        self._requests: dict[str, RunRequest] = {}
+        self._room = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.taken_over = 0
+        self.failed_over = 0
+
+    async def start(self) -> None:
+        """Connect, join the consumer group and start the loops."""
+        await self.engine.start(_ignore)
+        await self.queue.setup()
+        await self.queue.heartbeat()
+        loop = asyncio.get_running_loop()
+        for loop_body in (self._consume, self._heartbeats, self._sweep, self._cancels):
+            self._tasks.append(loop.create_task(self._forever(loop_body)))
+        log.info("worker %s started", self.name)
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop reading; give running runs ``grace_s``; then stop everything."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.runtime.stop(grace_s)
+        await self.queue.close()
+        await self.engine.close()
+
+    async def _forever(self, body: Any) -> None:
+        """Run one loop; on Redis errors wait a moment and go on."""
+        while True:
+            try:
+                await body()
+            except EngineError as exc:
+                log.warning("worker loop: %s", exc)
+                await asyncio.sleep(self.heartbeat_s)
+
+    # -- the loops --------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        while True:
+            room = self.runtime.limits.active - self.runtime.active_runs()
+            if room <= 0:
+                self._room.clear()
+                await self._room.wait()
+                continue
+            for request in await self.queue.read(min(room, READ_BATCH), block_ms=1000):
+                self._begin(request)
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await self.queue.heartbeat()
+            await asyncio.sleep(self.heartbeat_s)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            min_idle_ms = int(3 * self.heartbeat_s * 1000)
+            for request in await self.queue.orphans(min_idle_ms):
+                await self._take_over(request)
+
+    async def _cancels(self) -> None:
+        pubsub = self.queue.cancellations()
+        try:
+            await pubsub.subscribe(CANCEL_CHANNEL)
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    self.runtime.cancel_any(str(message["data"]))
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    # -- runs -------------------------------------------------------------------
+
+    def _begin(self, request: RunRequest) -> None:
+        self._requests[request.run_id] = request
+        self.runtime.start_run(
+            request.user_id,
+            request.content,
+            message_id=request.run_id,
+            thread_id=request.thread_id,
+            run_id=request.run_id,
+        )
+
+    async def _finished(self, run: Run, status: str) -> None:
+        request = self._requests.pop(run.run_id, None)
+        self._room.set()
+        if request is not None:
+            await self.queue.finished(request)
+
+    async def _take_over(self, request: RunRequest) -> None:
+        """A dead worker's run: start it, close it, or just release it."""
+        events = await self._events_of(request)
+        if not events:
+            self.taken_over += 1
+            log.warning("taking over run %s", request.run_id)
+            self._begin(request)
+            return
+        if not events[-1].event.is_terminal:
+            self.failed_over += 1
+            log.warning("failing run %s of a lost worker", request.run_id)
+            seq = events[-1].event.seq
+            open_calls: dict[str, str] = {}
+            for stored in events:
+                data = stored.event.data
+                if stored.event.type == "tool_executing":
+                    open_calls[data.call_id] = data.tool  # type: ignore[union-attr]
+                elif stored.event.type == "tool_completed":
+                    open_calls.pop(data.call_id, None)  # type: ignore[union-attr]
+            closing: list[Any] = [
+                ToolCompleted(call_id, tool, False, 0.0, error="worker lost")
+                for call_id, tool in open_calls.items()
+            ]
+            closing.append(AgentError("worker_lost", "the worker running this run stopped"))
+            for data in closing:
+                seq += 1
+                event = Event.of(
+                    data,
+                    run_id=request.run_id,
+                    thread_id=request.thread_id,
+                    seq=seq,
+                    ts=time.time_ns() // 1_000_000,
+                )
+                await self.engine.publish(request.user_id, event)
+        await self.queue.finished(request)
+
+    async def _events_of(self, request: RunRequest) -> list[StoredEvent]:
+        """The run's events still in its user's history, in order."""
+        position = await self.engine.position(request.user_id)
+        after = 0
+        found: list[StoredEvent] = []
+        while after < position.offset:
+            batch = await self.engine.read_after(request.user_id, position.epoch, after, 256)
+            if isinstance(batch, ResumeFailure):
+                # The oldest events are gone: move towards the head until the window.
+                after += max(1, (position.offset - after) // 2)
+                continue
+            if not batch:
+                break
+            found.extend(s for s in batch if s.event.run_id == request.run_id)
+            after = batch[-1].offset
+        return found
+
+
+def _ignore(stored: StoredEvent) -> None:
+    """Workers subscribe to no user: they only publish."""

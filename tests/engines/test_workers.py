@@ -1,0 +1,158 @@
+"""Runs executed by workers: a gateway hands runs over Redis; workers run them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runwire.agents.base import Agent
+from runwire.app import create_engine
+from runwire.client import ClientError
+from runwire.worker import Worker
+from tests.helpers import (
+    SECRET,
+    GatedAgent,
+    collect_run,
+    connect,
+    make_settings,
+    running_gateway,
+    scripted_agent as scripted,
+)
+from tests.redis_server import RedisServer
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@asynccontextmanager
+async def worker(redis_url: str, agent: Agent, name: str) -> AsyncIterator[Worker]:
+    settings = make_settings(engine=redis_url, runs="workers", worker_heartbeat_s=0.2)
+    instance = Worker(settings, create_engine(settings), agent, name=name)
+    await instance.start()
+    try:
+        yield instance
+    finally:
+        await instance.stop(1.0)
+
+
+async def test_a_worker_runs_what_the_gateway_accepted(redis_server: RedisServer) -> None:
+    async with (
+        worker(redis_server.url, scripted, "w-golden") as runner,
+        running_gateway(engine=redis_server.url, runs="workers") as gateway,
+        connect(gateway, "wk-alice") as client,
+    ):
+        ack = await client.send_message("hello", message_id="m-1")
+        frames = await collect_run(client, ack["run_id"])
+        again = await client.send_message("hello", message_id="m-1")  # a retry
+        assert again["run_id"] == ack["run_id"]
+        assert runner.runtime.started_total == 1
+        assert gateway.dispatcher.active_runs() == 0  # nothing ran in the gateway
+    assert [f["type"] for f in frames][0] == "agent_started"
+    assert frames[-1]["data"] == {"output": "echo: hello.", "status": "completed"}
+    assert [f["seq"] for f in frames] == list(range(1, len(frames) + 1))
+
+
+async def test_cancel_reaches_the_worker_holding_the_run(redis_server: RedisServer) -> None:
+    agent = GatedAgent()
+    async with (
+        worker(redis_server.url, agent, "w-cancel"),
+        running_gateway(engine=redis_server.url, runs="workers") as gateway,
+        connect(gateway, "wk-bob") as bob,
+        connect(gateway, "wk-mallory") as mallory,
+    ):
+        ack = await bob.send_message("long")
+        await asyncio.wait_for(agent.in_tool.wait(), 10)
+        with pytest.raises(ClientError) as error:
+            await mallory.cancel(ack["run_id"])
+        assert error.value.code == "not_found"
+        await bob.cancel(ack["run_id"])
+        frames = await collect_run(bob, ack["run_id"])
+    assert frames[-2]["data"]["error"] == "cancelled"
+    assert frames[-1]["data"]["status"] == "cancelled"
+
+
+async def test_the_per_user_run_limit_holds_across_gateways(redis_server: RedisServer) -> None:
+    agent = GatedAgent()
+    settings: dict[str, Any] = {
+        "engine": redis_server.url,
+        "runs": "workers",
+        "max_concurrent_runs_per_user": 1,
+    }
+    async with (
+        worker(redis_server.url, agent, "w-limit"),
+        running_gateway(**settings) as node_a,
+        running_gateway(**settings) as node_b,
+        connect(node_a, "wk-carol") as tab_a,
+        connect(node_b, "wk-carol") as tab_b,
+    ):
+        first = await tab_a.send_message("one")
+        with pytest.raises(ClientError) as error:
+            await tab_b.send_message("two")
+        assert error.value.code == "too_many_runs"
+        agent.release.set()
+        await collect_run(tab_a, first["run_id"])
+        await collect_run(tab_b, first["run_id"])
+
+
+async def test_a_killed_workers_run_is_failed_explicitly(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNWIRE_")}
+    env.update(
+        RUNWIRE_ENGINE=redis_server.url,
+        RUNWIRE_RUNS="workers",
+        RUNWIRE_AUTH_SECRET=SECRET,
+        RUNWIRE_AGENT="tests.helpers:sleepy_agent",
+        RUNWIRE_WORKER_HEARTBEAT_S="0.2",
+        RUNWIRE_STATE_DIR=str(tmp_path),
+    )
+    doomed = subprocess.Popen(  # noqa: ASYNC220 - started once, before any awaiting
+        [sys.executable, "-m", "runwire", "worker"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert doomed.stdout is not None
+        assert "runwire worker" in doomed.stdout.readline()
+        async with (
+            running_gateway(engine=redis_server.url, runs="workers") as gateway,
+            connect(gateway, "wk-dave") as client,
+        ):
+            ack = await client.send_message("work")
+            seen: list[dict[str, Any]] = []
+            while not seen or seen[-1]["type"] != "tool_executing":
+                seen.append(await client.recv(timeout=10))
+            doomed.send_signal(signal.SIGKILL)  # mid-tool: no terminal event was published
+            doomed.wait(timeout=10)
+            async with worker(redis_server.url, scripted, "w-rescuer") as rescuer:
+                rest = await collect_run(client, ack["run_id"], timeout=20)
+                assert rescuer.failed_over == 1
+    finally:
+        if doomed.poll() is None:
+            doomed.kill()
+            doomed.wait(timeout=10)
+        if doomed.stdout is not None:
+            doomed.stdout.close()
+    frames = [f for f in seen if f.get("run_id") == ack["run_id"]] + rest
+    types = [f["type"] for f in frames]
+    assert types == [
+        "agent_started",
+        "agent_thinking",
+        "tool_executing",
+        "tool_completed",
+        "agent_error",
+    ]
+    assert frames[3]["data"]["ok"] is False and frames[3]["data"]["error"] == "worker lost"
+    assert frames[4]["data"]["code"] == "worker_lost"
+    assert [f["seq"] for f in frames] == [1, 2, 3, 4, 5]
