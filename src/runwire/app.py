@@ -85,10 +85,14 @@ def create_engine(settings: Settings) -> Engine:
 
 def create_dispatcher(settings: Settings, runtime: AgentRuntime) -> RunDispatcher:
     """Where runs execute: in this process (``local``) or in workers (``workers``)."""
-    if settings.runs != "workers":
+    if settings.engine.partition("://")[0] != "redis":
         return LocalDispatcher(runtime)
-    from runwire.engines.redis_workers import RedisDispatcher
+    from runwire.engines.redis_workers import RedisDispatcher, RedisMessageClaims
 
+    if settings.runs != "workers":
+        return LocalDispatcher(
+            runtime, RedisMessageClaims(settings.engine, ttl_s=settings.idempotency_ttl_s)
+        )
     return RedisDispatcher(
         settings.engine,
         per_user=settings.max_concurrent_runs_per_user,
@@ -147,6 +151,7 @@ class Gateway:
         self.manager.set_frame_handler(
             ClientFrameHandler(self.manager, self.dispatcher, self.engine, self.metrics)
         )
+        self._observe_deliveries = not isinstance(self.engine, MemoryEngine)
         self._server: asyncio.Server | None = None
         self.port = self.settings.port
         self._register_gauges()
@@ -241,6 +246,10 @@ class Gateway:
         return stored
 
     def _deliver(self, stored: StoredEvent) -> None:
+        if self._observe_deliveries:
+            # Shared engine: runs executed elsewhere (other nodes, workers) reach this
+            # node's snapshots through the users it serves.
+            self.runs.observe(stored.user_id, stored.offset, stored.event)
         self.manager.deliver(stored)
 
     def _routes(self) -> dict[str, HttpRoute]:

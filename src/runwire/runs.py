@@ -103,7 +103,12 @@ class RunStore:
         self._answers: dict[tuple[UserId, str], _Answer] = {}
 
     def observe(self, user_id: UserId, offset: int, event: Event) -> None:
-        """Fold one event (at ``offset`` in the user's stream) into its run's snapshot."""
+        """Fold one event (at ``offset`` in the user's stream) into its run's snapshot.
+
+        Idempotent per run: an event whose ``seq`` is not newer than the snapshot's is
+        ignored, so the same event may be observed twice (published here, and
+        delivered here by a shared engine).
+        """
         users = self._users
         runs = users.get(user_id)
         if runs is None:
@@ -116,6 +121,8 @@ class RunStore:
             users.move_to_end(user_id)
         data = event.data
         snapshot = runs.get(event.run_id)
+        if snapshot is not None and event.seq <= snapshot.last_seq:
+            return  # seen already: a node observes its own publishes and its deliveries
         if snapshot is None:
             if not isinstance(data, AgentStarted):
                 return  # its start was evicted; nothing coherent to show

@@ -83,13 +83,10 @@ def _send_close(transport: WSTransport, code: int, reason: str = "") -> None:
     transport.send_close(code, reason.encode()[:120])  # type: ignore[arg-type]
 
 
-_SHORT_HEADERS = tuple(bytes((0x81, length)) for length in range(126))
-
-
 def _frame_header(length: int) -> bytes:
     """Header of an unmasked, final text frame of ``length`` bytes (RFC 6455 5.2)."""
     if length < 126:
-        return _SHORT_HEADERS[length]
+        return bytes((0x81, length))
     if length <= 0xFFFF:
         return struct.pack("!BBH", 0x81, 126, length)
     return struct.pack("!BBQ", 0x81, 127, length)
@@ -98,11 +95,10 @@ def _frame_header(length: int) -> bytes:
 class _PicowsWriter:
     """:class:`~runwire.manager.FrameWriter` over a picows transport."""
 
-    __slots__ = ("_abort_timer", "_close_timeout_s", "_paused", "_write", "transport")
+    __slots__ = ("_abort_timer", "_close_timeout_s", "_paused", "transport")
 
     def __init__(self, transport: WSTransport, close_timeout_s: float) -> None:
         self.transport = transport
-        self._write = transport.underlying_transport.write
         self._paused = False
         self._close_timeout_s = close_timeout_s
         self._abort_timer: asyncio.TimerHandle | None = None
@@ -112,17 +108,14 @@ class _PicowsWriter:
         return not self._paused
 
     def write_frames(self, frames: list[bytes]) -> None:
-        # Server frames are unmasked: a frame is a 2-10 byte header plus the payload,
-        # written straight to the underlying transport (one write per call).
         if len(frames) == 1:
-            frame = frames[0]
-            self._write(_frame_header(len(frame)) + frame)
+            self.transport.send(WSMsgType.TEXT, frames[0])
             return
         parts: list[bytes] = []
         for frame in frames:
             parts.append(_frame_header(len(frame)))
             parts.append(frame)
-        self._write(b"".join(parts))
+        self.transport.underlying_transport.write(b"".join(parts))
 
     def close(self, code: int, reason: str) -> None:
         _send_close(self.transport, code, reason)

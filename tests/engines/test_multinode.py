@@ -16,6 +16,8 @@ from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from runwire.client import ReconnectingClient
 from tests.helpers import SECRET, make_settings, token_for
 from tests.redis_server import RedisServer
@@ -25,9 +27,10 @@ NODES = 3
 
 @contextmanager
 def gateway_processes(
-    redis_url: str, tmp_path: Path, count: int
+    redis_url: str, tmp_path: Path, count: int, runs: str = "local", workers: int = 0
 ) -> Iterator[list[tuple[subprocess.Popen[str], str]]]:
-    """``count`` gateways on one Redis; yields (process, ws url) pairs."""
+    """``count`` gateways (and ``workers`` workers) on one Redis; yields the gateways'
+    (process, ws url) pairs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNWIRE_")}
     env.update(
         RUNWIRE_ENGINE=redis_url,
@@ -36,9 +39,22 @@ def gateway_processes(
         RUNWIRE_STATE_DIR=str(tmp_path / "state"),
         RUNWIRE_MAX_CONCURRENT_RUNS_PER_USER="5",
         RUNWIRE_LOG_LEVEL="info",
+        RUNWIRE_RUNS=runs,
     )
     nodes: list[tuple[subprocess.Popen[str], str]] = []
     try:
+        for index in range(workers):
+            with (tmp_path / f"worker{index}.log").open("w") as log_file:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "runwire", "worker"],
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=log_file,
+                    text=True,
+                )
+            assert process.stdout is not None
+            assert "runwire worker" in process.stdout.readline()
+            nodes.append((process, ""))
         for index in range(count):
             log = tmp_path / f"node{index}.log"  # kept for a failing test's post-mortem
             with log.open("w") as log_file:
@@ -54,7 +70,7 @@ def gateway_processes(
             assert " on http://" in banner, banner
             url = banner.split(" on ")[1].strip().replace("http", "ws", 1) + "/ws"
             nodes.append((process, url))
-        yield nodes
+        yield [(process, url) for process, url in nodes if url]
     finally:
         for process, _ in nodes:
             if process.poll() is None:
@@ -93,13 +109,18 @@ def _check_stream(user: str, events: list[dict[str, Any]], runs: set[str]) -> No
         assert [e["seq"] for e in run] == list(range(1, len(run) + 1)), (user, run_id)
 
 
+@pytest.mark.parametrize(("runs", "workers"), [("local", 0), ("workers", 2)])
 async def test_300_users_with_tabs_across_three_nodes(
-    redis_server: RedisServer, tmp_path: Path, report: Callable[[str], None]
+    redis_server: RedisServer,
+    tmp_path: Path,
+    report: Callable[[str], None],
+    runs: str,
+    workers: int,
 ) -> None:
     settings = make_settings(auth_secret=SECRET)
-    users = [f"mn-{i}" for i in range(300)]
+    users = [f"mn-{runs}-{i}" for i in range(300)]
     rng = random.Random(300)
-    with gateway_processes(redis_server.url, tmp_path, NODES) as nodes:
+    with gateway_processes(redis_server.url, tmp_path, NODES, runs, workers) as nodes:
         urls = [url for _, url in nodes]
         async with AsyncExitStack() as stack:
             tabs: dict[str, list[ReconnectingClient]] = {}
@@ -117,18 +138,18 @@ async def test_300_users_with_tabs_across_three_nodes(
                     for i, u in enumerate(users)
                 )
             )
-            runs = {user: {ack["run_id"]} for user, ack in zip(users, acks, strict=True)}
+            run_ids = {user: {ack["run_id"]} for user, ack in zip(users, acks, strict=True)}
             streams = await asyncio.gather(
-                *(_run_events(tab, runs[user]) for user in users for tab in tabs[user])
+                *(_run_events(tab, run_ids[user]) for user in users for tab in tabs[user])
             )
     misrouted = 0
     for (user, _tab), events in zip(
         [(u, k) for u in users for k in range(2)], streams, strict=True
     ):
-        _check_stream(user, events, runs[user])
-        misrouted += sum(e["run_id"] not in runs[user] for e in events)
+        _check_stream(user, events, run_ids[user])
+        misrouted += sum(e["run_id"] not in run_ids[user] for e in events)
     report(
-        f"multinode: {len(users)} users x 2 tabs on {NODES} nodes, "
+        f"multinode ({runs}, {workers} workers): {len(users)} users x 2 tabs on {NODES} nodes, "
         f"{sum(len(s) for s in streams)} events received, every run complete and in order "
         f"on every tab, misrouted={misrouted}"
     )

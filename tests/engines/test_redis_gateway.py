@@ -131,3 +131,19 @@ async def test_redis_restart_without_persistence_changes_the_epoch(tmp_path: Pat
         assert client.position == StreamPosition(failed["epoch"], 1)
     finally:
         server.stop()
+
+
+async def test_a_retried_message_on_another_node_starts_no_second_run(
+    redis_server: RedisServer,
+) -> None:
+    async with (
+        running_gateway(engine=redis_server.url) as node_a,
+        running_gateway(engine=redis_server.url) as node_b,
+        connect(node_a, "frank-x3") as tab_a,
+        connect(node_b, "frank-x3") as tab_b,
+    ):
+        first = await tab_a.send_message("once", message_id="same-id")
+        again = await tab_b.send_message("once", message_id="same-id")
+        assert again["run_id"] == first["run_id"]
+        await collect_run(tab_b, first["run_id"])
+        assert node_a.runtime.started_total + node_b.runtime.started_total == 1

@@ -17,6 +17,7 @@ import pytest
 from runwire.agents.base import Agent
 from runwire.app import create_engine
 from runwire.client import ClientError
+from runwire.ids import UserId
 from runwire.worker import Worker
 from tests.helpers import (
     SECRET,
@@ -55,6 +56,8 @@ async def test_a_worker_runs_what_the_gateway_accepted(redis_server: RedisServer
         assert again["run_id"] == ack["run_id"]
         assert runner.runtime.started_total == 1
         assert gateway.dispatcher.active_runs() == 0  # nothing ran in the gateway
+        snapshot = gateway.runs.run(UserId("wk-alice"), ack["run_id"])  # fed by deliveries
+        assert snapshot is not None and snapshot.status == "completed"
     assert [f["type"] for f in frames][0] == "agent_started"
     assert frames[-1]["data"] == {"output": "echo: hello.", "status": "completed"}
     assert [f["seq"] for f in frames] == list(range(1, len(frames) + 1))

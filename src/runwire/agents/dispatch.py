@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Protocol
 
 from runwire.agents.runtime import AgentRuntime, StartedRun
-from runwire.ids import UserId
+from runwire.ids import RunId, ThreadId, UserId, new_run_id, new_thread_id
 
-__all__ = ["LocalDispatcher", "RunDispatcher"]
+__all__ = ["LocalDispatcher", "MessageClaims", "RunDispatcher"]
 
 
 class RunDispatcher(Protocol):
@@ -42,16 +42,48 @@ class RunDispatcher(Protocol):
         """Refuse new runs; give running ones ``grace_s`` to finish."""
 
 
-class LocalDispatcher:
-    """Runs agents in this gateway process with its :class:`AgentRuntime`."""
+class MessageClaims(Protocol):
+    """Idempotency keys shared by every gateway node (``user_message.id`` → run)."""
 
-    def __init__(self, runtime: AgentRuntime) -> None:
+    async def claim(
+        self, user_id: UserId, message_id: str, run_id: RunId, thread_id: ThreadId
+    ) -> StartedRun:
+        """Record ``message_id`` → (``run_id``, ``thread_id``) unless already recorded;
+        returns the recorded run (``duplicate=True`` when it was already there)."""
+        ...
+
+    async def close(self) -> None:
+        """Release the connection to the shared store."""
+
+
+class LocalDispatcher:
+    """Runs agents in this gateway process with its :class:`AgentRuntime`.
+
+    With ``claims`` (a shared engine), a message retried on another node maps to
+    the run the first node started; without, the runtime's own memory does.
+    """
+
+    def __init__(self, runtime: AgentRuntime, claims: MessageClaims | None = None) -> None:
         self.runtime = runtime
+        self.claims = claims
 
     async def start_run(
         self, user_id: UserId, content: str, *, message_id: str, thread_id: str | None
     ) -> StartedRun:
-        return self.runtime.start_run(user_id, content, message_id=message_id, thread_id=thread_id)
+        run_id: RunId | None = None
+        if self.claims is not None:
+            claimed = await self.claims.claim(
+                user_id,
+                message_id,
+                new_run_id(),
+                ThreadId(thread_id) if thread_id else new_thread_id(),
+            )
+            if claimed.duplicate:
+                return claimed
+            run_id, thread_id = claimed.run_id, claimed.thread_id
+        return self.runtime.start_run(
+            user_id, content, message_id=message_id, thread_id=thread_id, run_id=run_id
+        )
 
     async def cancel(self, user_id: UserId, run_id: str) -> bool:
         return self.runtime.cancel(user_id, run_id)
@@ -61,3 +93,5 @@ class LocalDispatcher:
 
     async def stop(self, grace_s: float) -> None:
         await self.runtime.stop(grace_s)
+        if self.claims is not None:
+            await self.claims.close()

@@ -162,6 +162,19 @@ def _stored(user_id: UserId, epoch: Epoch, frame: bytes) -> StoredEvent:
     return StoredEvent(user_id, epoch, offset, frame, event)
 
 
+def redis_client(url: str, *, decode_responses: bool) -> aioredis.Redis:
+    """A client on a blocking pool: a burst of commands waits for a free connection
+    (up to ``_POOL_TIMEOUT_S``) instead of failing with "too many connections". The
+    client owns its pool: ``aclose()`` closes both."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=_POOL_CONNECTIONS,
+        timeout=_POOL_TIMEOUT_S,
+        decode_responses=decode_responses,
+    )
+    return aioredis.Redis.from_pool(pool)
+
+
 @asynccontextmanager
 async def _map_redis_errors(action: str) -> AsyncIterator[None]:
     """Translate redis-py errors into :class:`EngineError` at the adapter boundary."""
@@ -199,13 +212,7 @@ class RedisEngine:
         self.max_bytes = max_bytes
         self.max_age_ms = int(max_age_s * 1000)
         self.key_ttl_s = key_ttl_s
-        # A blocking pool: a burst of publishes waits for a free connection instead of
-        # failing with "too many connections".
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=_POOL_CONNECTIONS, timeout=_POOL_TIMEOUT_S
-        )
-        self._pool = pool
-        self._redis: aioredis.Redis = aioredis.Redis(connection_pool=pool)
+        self._redis = redis_client(url, decode_responses=False)
         self._publish_script = self._redis.register_script(_PUBLISH)
         self._position_script = self._redis.register_script(_POSITION)
         self._read_script = self._redis.register_script(_READ)
@@ -255,8 +262,6 @@ class RedisEngine:
             self._pubsub = None
         with contextlib.suppress(RedisError, OSError):
             await self._redis.aclose()
-        with contextlib.suppress(RedisError, OSError):
-            await self._pool.aclose()  # a pool passed in is not closed by the client
         self._deliver = None
 
     def _set_available(self, available: bool) -> None:

@@ -27,11 +27,11 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from runwire.agents.runtime import StartedRun
-from runwire.engines.redis import _map_redis_errors
+from runwire.engines.redis import _map_redis_errors, redis_client
 from runwire.exceptions import LimitError
 from runwire.ids import RunId, ThreadId, UserId, new_run_id, new_thread_id
 
-__all__ = ["RedisDispatcher", "RunRequest", "WorkQueue"]
+__all__ = ["RedisDispatcher", "RedisMessageClaims", "RunRequest", "WorkQueue"]
 
 RUNS_STREAM = "rw:runs"
 GROUP = "workers"
@@ -82,7 +82,7 @@ class RedisDispatcher:
     """Gateway side: accept user messages as runs for the workers."""
 
     def __init__(self, url: str, *, per_user: int, ttl_s: int, stream_max: int) -> None:
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=True)
+        self._redis: aioredis.Redis = redis_client(url, decode_responses=True)
         self._start = self._redis.register_script(_START)
         self.per_user = per_user
         self.ttl_s = ttl_s
@@ -126,11 +126,34 @@ class RedisDispatcher:
             await self._redis.aclose()
 
 
+class RedisMessageClaims:
+    """Idempotency keys in Redis (``SET NX``), for gateways running agents locally."""
+
+    def __init__(self, url: str, *, ttl_s: int) -> None:
+        self._redis: aioredis.Redis = redis_client(url, decode_responses=True)
+        self.ttl_s = ttl_s
+
+    async def claim(
+        self, user_id: UserId, message_id: str, run_id: RunId, thread_id: ThreadId
+    ) -> StartedRun:
+        key = _message_key(user_id, message_id)
+        async with _map_redis_errors("claim message"):
+            if await self._redis.set(key, f"{run_id}|{thread_id}", nx=True, ex=self.ttl_s):
+                return StartedRun(run_id, thread_id, duplicate=False)
+            known = str(await self._redis.get(key) or f"{run_id}|{thread_id}")
+        known_run, _, known_thread = known.partition("|")
+        return StartedRun(RunId(known_run), ThreadId(known_thread), duplicate=True)
+
+    async def close(self) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.aclose()
+
+
 class WorkQueue:
     """Worker side: the runs stream, its consumer group, heartbeats and takeovers."""
 
     def __init__(self, url: str, name: str, *, heartbeat_ttl_s: int) -> None:
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=True)
+        self._redis: aioredis.Redis = redis_client(url, decode_responses=True)
         self.name = name
         self.heartbeat_ttl_s = heartbeat_ttl_s
 
