@@ -130,11 +130,15 @@ async def publish_texts(gateway: Gateway, user: str, texts: list[str], run_id: s
     from runwire.events import AgentMessageDelta, Event
     from runwire.ids import UserId
 
-    for seq, text in enumerate(texts, start=1):
-        event = Event.of(
-            AgentMessageDelta(text), run_id=run_id or f"r_{user}", thread_id="t", seq=seq, ts=0
-        )
+    run = run_id or f"r_{user}"
+    for text in texts:
+        # (run_id, seq) names one event: engines store it at most once.
+        _published_seqs[run] = seq = _published_seqs.get(run, 0) + 1
+        event = Event.of(AgentMessageDelta(text), run_id=run, thread_id="t", seq=seq, ts=0)
         await gateway.publish(UserId(user), event)
+
+
+_published_seqs: dict[str, int] = {}
 
 
 async def sleepy_agent(run: Run, message: str) -> str:

@@ -145,6 +145,7 @@ class Gateway:
                 active=self.settings.max_active_runs,
                 timeout_s=self.settings.run_timeout_s,
                 idempotency_keys=self.settings.idempotency_keys,
+                engine_retry_s=self.settings.engine_retry_s,
             ),
         )
         self.dispatcher = create_dispatcher(self.settings, self.runtime)

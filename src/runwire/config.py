@@ -147,6 +147,9 @@ class Settings(BaseSettings):
     run_timeout_s: float = Field(
         300.0, gt=0, description="A run still going after this ends with `agent_error` timeout."
     )
+    engine_retry_s: float = Field(
+        10.0, ge=0, description="How long a run retries publishing while the engine is down."
+    )
     idempotency_ttl_s: int = Field(
         86_400, ge=60, description="Workers mode: how long a `user_message.id` is remembered."
     )

@@ -117,6 +117,8 @@ class Connection:
     connected_offset: int = 0
     subscribed: bool = False
     catching_up: bool = False
+    missed: bool = False
+    """A live event came past the cursor while catching up: read history again."""
     replaying: bool = False
     close_sent: bool = False
     closed: bool = False
@@ -313,6 +315,7 @@ class WebSocketManager:
         session = connection.session
         try:
             while session.state is State.OPEN:
+                connection.missed = False
                 batch = await self.engine.read_after(
                     connection.user_id, epoch or connection.epoch, session.cursor, HISTORY_BATCH
                 )
@@ -327,7 +330,7 @@ class WebSocketManager:
                             return None
                     self._admit(connection, stored)
                 self._mark_dirty(connection)
-                if len(batch) < HISTORY_BATCH:
+                if len(batch) < HISTORY_BATCH and not connection.missed:
                     return None
             return None
         finally:
@@ -439,7 +442,8 @@ class WebSocketManager:
         dirty = self._dirty
         for connection in connections.values():
             if epoch != connection.epoch:
-                skipped += 1  # not open yet, or a stale epoch
+                self._admit(connection, stored)  # not open yet, or another epoch
+                skipped += 1
                 continue
             session = connection.session
             coalesced = session.coalesced
@@ -494,8 +498,11 @@ class WebSocketManager:
         session = connection.session
         if session.coalesced != coalesced:
             self.metrics.deltas_coalesced.inc(session.coalesced - coalesced)
-        if admission is EventAdmission.GAP and not connection.catching_up:
-            self._spawn(connection, self._catch_up(connection))
+        if admission is EventAdmission.GAP:
+            if connection.catching_up:
+                connection.missed = True  # the running catch-up reads it from history
+            else:
+                self._spawn(connection, self._catch_up(connection))
         elif admission is EventAdmission.OVERFLOW:
             self.metrics.slow_consumer_closes.inc()
             log.info("slow consumer closed", extra={"connection_id": connection.id})

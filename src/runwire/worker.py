@@ -60,6 +60,7 @@ class Worker:
                 active=settings.max_active_runs,
                 timeout_s=settings.run_timeout_s,
                 idempotency_keys=settings.idempotency_keys,
+                engine_retry_s=settings.engine_retry_s,
             ),
             on_finished=self._finished,
         )

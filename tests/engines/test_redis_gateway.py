@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from runwire.client import ClientError, StreamPosition
-from tests.helpers import collect_run, connect, publish_texts, running_gateway, wait_until
+from tests.helpers import (
+    GatedAgent,
+    collect_run,
+    connect,
+    publish_texts,
+    running_gateway,
+    wait_until,
+)
 from tests.redis_server import RedisServer
 
 
@@ -147,3 +154,64 @@ async def test_a_retried_message_on_another_node_starts_no_second_run(
         assert again["run_id"] == first["run_id"]
         await collect_run(tab_b, first["run_id"])
         assert node_a.runtime.started_total + node_b.runtime.started_total == 1
+
+
+async def test_a_repeated_publish_of_one_run_event_is_stored_once(
+    redis_server: RedisServer,
+) -> None:
+    from runwire.engines.redis import RedisEngine
+    from runwire.events import AgentThinking, Event
+    from runwire.ids import UserId
+
+    engine = RedisEngine(
+        redis_server.url, max_events=100, max_bytes=1_000_000, max_age_s=3600, key_ttl_s=3600
+    )
+    await engine.start(lambda stored: None)
+    try:
+        user = UserId("gina-x4")
+        first = Event.of(AgentThinking("a"), run_id="r1", thread_id="t", seq=1, ts=0)
+        second = Event.of(AgentThinking("b"), run_id="r1", thread_id="t", seq=2, ts=0)
+        stored = [await engine.publish(user, e) for e in (first, second, second, first)]
+        # A repeat is not stored again; it reports the run's latest stored offset.
+        assert [s.offset for s in stored] == [1, 2, 2, 2]
+        assert (await engine.position(user)).offset == 2
+        other = Event.of(AgentThinking("c"), run_id="r2", thread_id="t", seq=1, ts=0)
+        assert (await engine.publish(user, other)).offset == 3  # another run: its own seqs
+    finally:
+        await engine.close()
+
+
+async def test_a_run_survives_a_redis_restart_with_persistence(tmp_path: Path) -> None:
+    agent = GatedAgent()
+    server = RedisServer(tmp_path / "redis", persistent=True)
+    server.start()
+    try:
+        async with (
+            running_gateway(agent, engine=server.url, engine_retry_s=15) as gateway,
+            connect(gateway, "hana") as client,
+        ):
+            ack = await client.send_message("long job")
+            await asyncio.wait_for(agent.in_tool.wait(), 10)
+            server.stop()
+            frames: list[dict[str, Any]] = []
+            while True:
+                frame = await client.recv(timeout=10)
+                if frame["type"] == "engine_status":
+                    assert frame["state"] == "unavailable"
+                    break
+                frames.append(frame)
+            agent.release.set()  # the run goes on emitting while Redis is down
+            server.start()
+            frames += await collect_run(client, ack["run_id"], timeout=20)
+    finally:
+        server.stop()
+    types = [f["type"] for f in frames]
+    assert types == [
+        "agent_started",
+        "agent_thinking",
+        "tool_executing",
+        "tool_completed",
+        "agent_message_delta",
+        "agent_completed",
+    ]
+    assert [f["offset"] for f in frames] == [1, 2, 3, 4, 5, 6]

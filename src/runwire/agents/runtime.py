@@ -28,7 +28,7 @@ from runwire.events import (
     Event,
     EventData,
 )
-from runwire.exceptions import LimitError
+from runwire.exceptions import EngineError, LimitError
 from runwire.ids import RunId, ThreadId, UserId, new_run_id, new_thread_id
 
 __all__ = ["AgentRuntime", "RunLimits", "StartedRun"]
@@ -46,6 +46,7 @@ class RunLimits:
     active: int
     timeout_s: float
     idempotency_keys: int
+    engine_retry_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +212,27 @@ class AgentRuntime:
             )
             if event.is_terminal:
                 run.closed = True
-            await self._publish(run.user_id, event)
+            await self._publish_retrying(run, event)
+
+    async def _publish_retrying(self, run: Run, event: Event) -> None:
+        """Publish; while the engine is unavailable, retry for ``engine_retry_s``.
+
+        The Redis engine stores an event at most once per (run, seq), so a retry after
+        an attempt that did reach Redis does not duplicate it (the memory engine never
+        fails a publish).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.engine_retry_s
+        delay = 0.05
+        while True:
+            try:
+                await self._publish(run.user_id, event)
+                return
+            except EngineError:
+                if loop.time() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     async def _drive(self, run: Run) -> None:
         active = self._active[run.run_id]

@@ -12,6 +12,9 @@ user. Contract (``tests/engines/test_contract.py`` runs it against every engine)
 * **Epoch.** ``(epoch, offset)`` names one event. The epoch changes only when the
   user's history is lost; offsets restart from 1 in a new epoch.
 * **Subscription.** Only users this node subscribed to are delivered here.
+* **Runs.** ``(run_id, seq)`` names one event, and a run publishes its events in
+  ``seq`` order. An engine whose publish can fail after storing (Redis) stores a
+  repeated ``(run_id, seq)`` at most once, so publishing may be retried.
 """
 
 from __future__ import annotations

@@ -59,6 +59,7 @@ _SYNC = b"sync|"
 _SYNC_TIMEOUT_S = 5.0
 _READ_ATTEMPTS = 3
 _POOL_CONNECTIONS = 32
+_RUN_SEQ_TTL_S = 900  # a retried publish comes within seconds; the key then expires
 _POOL_TIMEOUT_S = 10.0
 
 # Trim the user's stream from its oldest entry while it holds more than ARGV[1]
@@ -83,8 +84,10 @@ local function trim(stream, size_key, max_events, max_bytes, max_age_ms, now)
 end
 """
 
-# KEYS: epoch, offset, stream, bytes. ARGV: candidate epoch, frame prefix, frame suffix,
-# max entries, max bytes, max age ms, key ttl s, channel, now ms.
+# KEYS: epoch, offset, stream, bytes, the run's last seq. ARGV: candidate epoch, frame
+# prefix, frame suffix, max entries, max bytes, max age ms, key ttl s, channel, now ms,
+# seq, run key ttl s. An event whose (run_id, seq) was already stored is not stored
+# again (a retried publish): the reply's third item is 1 and the offset is the first's.
 _PUBLISH = (
     _TRIM
     + """
@@ -94,7 +97,16 @@ if not epoch then
   redis.call('SET', KEYS[1], epoch)
   redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 end
+local seq = tonumber(ARGV[10])
+local last = redis.call('GET', KEYS[5])
+if last then
+  local sep = string.find(last, ':')
+  if seq <= tonumber(string.sub(last, 1, sep - 1)) then
+    return {epoch, tonumber(string.sub(last, sep + 1)), 1}
+  end
+end
 local offset = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[5], seq .. ':' .. offset, 'EX', ARGV[11])
 local frame = ARGV[2] .. offset .. ARGV[3]
 local now = tonumber(ARGV[9])
 redis.call('XADD', KEYS[3], offset .. '-1', 'f', frame, 't', now)
@@ -102,7 +114,7 @@ redis.call('INCRBY', KEYS[4], #frame)
 trim(KEYS[3], KEYS[4], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), now)
 for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[7]) end
 redis.call('PUBLISH', ARGV[8], epoch .. '|' .. frame)
-return {epoch, offset}
+return {epoch, offset, 0}
 """
 )
 
@@ -134,6 +146,10 @@ return {epoch or '', last, entries}
 def _keys(user_id: UserId) -> tuple[str, str, str, str]:
     base = f"rw:{{{user_id}}}"
     return f"{base}:epoch", f"{base}:offset", f"{base}:stream", f"{base}:bytes"
+
+
+def _run_seq_key(user_id: UserId, run_id: str) -> str:
+    return f"rw:{{{user_id}}}:seq:{run_id}"
 
 
 def _channel(user_id: UserId) -> str:
@@ -277,8 +293,8 @@ class RedisEngine:
         prefix, suffix = _split_frame(event)
         try:
             async with _map_redis_errors("publish"):
-                epoch, offset = await self._publish_script(
-                    keys=_keys(user_id),
+                epoch, offset, _duplicate = await self._publish_script(
+                    keys=[*_keys(user_id), _run_seq_key(user_id, event.run_id)],
                     args=[
                         new_epoch(),
                         prefix,
@@ -289,6 +305,8 @@ class RedisEngine:
                         self.key_ttl_s,
                         _channel(user_id),
                         int(self._clock() * 1000),
+                        event.seq,
+                        _RUN_SEQ_TTL_S,
                     ],
                 )
         except EngineError:
@@ -299,8 +317,8 @@ class RedisEngine:
         return StoredEvent(user_id, Epoch(epoch.decode()), offset, frame, event)
 
     async def _retrying(self, action: str, call: Callable[[], Awaitable[Any]]) -> Any:
-        """Run an idempotent command, retrying on a dropped connection (never publish:
-        a retried publish whose first attempt ran would append the event twice)."""
+        """Run a read, retrying on a dropped connection. (Publishing is not retried
+        here; the runtime retries it, and the script drops a repeated (run, seq).)"""
         for attempt in range(_READ_ATTEMPTS):
             try:
                 async with _map_redis_errors(action):
