@@ -326,6 +326,14 @@ class Gateway:
                 lambda: self.manager.user_count,
             ),
             "runwire_runs_active": ("Runs in this process.", lambda: self.dispatcher.active_runs()),
+            "runwire_engine_available": (
+                "1 while the engine can publish, else 0.",
+                lambda: int(self.engine.available),
+            ),
+            "runwire_engine_publish_errors": (
+                "Publishes the engine failed (each retry counts).",
+                lambda: self.engine.stats().get("publish_errors", 0),
+            ),
             "runwire_history_events": (
                 "Events held in history.",
                 lambda: self.engine.stats().get("events", 0),

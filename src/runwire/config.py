@@ -151,7 +151,9 @@ class Settings(BaseSettings):
         10.0, ge=0, description="How long a run retries publishing while the engine is down."
     )
     idempotency_ttl_s: int = Field(
-        86_400, ge=60, description="Workers mode: how long a `user_message.id` is remembered."
+        86_400,
+        ge=60,
+        description="Redis engine: how long a `user_message.id` is remembered (any node).",
     )
     runs_stream_max: int = Field(
         100_000, ge=1_000, description="Workers mode: entries kept in the `rw:runs` stream."

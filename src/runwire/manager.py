@@ -250,6 +250,13 @@ class WebSocketManager:
     # -- connection start and resume --------------------------------------------
 
     async def _start(self, connection: Connection) -> None:
+        try:
+            await self._open(connection)
+        except EngineError as exc:
+            log.warning("connection not opened: %s", exc)
+            self.close_connection(connection, CloseCode.GOING_AWAY, "engine unavailable; retry")
+
+    async def _open(self, connection: Connection) -> None:
         user_id = connection.user_id
         await self.engine.subscribe(user_id)
         connection.subscribed = True

@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from runwire.agents.base import Agent, Run
-from runwire.agents.runtime import AgentRuntime, RunLimits
+from runwire.agents.runtime import UNPUBLISHED, AgentRuntime, RunLimits
 from runwire.config import Settings
 from runwire.engines import Engine, ResumeFailure, StoredEvent
 from runwire.engines.redis_workers import CANCEL_CHANNEL, RunRequest, WorkQueue
@@ -65,6 +65,8 @@ class Worker:
             on_finished=self._finished,
         )
         self._requests: dict[str, RunRequest] = {}
+        self._unclosed: dict[str, RunRequest] = {}
+        """Runs of ours whose end is not yet recorded (closed by the sweep)."""
         self._room = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.taken_over = 0
@@ -81,11 +83,15 @@ class Worker:
         log.info("worker %s started", self.name)
 
     async def stop(self, grace_s: float) -> None:
-        """Stop reading; give running runs ``grace_s``; then stop everything."""
-        for task in self._tasks:
+        """Stop taking runs; give running ones ``grace_s`` while still sending heartbeats
+        (so nobody takes them over); then stop everything."""
+        heartbeat, others = self._tasks[1], [t for i, t in enumerate(self._tasks) if i != 1]
+        for task in others:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*others, return_exceptions=True)
         await self.runtime.stop(grace_s)
+        heartbeat.cancel()
+        await asyncio.gather(heartbeat, return_exceptions=True)
         await self.queue.close()
         await self.engine.close()
 
@@ -116,11 +122,17 @@ class Worker:
             await asyncio.sleep(self.heartbeat_s)
 
     async def _sweep(self) -> None:
+        """Take over dead workers' runs, and close our own runs left unpublished."""
         while True:
             await asyncio.sleep(self.heartbeat_s)
+            for request in list(self._unclosed.values()):
+                await self._take_over(request)  # raises while the engine is down
+                self._unclosed.pop(request.run_id, None)
             min_idle_ms = int(3 * self.heartbeat_s * 1000)
             for request in await self.queue.orphans(min_idle_ms):
+                self._unclosed[request.run_id] = request  # ours now, until closed
                 await self._take_over(request)
+                self._unclosed.pop(request.run_id, None)
 
     async def _cancels(self) -> None:
         pubsub = self.queue.cancellations()
@@ -148,8 +160,16 @@ class Worker:
     async def _finished(self, run: Run, status: str) -> None:
         request = self._requests.pop(run.run_id, None)
         self._room.set()
-        if request is not None:
+        if request is None:
+            return
+        if status == UNPUBLISHED:
+            # No terminal event reached the engine: close the run once it is back.
+            self._unclosed[request.run_id] = request
+            return
+        try:
             await self.queue.finished(request)
+        except EngineError:
+            self._unclosed[request.run_id] = request  # acknowledged by the sweep later
 
     async def _take_over(self, request: RunRequest) -> None:
         """A dead worker's run: start it, close it, or just release it."""

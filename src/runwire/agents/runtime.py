@@ -35,6 +35,10 @@ __all__ = ["AgentRuntime", "RunLimits", "StartedRun"]
 
 log = logging.getLogger("runwire.agents")
 
+UNPUBLISHED = "unpublished"
+"""Finish status of a run whose events could not be published (the engine was down):
+its terminal event is missing, and whoever owns the run must close it later."""
+
 Publish = Callable[[UserId, Event], Awaitable[object]]
 
 
@@ -268,7 +272,7 @@ class AgentRuntime:
             await self._close_calls(run, "not completed by the agent")
             await run._emit(terminal)
         except Exception:
-            status = "failed"
+            status = UNPUBLISHED
             # Publishing itself failed (engine down): nothing more can reach the user.
             log.exception("run could not publish", extra={"run_id": run.run_id})
         finally:

@@ -111,7 +111,8 @@ class Engine(Protocol):
         """Assign the user's next offset, append to history and deliver to subscribers.
 
         Raises:
-            EngineError: the event was not stored (and not delivered).
+            EngineError: the engine could not confirm the event was stored (with Redis it
+                may have been: publishing the same ``(run_id, seq)`` again is safe).
         """
         ...
 

@@ -86,8 +86,9 @@ end
 
 # KEYS: epoch, offset, stream, bytes, the run's last seq. ARGV: candidate epoch, frame
 # prefix, frame suffix, max entries, max bytes, max age ms, key ttl s, channel, now ms,
-# seq, run key ttl s. An event whose (run_id, seq) was already stored is not stored
-# again (a retried publish): the reply's third item is 1 and the offset is the first's.
+# seq, run key ttl s. An event whose (run_id, seq) is not newer than the run's last
+# stored one is not stored again (a retried publish): the reply's third item is 1 and
+# its offset is that of the run's last stored event.
 _PUBLISH = (
     _TRIM
     + """
@@ -118,13 +119,13 @@ return {epoch, offset, 0}
 """
 )
 
-# KEYS: epoch, offset. ARGV: candidate epoch, key ttl s.
+# KEYS: epoch, offset, stream, bytes. ARGV: candidate epoch, key ttl s.
 _POSITION = """
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
   epoch = ARGV[1]
   redis.call('SET', KEYS[1], epoch, 'EX', ARGV[2])
-  redis.call('DEL', KEYS[2])
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 end
 return {epoch, tonumber(redis.call('GET', KEYS[2]) or '0')}
 """
@@ -330,11 +331,10 @@ class RedisEngine:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def position(self, user_id: UserId) -> StreamPosition:
-        epoch_key, offset_key, _, _ = _keys(user_id)
         epoch, offset = await self._retrying(
             "position",
             lambda: self._position_script(
-                keys=[epoch_key, offset_key], args=[new_epoch(), self.key_ttl_s]
+                keys=list(_keys(user_id)), args=[new_epoch(), self.key_ttl_s]
             ),
         )
         return StreamPosition(Epoch(epoch.decode()), int(offset))

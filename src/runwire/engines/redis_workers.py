@@ -174,9 +174,15 @@ class WorkQueue:
     async def read(self, count: int, block_ms: int) -> list[RunRequest]:
         """New runs for this worker (at most ``count``; waits up to ``block_ms``)."""
         async with _map_redis_errors("read runs"):
-            reply: Any = await self._redis.xreadgroup(
-                GROUP, self.name, {RUNS_STREAM: ">"}, count=count, block=block_ms
-            )
+            try:
+                reply: Any = await self._redis.xreadgroup(
+                    GROUP, self.name, {RUNS_STREAM: ">"}, count=count, block=block_ms
+                )
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self.setup()  # Redis lost its data: the group is gone
+                return []
         return [
             _request(entry_id, fields) for _, entries in reply or [] for entry_id, fields in entries
         ]
