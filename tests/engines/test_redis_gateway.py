@@ -16,6 +16,7 @@ from tests.helpers import (
     connect,
     publish_texts,
     running_gateway,
+    token_for,
     wait_until,
 )
 from tests.redis_server import RedisServer
@@ -215,3 +216,52 @@ async def test_a_run_survives_a_redis_restart_with_persistence(tmp_path: Path) -
         "agent_completed",
     ]
     assert [f["offset"] for f in frames] == [1, 2, 3, 4, 5, 6]
+
+
+async def test_a_run_across_a_redis_restart_without_persistence_is_rebuilt_from_snapshots(
+    tmp_path: Path,
+) -> None:
+    agent = GatedAgent()
+    server = RedisServer(tmp_path / "redis", persistent=False)
+    server.start()
+    try:
+        async with (
+            running_gateway(agent, engine=server.url, engine_retry_s=15) as gateway,
+            connect(gateway, "ivy") as client,
+        ):
+            ack = await client.send_message("long job")
+            await asyncio.wait_for(agent.in_tool.wait(), 10)
+            old_epoch = client.connected["epoch"]
+            server.restart()  # all history is gone
+            agent.release.set()
+            frames: list[dict[str, Any]] = []
+            while not frames or frames[-1].get("type") != "agent_completed":
+                frames.append(await client.recv(timeout=20))
+            token = token_for(gateway.settings, "ivy")
+            status, snapshot = await asyncio.to_thread(
+                _get_json, f"{gateway.url}/api/runs/{ack['run_id']}", token
+            )
+    finally:
+        server.stop()
+    failed = [f for f in frames if f["type"] == "resume_failed"]
+    assert failed and failed[0]["reason"] == "epoch_changed"
+    assert failed[0]["epoch"] != old_epoch
+    after = [f for f in frames if f.get("run_id") == ack["run_id"]]
+    assert after[-1]["type"] == "agent_completed"
+    assert {f["offset"] for f in after} <= set(range(1, 10))  # the new epoch starts at 1
+    # The client rebuilds the whole run from the node's snapshot.
+    assert status == 200 and isinstance(snapshot, dict)
+    assert snapshot["status"] == "completed"
+    assert snapshot["thinking"] == ["waiting"]
+    assert [t["tool"] for t in snapshot["tools"]] == ["slow_tool"]
+    assert snapshot["tools"][0]["result"] == "released"
+    assert snapshot["answer"] == "done"
+
+
+def _get_json(url: str, token: str) -> tuple[int, object]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
