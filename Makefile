@@ -34,7 +34,8 @@ types: $(STAMP)
 ssot: $(STAMP)
 	$(BIN)/ssotcheck
 
-bench: $(STAMP)
+bench: $(STAMP)  ## runwire vs websockets, raw asyncio and python-socketio (needs gcc)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench
 
 clean:

@@ -1,7 +1,7 @@
 """Servers under test for ``python -m bench``: runwire and two baselines, one per process.
 
 Usage: ``python -m bench.servers KIND --port P --users N --secret S``, KIND one of
-``runwire``, ``websockets``, ``raw``. Users are ``u0`` .. ``u{N-1}``; every client
+``runwire``, ``websockets``, ``raw``, ``socketio``. Users are ``u0`` .. ``u{N-1}``; every client
 authenticates with ``Authorization: Bearer <jwt>`` (verified by every server).
 
 Commands on stdin, one per line, each answered with one line on stdout:
@@ -13,7 +13,9 @@ Commands on stdin, one per line, each answered with one line on stdout:
 - ``quit`` (or EOF) -> exit
 
 The event frame is the runwire envelope of an ``agent_message_delta`` whose text is
-``<user>|<seq>|<t_us>``; the baselines build the same JSON with an f-string.
+``<user>|<seq>|<t_us>``; the websockets and raw baselines build the same JSON with an
+f-string; the socketio baseline emits the same envelope as a dict (python-socketio
+serializes it, compact, to the same JSON inside ``42["ev",...]``).
 """
 
 from __future__ import annotations
@@ -324,10 +326,105 @@ class RawServer:
         return send
 
 
+class SocketioServer:
+    """Baseline (c): python-socketio ``AsyncServer`` as an ASGI app under uvicorn (uvloop,
+    WebSocket transport only), one ``await sio.emit("ev", envelope, to=sid)`` per event.
+
+    The JWT is verified in the ``connect`` handler from the upgrade's ``Authorization``
+    header (the same check the other servers make at the upgrade).
+    """
+
+    is_async = True
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.users = [f"u{i}" for i in range(args.users)]
+        self.index = {u: i for i, u in enumerate(self.users)}
+        self.auth = Authenticator(load_settings(auth_secret=args.secret))
+        self.sids: dict[int, str] = {}
+        self.sio: Any = None
+        self.server: Any = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        import socketio
+        import uvicorn
+
+        sio = socketio.AsyncServer(
+            async_mode="asgi", transports=["websocket"], ping_interval=300, ping_timeout=60
+        )
+        by_sid: dict[str, int] = {}
+
+        async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+            headers = {"Authorization": environ.get("HTTP_AUTHORIZATION", "")}
+            try:
+                user = self.auth.verify(token_from_headers(headers))
+            except AuthError:
+                return False
+            by_sid[sid] = self.index[user]
+            self.sids[by_sid[sid]] = sid
+            return True
+
+        async def disconnect(sid: str, *_: Any) -> None:
+            index = by_sid.pop(sid, None)
+            if index is not None and self.sids.get(index) == sid:
+                del self.sids[index]
+
+        sio.on("connect", connect)
+        sio.on("disconnect", disconnect)
+        self.sio = sio
+        config = uvicorn.Config(
+            socketio.ASGIApp(sio),
+            host="127.0.0.1",
+            port=self.args.port,
+            loop="none",
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            backlog=4096,
+            ws_ping_interval=None,
+            ws_ping_timeout=None,
+            ws_per_message_deflate=False,
+        )
+        self.server = uvicorn.Server(config)
+        self.task = asyncio.get_running_loop().create_task(self.server.serve())
+        while not self.server.started:
+            if self.task.done():
+                self.task.result()  # raise the startup error
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        if self.task is not None:
+            await asyncio.wait_for(self.task, 30)
+
+    def ready(self, n: int) -> bool:
+        return len(self.sids) >= n
+
+    def make_send(self) -> Send:
+        emit, sids, users = self.sio.emit, self.sids, self.users
+
+        async def send(u: int, seq: int, t_us: int) -> None:
+            user = users[u]
+            envelope = {
+                "type": "agent_message_delta",
+                "offset": seq,
+                "run_id": f"r_{user}",
+                "thread_id": "t",
+                "seq": seq,
+                "ts": 0,
+                "data": {"text": f"{user}|{seq}|{t_us}"},
+            }
+            await emit("ev", envelope, to=sids[u])
+
+        return send
+
+
 SERVERS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "runwire": RunwireServer,
     "websockets": WebsocketsServer,
     "raw": RawServer,
+    "socketio": SocketioServer,
 }
 
 

@@ -1,9 +1,15 @@
 /* wsload: single-threaded epoll WebSocket load client for `python -m bench`.
  *
- * usage: wsload MODE PORT TOKENS_FILE EXPECT_PER_CONN TIMEOUT_S SLEEP_US
+ * usage: wsload MODE PORT TOKENS_FILE EXPECT_PER_CONN TIMEOUT_S SLEEP_US [PROTO]
  *   MODE      stream (count events), idle (hold connections), e2e (send one
  *             user_message per connection on GO, wait for its terminal event)
  *   TOKENS    one "user token" per line; one connection per line
+ *   PROTO     ws (default: plain WebSocket on /ws) or sio (Socket.IO v5 over
+ *             Engine.IO v4, WebSocket transport, on /socket.io/): after the
+ *             upgrade the server sends the open packet `0{...}`, the client
+ *             connects to the default namespace with `40`, the connection counts
+ *             as open when the server answers `40{...}`; events arrive as
+ *             `42["ev",{envelope}]`; pings `2` are answered with `3`.
  *
  * Protocol with the orchestrator: prints "READY <connected> <failed>" once every
  * handshake is done, then reads stdin: "GO" (e2e: send the messages) or EOF
@@ -29,7 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { ST_IDLE, ST_CONNECTING, ST_UPGRADING, ST_OPEN, ST_DEAD };
+enum { ST_IDLE, ST_CONNECTING, ST_UPGRADING, ST_SIO, ST_OPEN, ST_DEAD };
 enum { M_STREAM, M_IDLE, M_E2E };
 
 typedef struct {
@@ -45,7 +51,8 @@ typedef struct {
 } Conn;
 
 static Conn *conns;
-static int nconns, mode, port;
+static int nconns, mode, port, sio;
+static int inflight, opened, failed; /* handshakes in flight, opened, failed */
 static long long expect_per_conn;
 static long long lost, reordered, misrouted, coalesced, closed_early, received_total, done_conns;
 static long long first_us, last_us;
@@ -100,6 +107,17 @@ static void send_frame(Conn *c, int opcode, const char *payload, size_t n) {
 }
 
 static void on_text(Conn *c, const char *p, size_t n, long long t) {
+    if (sio) {
+        if (n == 1 && p[0] == '2') { send_frame(c, 1, "3", 1); return; } /* ping -> pong */
+        if (n >= 1 && p[0] == '0') { send_frame(c, 1, "40", 2); return; } /* open -> connect */
+        if (n >= 2 && p[0] == '4' && p[1] == '0') {                      /* connected */
+            if (c->state == ST_SIO) { c->state = ST_OPEN; opened++; inflight--; }
+            return;
+        }
+        if (n < 2 || p[0] != '4' || p[1] != '2') return; /* only events from here on */
+        p += 2;
+        n -= 2;
+    }
     const char *end = p + n;
     const char *o = memmem(p, n, "\"offset\":", 9);
     if (!o) return;
@@ -214,10 +232,11 @@ static int cmp64(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 7) {
-        fprintf(stderr, "usage: wsload stream|idle|e2e PORT TOKENS EXPECT TIMEOUT_S SLEEP_US\n");
+    if (argc != 7 && argc != 8) {
+        fprintf(stderr, "usage: wsload stream|idle|e2e PORT TOKENS EXPECT TIMEOUT_S SLEEP_US [ws|sio]\n");
         return 2;
     }
+    sio = argc == 8 && !strcmp(argv[7], "sio");
     mode = !strcmp(argv[1], "idle") ? M_IDLE : !strcmp(argv[1], "e2e") ? M_E2E : M_STREAM;
     port = atoi(argv[2]);
     expect_per_conn = atoll(argv[4]);
@@ -255,7 +274,7 @@ int main(int argc, char **argv) {
     int epfd = epoll_create1(0);
     struct epoll_event evs[1024];
     long long t_start = now_us();
-    int next = 0, inflight = 0, opened = 0, failed = 0;
+    int next = 0;
     char req[4096];
     /* handshakes, at most 100 in flight */
     while (opened + failed < nconns) {
@@ -272,10 +291,11 @@ int main(int argc, char **argv) {
                 socklen_t l = sizeof err;
                 getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
                 int rn = snprintf(req, sizeof req,
-                                  "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+                                  "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
                                   "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                                   "Sec-WebSocket-Version: 13\r\nAuthorization: Bearer %s\r\n\r\n",
-                                  port, c->token);
+                                  sio ? "/socket.io/?EIO=4&transport=websocket" : "/ws", port,
+                                  c->token);
                 if (err || send(c->fd, req, rn, MSG_NOSIGNAL) != rn) {
                     mark_dead(c, epfd); inflight--; failed++;
                     continue;
@@ -290,17 +310,29 @@ int main(int argc, char **argv) {
                 c->len += r;
                 char *eoh = memmem(c->buf, c->len, "\r\n\r\n", 4);
                 if (!eoh) continue;
-                inflight--;
                 if (c->len < 12 || memcmp(c->buf + 9, "101", 3) != 0) {
-                    mark_dead(c, epfd); failed++;
+                    mark_dead(c, epfd); inflight--; failed++;
                     continue;
                 }
                 size_t hl = eoh + 4 - c->buf;
                 memmove(c->buf, c->buf + hl, c->len - hl);
                 c->len -= hl;
-                c->state = ST_OPEN;
-                opened++;
+                if (sio) {
+                    c->state = ST_SIO; /* open once the namespace connect is answered */
+                } else {
+                    c->state = ST_OPEN;
+                    opened++;
+                    inflight--;
+                }
                 parse_frames(c, epfd);
+                if (sio && c->state == ST_DEAD) { inflight--; failed++; }
+            } else if (c->state == ST_SIO) {
+                grow(c);
+                ssize_t r = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+                if (r <= 0) { mark_dead(c, epfd); inflight--; failed++; continue; }
+                c->len += r;
+                parse_frames(c, epfd);
+                if (c->state == ST_DEAD) { inflight--; failed++; }
             } else if (c->state == ST_OPEN) {
                 grow(c);
                 ssize_t r = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);

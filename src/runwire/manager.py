@@ -368,7 +368,11 @@ class WebSocketManager:
     def resync(self, user_id: UserId) -> None:
         """Live delivery may have missed events of ``user_id``: catch its sockets up."""
         for connection in self._by_user.get(user_id, {}).values():
-            if connection.session.state is State.OPEN and not connection.catching_up:
+            if connection.session.state is not State.OPEN:
+                continue
+            if connection.catching_up:
+                connection.missed = True  # the running catch-up reads history again
+            else:
                 self._spawn(connection, self._catch_up_or_follow(connection))
 
     async def _catch_up_or_follow(self, connection: Connection) -> None:
