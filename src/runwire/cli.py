@@ -46,6 +46,15 @@ def _warn_dev(settings: Settings) -> None:
         print(DEV_WARNING.format(path=settings.state_dir / "dev-secret"), file=sys.stderr)
 
 
+async def _until_signalled() -> None:
+    """Return on SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+
 # -- serve --------------------------------------------------------------------
 
 
@@ -60,11 +69,7 @@ async def _serve(settings: Settings) -> int:
     if settings.mode is Mode.DEV:
         print("  dev token:  runwire token alice", flush=True)
         print('  try it:     runwire chat --user alice "what is 17 * 23?"', flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+    await _until_signalled()
     print("stopping: runs end, sockets close with 1001", flush=True)
     await gateway.stop()
     return 0
@@ -90,11 +95,7 @@ async def _work(settings: Settings) -> int:
     worker = Worker(settings, create_engine(settings), load_agent(settings.agent))
     await worker.start()
     print(f"runwire worker {worker.name} on {settings.engine}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+    await _until_signalled()
     print("stopping: runs get the grace period, then end with agent_error", flush=True)
     await worker.stop(settings.shutdown_grace_s)
     return 0

@@ -193,7 +193,7 @@ def redis_client(url: str, *, decode_responses: bool) -> aioredis.Redis:
 
 
 @asynccontextmanager
-async def _map_redis_errors(action: str) -> AsyncIterator[None]:
+async def map_redis_errors(action: str) -> AsyncIterator[None]:
     """Translate redis-py errors into :class:`EngineError` at the adapter boundary."""
     try:
         yield
@@ -259,7 +259,7 @@ class RedisEngine:
             EngineError: Redis cannot be reached at start-up.
         """
         self._deliver, self._resync, self._on_state = deliver, resync, on_state
-        async with _map_redis_errors("start"):
+        async with map_redis_errors("start"):
             await self._redis.ping()
         self._listener = asyncio.get_running_loop().create_task(self._listen())
         try:
@@ -293,7 +293,7 @@ class RedisEngine:
     async def publish(self, user_id: UserId, event: Event) -> StoredEvent:
         prefix, suffix = _split_frame(event)
         try:
-            async with _map_redis_errors("publish"):
+            async with map_redis_errors("publish"):
                 epoch, offset, _duplicate = await self._publish_script(
                     keys=[*_keys(user_id), _run_seq_key(user_id, event.run_id)],
                     args=[
@@ -322,7 +322,7 @@ class RedisEngine:
         here; the runtime retries it, and the script drops a repeated (run, seq).)"""
         for attempt in range(_READ_ATTEMPTS):
             try:
-                async with _map_redis_errors(action):
+                async with map_redis_errors(action):
                     return await call()
             except EngineError:
                 if attempt + 1 == _READ_ATTEMPTS:

@@ -27,7 +27,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from runwire.agents.runtime import StartedRun
-from runwire.engines.redis import _map_redis_errors, redis_client
+from runwire.engines.redis import map_redis_errors, redis_client
 from runwire.exceptions import LimitError
 from runwire.ids import RunId, ThreadId, UserId, new_run_id, new_thread_id
 
@@ -95,7 +95,7 @@ class RedisDispatcher:
         if self._stopping:
             raise LimitError("shutting_down", "the gateway is shutting down")
         run_id, thread = new_run_id(), ThreadId(thread_id) if thread_id else new_thread_id()
-        async with _map_redis_errors("start run"):
+        async with map_redis_errors("start run"):
             status, value = await self._start(
                 keys=[
                     _message_key(user_id, message_id),
@@ -111,7 +111,7 @@ class RedisDispatcher:
         return StartedRun(RunId(known_run), ThreadId(known_thread), duplicate=int(status) == 0)
 
     async def cancel(self, user_id: UserId, run_id: str) -> bool:
-        async with _map_redis_errors("cancel"):
+        async with map_redis_errors("cancel"):
             if not await self._redis.sismember(_active_key(user_id), run_id):
                 return False
             await self._redis.publish(CANCEL_CHANNEL, run_id)
@@ -137,7 +137,7 @@ class RedisMessageClaims:
         self, user_id: UserId, message_id: str, run_id: RunId, thread_id: ThreadId
     ) -> StartedRun:
         key = _message_key(user_id, message_id)
-        async with _map_redis_errors("claim message"):
+        async with map_redis_errors("claim message"):
             if await self._redis.set(key, f"{run_id}|{thread_id}", nx=True, ex=self.ttl_s):
                 return StartedRun(run_id, thread_id, duplicate=False)
             known = str(await self._redis.get(key) or f"{run_id}|{thread_id}")
@@ -159,7 +159,7 @@ class WorkQueue:
 
     async def setup(self) -> None:
         """Create the consumer group (once, for everyone)."""
-        async with _map_redis_errors("setup"):
+        async with map_redis_errors("setup"):
             try:
                 await self._redis.xgroup_create(RUNS_STREAM, GROUP, id="0", mkstream=True)
             except ResponseError as exc:
@@ -168,12 +168,12 @@ class WorkQueue:
 
     async def heartbeat(self) -> None:
         """Say this worker is alive for ``heartbeat_ttl_s``."""
-        async with _map_redis_errors("heartbeat"):
+        async with map_redis_errors("heartbeat"):
             await self._redis.set(f"rw:worker:{self.name}", "1", ex=self.heartbeat_ttl_s)
 
     async def read(self, count: int, block_ms: int) -> list[RunRequest]:
         """New runs for this worker (at most ``count``; waits up to ``block_ms``)."""
-        async with _map_redis_errors("read runs"):
+        async with map_redis_errors("read runs"):
             try:
                 reply: Any = await self._redis.xreadgroup(
                     GROUP, self.name, {RUNS_STREAM: ">"}, count=count, block=block_ms
@@ -189,7 +189,7 @@ class WorkQueue:
 
     async def orphans(self, min_idle_ms: int, count: int = ORPHANS_PER_SWEEP) -> list[RunRequest]:
         """Claim runs held by workers whose heartbeat expired; they are now ours."""
-        async with _map_redis_errors("claim runs"):
+        async with map_redis_errors("claim runs"):
             pending: list[dict[str, Any]] = await self._redis.xpending_range(
                 RUNS_STREAM, GROUP, min="-", max="+", count=count
             )
@@ -209,7 +209,7 @@ class WorkQueue:
 
     async def finished(self, request: RunRequest) -> None:
         """The run ended (terminal event published): acknowledge and release it."""
-        async with _map_redis_errors("finish run"):
+        async with map_redis_errors("finish run"):
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.xack(RUNS_STREAM, GROUP, request.entry_id)
                 pipe.srem(_active_key(request.user_id), request.run_id)
