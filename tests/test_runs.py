@@ -101,3 +101,19 @@ async def test_snapshots_are_bounded_per_user() -> None:
             run_ids.append(ack["run_id"])
         assert [r.run_id for r in gateway.runs.runs("alice")] == run_ids[-3:]  # type: ignore[arg-type]
         assert gateway.runs.stats() == {"users": 1, "runs": 3}
+
+
+async def test_snapshots_over_the_socket_match_http() -> None:
+    async with running_gateway() as gateway, connect(gateway, "alice") as client:
+        ack = await client.send_message("hello", thread_id="t9")
+        await collect_run(client, ack["run_id"])
+        runs = await client.get_runs(thread_id="t9")
+        run = await client.get_run(ack["run_id"])
+        assert await client.get_run("r_not_mine") is None
+        token = token_for(gateway.settings, "alice")
+        status, body = await asyncio.to_thread(
+            _get_json, f"{gateway.url}/api/runs?thread_id=t9", token
+        )
+    assert status == 200 and isinstance(body, dict)
+    assert runs == body["runs"] and [run] == runs
+    assert run is not None and run["status"] == "completed" and run["answer"] == "echo: hello."

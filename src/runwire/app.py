@@ -13,7 +13,7 @@ import logging
 import re
 from importlib import resources
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -30,8 +30,11 @@ from runwire.handlers import ClientFrameHandler
 from runwire.ids import UserId
 from runwire.manager import WebSocketManager, create_manager
 from runwire.metrics import Metrics
-from runwire.runs import RunStore
+from runwire.runs import LocalSnapshots, RunStore, SnapshotReader
 from runwire.server import HttpRequest, HttpResponse, HttpRoute, ServerOptions, start_server
+
+if TYPE_CHECKING:
+    from runwire.engines.redis_snapshots import RedisSnapshots
 
 __all__ = ["Gateway", "create_dispatcher", "create_engine", "load_agent"]
 
@@ -101,6 +104,20 @@ def create_dispatcher(settings: Settings, runtime: AgentRuntime) -> RunDispatche
     )
 
 
+def create_snapshot_store(settings: Settings, store: RunStore) -> RedisSnapshots | None:
+    """With a shared engine, the Redis copy of run snapshots that any node can read."""
+    if settings.engine.partition("://")[0] != "redis":
+        return None
+    from runwire.engines.redis_snapshots import RedisSnapshots
+
+    return RedisSnapshots(
+        settings.engine,
+        store,
+        runs_per_user=settings.snapshot_runs_per_user,
+        ttl_s=settings.idempotency_ttl_s,
+    )
+
+
 def load_agent(path: str) -> Agent:
     """Import ``module:attribute`` and return the agent it names.
 
@@ -134,6 +151,8 @@ class Gateway:
             runs_per_user=self.settings.snapshot_runs_per_user,
             max_users=self.settings.history_max_users,
         )
+        self._snapshot_writer = create_snapshot_store(self.settings, self.runs)
+        self.snapshots: SnapshotReader = self._snapshot_writer or LocalSnapshots(self.runs)
         self.manager: WebSocketManager = create_manager(
             engine=self.engine, settings=self.settings, metrics=self.metrics
         )
@@ -150,7 +169,9 @@ class Gateway:
         )
         self.dispatcher = create_dispatcher(self.settings, self.runtime)
         self.manager.set_frame_handler(
-            ClientFrameHandler(self.manager, self.dispatcher, self.engine, self.metrics)
+            ClientFrameHandler(
+                self.manager, self.dispatcher, self.engine, self.metrics, self.snapshots
+            )
         )
         self._observe_deliveries = not isinstance(self.engine, MemoryEngine)
         self._server: asyncio.Server | None = None
@@ -164,6 +185,8 @@ class Gateway:
         await self.engine.start(
             self._deliver, resync=self.manager.resync, on_state=self.manager.engine_state_changed
         )
+        if self._snapshot_writer is not None:
+            self._snapshot_writer.start()
         settings = self.settings
         self._server = await start_server(
             ServerOptions(
@@ -192,6 +215,8 @@ class Gateway:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+        if self._snapshot_writer is not None:
+            await self._snapshot_writer.close()
         await self.engine.close()
 
     async def serve_forever(self) -> None:
@@ -238,6 +263,8 @@ class Gateway:
         else:
             stored = await engine.publish(user_id, event)
         self.runs.observe(user_id, stored.offset, event)
+        if self._snapshot_writer is not None:
+            self._snapshot_writer.executed(user_id, event)
         self.metrics.published.pending += 1
         data = event.data
         if isinstance(data, AgentCompleted):

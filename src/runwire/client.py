@@ -36,7 +36,7 @@ from runwire.exceptions import ConnectionClosed, RunwireError, should_reconnect
 __all__ = ["Client", "ClientError", "ReconnectingClient", "StreamPosition"]
 
 Frame = dict[str, Any]
-_REPLY_TYPES = frozenset({"ack", "pong"})
+_REPLY_TYPES = frozenset({"ack", "pong", "runs"})
 
 
 class _RedactTokens(logging.Filter):
@@ -262,6 +262,25 @@ class Client:
         """Round trip a ``ping``."""
         ping_id = secrets.token_hex(8)
         await self._request({"type": "ping", "id": ping_id}, ping_id, timeout)
+
+    async def get_runs(
+        self, thread_id: str | None = None, timeout: float = 10.0
+    ) -> list[dict[str, Any]]:
+        """The user's run snapshots (of one thread), from whichever node this is."""
+        request_id = secrets.token_hex(8)
+        frame: Frame = {"type": "get_runs", "id": request_id}
+        if thread_id is not None:
+            frame["thread_id"] = thread_id
+        reply = await self._request(frame, request_id, timeout)
+        return list(reply["runs"])
+
+    async def get_run(self, run_id: str, timeout: float = 10.0) -> dict[str, Any] | None:
+        """One of the user's run snapshots, or ``None``."""
+        request_id = secrets.token_hex(8)
+        reply = await self._request(
+            {"type": "get_run", "id": request_id, "run_id": run_id}, request_id, timeout
+        )
+        return reply["runs"][0] if reply["runs"] else None
 
     async def send_raw(self, payload: str | bytes) -> None:
         """Send a frame as is (for testing servers)."""

@@ -32,6 +32,8 @@ __all__ = [
     "Connected",
     "EngineStatus",
     "Envelope",
+    "GetRun",
+    "GetRuns",
     "ErrorFrame",
     "Event",
     "EventData",
@@ -41,6 +43,7 @@ __all__ = [
     "Resume",
     "ResumeFailed",
     "Resumed",
+    "Runs",
     "ToolCompleted",
     "ToolExecuting",
     "UserMessage",
@@ -254,6 +257,13 @@ class EngineStatus(Struct, frozen=True, tag="engine_status", tag_field="type"):
     state: Literal["available", "unavailable"]
 
 
+class Runs(Struct, frozen=True, tag="runs", tag_field="type"):
+    """Reply to ``get_runs`` / ``get_run``: run snapshots (as ``GET /api/runs``), any node."""
+
+    id: str
+    runs: list[Any]
+
+
 class Pong(Struct, frozen=True, tag="pong", tag_field="type"):
     """Reply to ``ping``."""
 
@@ -304,9 +314,25 @@ class Ping(Struct, frozen=True, tag="ping", tag_field="type"):
     id: ClientId
 
 
-ClientFrame = UserMessage | Resume | Cancel | Ping
+class GetRuns(Struct, frozen=True, tag="get_runs", tag_field="type"):
+    """Ask for the user's run snapshots (of one thread, if given); answered by ``runs``."""
 
-CLIENT_FRAME_TYPES: Final = frozenset({"user_message", "resume", "cancel", "ping"})
+    id: ClientId
+    thread_id: WireId | None = None
+
+
+class GetRun(Struct, frozen=True, tag="get_run", tag_field="type"):
+    """Ask for one of the user's run snapshots; answered by ``runs`` (0 or 1 run)."""
+
+    id: ClientId
+    run_id: Annotated[str, Meta(max_length=128)]
+
+
+ClientFrame = UserMessage | Resume | Cancel | Ping | GetRuns | GetRun
+
+CLIENT_FRAME_TYPES: Final = frozenset(
+    {"user_message", "resume", "cancel", "ping", "get_runs", "get_run"}
+)
 
 _encoder = msgspec.json.Encoder()
 _client_decoder: msgspec.json.Decoder[ClientFrame] = msgspec.json.Decoder(ClientFrame)

@@ -4,16 +4,28 @@ from __future__ import annotations
 
 from runwire.agents.dispatch import RunDispatcher
 from runwire.engines import Engine
-from runwire.events import Ack, Cancel, ClientFrame, Ping, Pong, UserMessage
+from runwire.events import (
+    Ack,
+    Cancel,
+    ClientFrame,
+    GetRun,
+    GetRuns,
+    Ping,
+    Pong,
+    Runs,
+    UserMessage,
+)
 from runwire.exceptions import EngineError, LimitError
 from runwire.manager import Connection, WebSocketManager
 from runwire.metrics import Metrics
+from runwire.runs import SnapshotReader
 
 __all__ = ["ClientFrameHandler"]
 
 
 class ClientFrameHandler:
-    """Routes ``user_message``, ``cancel`` and ``ping`` (``resume`` stays in the manager).
+    """Routes ``user_message``, ``cancel``, ``ping``, ``get_runs`` and ``get_run``
+    (``resume`` stays in the manager).
 
     The user id always comes from the connection (the verified token), never from
     the frame. Replies go to the sending connection only; run events go to every
@@ -28,7 +40,9 @@ class ClientFrameHandler:
         runs: RunDispatcher,
         engine: Engine,
         metrics: Metrics,
+        snapshots: SnapshotReader,
     ) -> None:
+        self.snapshots = snapshots
         self.manager = manager
         self.runs = runs
         self.engine = engine
@@ -41,6 +55,22 @@ class ClientFrameHandler:
             self.manager.spawn_in_order(connection, self._cancel(connection, frame))
         elif isinstance(frame, Ping):
             self.manager.spawn_in_order(connection, self._pong(connection, frame))
+        elif isinstance(frame, GetRuns | GetRun):
+            self.manager.spawn_in_order(connection, self._runs(connection, frame))
+
+    async def _runs(self, connection: Connection, frame: GetRuns | GetRun) -> None:
+        try:
+            if isinstance(frame, GetRuns):
+                runs = await self.snapshots.runs(connection.user_id, frame.thread_id)
+            else:
+                run = await self.snapshots.run(connection.user_id, frame.run_id)
+                runs = [run] if run is not None else []
+        except EngineError:
+            self._error(
+                connection, "engine_unavailable", "the event engine is unavailable; retry", frame.id
+            )
+            return
+        self.manager.send(connection, Runs(frame.id, list(runs)))
 
     async def _pong(self, connection: Connection, frame: Ping) -> None:
         self.manager.send(connection, Pong(frame.id))

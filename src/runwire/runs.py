@@ -13,7 +13,7 @@ users (least recently active dropped first), and per snapshot at most
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -29,7 +29,15 @@ from runwire.events import (
 )
 from runwire.ids import UserId
 
-__all__ = ["MAX_ANSWER_CHARS", "MAX_ITEMS", "RunSnapshot", "RunStore", "ThreadSummary"]
+__all__ = [
+    "LocalSnapshots",
+    "SnapshotReader",
+    "MAX_ANSWER_CHARS",
+    "MAX_ITEMS",
+    "RunSnapshot",
+    "RunStore",
+    "ThreadSummary",
+]
 
 MAX_ITEMS = 200
 MAX_ANSWER_CHARS = 200_000
@@ -185,6 +193,25 @@ class RunStore:
             snapshot.answer += "".join(answer.parts)
         return snapshot
 
+    def merge(self, user_id: UserId, snapshot: RunSnapshot) -> None:
+        """Adopt a snapshot made elsewhere (another node or a worker) unless ours is newer."""
+        runs = self._users.get(user_id)
+        if runs is None:
+            runs = self._users[user_id] = OrderedDict()
+            if len(self._users) > self.max_users:
+                evicted, dropped = self._users.popitem(last=False)
+                for run_id in dropped:
+                    self._answers.pop((evicted, run_id), None)
+        local = runs.get(snapshot.run_id)
+        if local is not None and local.last_seq >= snapshot.last_seq:
+            return
+        self._answers.pop((user_id, snapshot.run_id), None)
+        runs[snapshot.run_id] = snapshot
+        if len(runs) > self.runs_per_user:
+            oldest = min(runs.values(), key=lambda r: r.started_ts)
+            del runs[oldest.run_id]
+            self._answers.pop((user_id, oldest.run_id), None)
+
     def runs(self, user_id: UserId, thread_id: str | None = None) -> list[RunSnapshot]:
         """The user's retained runs (of one thread, if given), oldest first."""
         runs = self._users.get(user_id) or OrderedDict()
@@ -220,3 +247,28 @@ class RunStore:
             "users": len(self._users),
             "runs": sum(len(runs) for runs in self._users.values()),
         }
+
+
+class SnapshotReader(Protocol):
+    """Run snapshots as any node can read them (``get_runs`` over the socket)."""
+
+    async def runs(self, user_id: UserId, thread_id: str | None = None) -> list[RunSnapshot]:
+        """The user's retained runs (of one thread, if given), oldest first."""
+        ...
+
+    async def run(self, user_id: UserId, run_id: str) -> RunSnapshot | None:
+        """One of the user's own runs, or ``None``."""
+        ...
+
+
+class LocalSnapshots:
+    """Snapshots held by this process only (the memory engine)."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+
+    async def runs(self, user_id: UserId, thread_id: str | None = None) -> list[RunSnapshot]:
+        return self.store.runs(user_id, thread_id)
+
+    async def run(self, user_id: UserId, run_id: str) -> RunSnapshot | None:
+        return self.store.run(user_id, run_id)

@@ -28,9 +28,12 @@ from runwire.agents.base import Agent, Run
 from runwire.agents.runtime import UNPUBLISHED, AgentRuntime, RunLimits
 from runwire.config import Settings
 from runwire.engines import Engine, ResumeFailure, StoredEvent
+from runwire.engines.redis_snapshots import RedisSnapshots
 from runwire.engines.redis_workers import CANCEL_CHANNEL, RunRequest, WorkQueue
 from runwire.events import AgentError, Event, ToolCompleted
 from runwire.exceptions import EngineError
+from runwire.ids import UserId
+from runwire.runs import RunStore
 
 __all__ = ["Worker"]
 
@@ -52,9 +55,18 @@ class Worker:
         self.queue = WorkQueue(
             settings.engine, self.name, heartbeat_ttl_s=max(1, math.ceil(3 * self.heartbeat_s))
         )
+        self.store = RunStore(
+            runs_per_user=settings.snapshot_runs_per_user, max_users=settings.history_max_users
+        )
+        self.snapshots = RedisSnapshots(
+            settings.engine,
+            self.store,
+            runs_per_user=settings.snapshot_runs_per_user,
+            ttl_s=settings.idempotency_ttl_s,
+        )
         self.runtime = AgentRuntime(
             agent,
-            engine.publish,
+            self._publish,
             RunLimits(
                 per_user=settings.max_active_runs,  # the gateways enforce the per-user bound
                 active=settings.max_active_runs,
@@ -75,6 +87,7 @@ class Worker:
     async def start(self) -> None:
         """Connect, join the consumer group and start the loops."""
         await self.engine.start(_ignore)
+        self.snapshots.start()
         await self.queue.setup()
         await self.queue.heartbeat()
         loop = asyncio.get_running_loop()
@@ -93,6 +106,7 @@ class Worker:
         heartbeat.cancel()
         await asyncio.gather(heartbeat, return_exceptions=True)
         await self.queue.close()
+        await self.snapshots.close()
         await self.engine.close()
 
     async def _forever(self, body: Any) -> None:
@@ -144,6 +158,13 @@ class Worker:
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
+
+    async def _publish(self, user_id: UserId, event: Event) -> StoredEvent:
+        """Publish, and keep the run's snapshot (written to Redis for every node)."""
+        stored = await self.engine.publish(user_id, event)
+        self.store.observe(user_id, stored.offset, event)
+        self.snapshots.executed(user_id, event)
+        return stored
 
     # -- runs -------------------------------------------------------------------
 
@@ -204,7 +225,7 @@ class Worker:
                     seq=seq,
                     ts=time.time_ns() // 1_000_000,
                 )
-                await self.engine.publish(request.user_id, event)
+                await self._publish(request.user_id, event)
         await self.queue.finished(request)
 
     async def _events_of(self, request: RunRequest) -> list[StoredEvent]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from runwire.client import ClientError, StreamPosition
+from runwire.ids import UserId
 from tests.helpers import (
     GatedAgent,
     collect_run,
@@ -265,3 +266,28 @@ def _get_json(url: str, token: str) -> tuple[int, object]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+async def test_any_node_answers_get_runs_from_redis(redis_server: RedisServer) -> None:
+    async with (
+        running_gateway(engine=redis_server.url) as node_a,
+        running_gateway(engine=redis_server.url) as node_b,
+    ):
+        async with connect(node_a, "jill-x5") as on_a:
+            ack = await on_a.send_message("remember me", thread_id="t-j")
+            await collect_run(on_a, ack["run_id"])
+        # Node B never served jill nor ran her run: it answers from Redis.
+        assert node_b.runs.run(UserId("jill-x5"), ack["run_id"]) is None
+        async with connect(node_b, "jill-x5") as on_b:
+            run = None
+            for _ in range(200):  # the write-behind lands within its flush interval
+                run = await on_b.get_run(ack["run_id"])
+                if run is not None and run["status"] == "completed":
+                    break
+                await asyncio.sleep(0.01)
+            runs = await on_b.get_runs(thread_id="t-j")
+        async with connect(node_b, "kim-x5") as other:
+            assert await other.get_run(ack["run_id"]) is None  # never another user's
+    assert run is not None and run["status"] == "completed"
+    assert run["answer"] == "echo: remember me." and run["tools"][0]["tool"] == "echo"
+    assert [r["run_id"] for r in runs] == [ack["run_id"]]

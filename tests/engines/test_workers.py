@@ -58,6 +58,17 @@ async def test_a_worker_runs_what_the_gateway_accepted(redis_server: RedisServer
         assert gateway.dispatcher.active_runs() == 0  # nothing ran in the gateway
         snapshot = gateway.runs.run(UserId("wk-alice"), ack["run_id"])  # fed by deliveries
         assert snapshot is not None and snapshot.status == "completed"
+        async with (
+            running_gateway(engine=redis_server.url, runs="workers") as other,
+            connect(other, "wk-alice") as elsewhere,
+        ):
+            remote = None
+            for _ in range(200):  # the worker writes snapshots behind itself
+                remote = await elsewhere.get_run(ack["run_id"])
+                if remote is not None and remote["status"] == "completed":
+                    break
+                await asyncio.sleep(0.01)
+            assert remote is not None and remote["answer"] == "echo: hello."
     assert [f["type"] for f in frames][0] == "agent_started"
     assert frames[-1]["data"] == {"output": "echo: hello.", "status": "completed"}
     assert [f["seq"] for f in frames] == list(range(1, len(frames) + 1))
