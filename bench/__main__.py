@@ -8,13 +8,17 @@ Scenarios (each stack in a fresh server process pinned to core 0; the C load cli
 3. latency: 1,000 users (200 with --quick) at 20,000 events/s, arrival -> receive.
 4. memory: RSS per idle authenticated connection (5,000; 10,000 for runwire).
 5. end to end: concurrent demo-agent runs started by ``user_message`` frames (runwire).
+6. redis: runwire on the Redis engine, two gateway nodes (both on core 0), clients split
+   between them, every event published on node A; fan-out and latency at fixed rates,
+   next to the memory engine (one node) under the same publishers. A private
+   ``redis-server`` (no persistence, core 1) is started for it and killed after.
 
 Baselines: websockets, a raw asyncio writer ("the Python bound") and python-socketio
 (ASGI under uvicorn; measured when ``python-socketio`` and ``uvicorn`` are installed).
 
-Options: ``--quick`` (small, < 60 s), ``--only fanout,burst,...``, ``--kinds
+Options: ``--quick`` (small, < 60 s), ``--only fanout,burst,...,redis``, ``--kinds
 runwire,websockets,...`` (servers to run), ``--profile DIR`` (record the runwire fan-out
-server with py-spy into DIR, if py-spy is installed).
+server, and in the redis scenario node A, with py-spy into DIR, if py-spy is installed).
 Traffic stays on 127.0.0.1; every step has a timeout.
 """
 
@@ -47,7 +51,10 @@ SOCKETIO = all(importlib.util.find_spec(m) is not None for m in ("socketio", "uv
 KINDS = ("runwire", "websockets", "raw", *(("socketio",) if SOCKETIO else ()))
 BASELINES = KINDS[1:]
 SERVER_CORE, CLIENT_CORE = 0, 1
-SCENARIOS = ("fanout", "burst", "latency", "memory", "e2e")
+SCENARIOS = ("fanout", "burst", "latency", "memory", "e2e", "redis")
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_CORE = CLIENT_CORE  # see docs/benchmarks.md, "Redis mode": core 0 is the gateways'
+NODES_CORES = (SERVER_CORE, SERVER_CORE)  # node A, node B
 
 
 @dataclass(frozen=True)
@@ -60,10 +67,17 @@ class Sizes:
     latency_s: float
     memory_conns: tuple[int, ...]
     e2e_runs: int
+    redis_events: int
+    redis_rates: tuple[int, ...]
+    redis_s: float
 
 
-FULL = Sizes(1000, 300_000, 400_000, 1000, 20_000, 3.0, (5000, 10_000), 500)
-QUICK = Sizes(200, 60_000, 96_000, 200, 20_000, 1.5, (1000,), 100)
+REDIS_RATES = (2000, 5000, 20_000)
+FULL = Sizes(
+    1000, 300_000, 400_000, 1000, 20_000, 3.0, (5000, 10_000), 500, 60_000, REDIS_RATES, 3.0
+)
+QUICK = Sizes(200, 60_000, 96_000, 200, 20_000, 1.5, (1000,), 100, 20_000, REDIS_RATES, 1.0)
+PUBLISHERS = 32  # concurrent publishers in the redis scenario (= the engine's pool size)
 
 
 def pin(core: int) -> Any:
@@ -186,15 +200,22 @@ class Bench:
         path.write_text("\n".join(self._tokens[:n]) + "\n")
         return path
 
-    def server(self, kind: str, users: int, profile: Path | None = None) -> tuple[Child, int]:
+    def server(
+        self,
+        kind: str,
+        users: int,
+        profile: Path | None = None,
+        extra: tuple[str, ...] = (),
+        core: int = SERVER_CORE,
+    ) -> tuple[Child, int]:
         port = free_port()
         argv = [sys.executable, "-m", "bench.servers", kind, "--port", str(port)]
-        argv += ["--users", str(users), "--secret", SECRET]
+        argv += ["--users", str(users), "--secret", SECRET, *extra]
         if profile is not None:
             argv = [spy(), "record", "--nonblocking", "-r", "200", "-f", "raw", "-o", str(profile)]
             argv += ["--", sys.executable, "-m", "bench.servers", kind, "--port", str(port)]
-            argv += ["--users", str(users), "--secret", SECRET]
-        child = Child(argv, SERVER_CORE)
+            argv += ["--users", str(users), "--secret", SECRET, *extra]
+        child = Child(argv, core)
         line = child.read(30)
         while line.startswith("py-spy>"):  # py-spy's banner
             line = child.read(30)
@@ -203,7 +224,13 @@ class Bench:
         return child, port
 
     def client_proc(
-        self, mode: str, port: int, users: int, expect: int, sleep_us: int, kind: str = "runwire"
+        self,
+        mode: str,
+        port: int | str,
+        users: int,
+        expect: int,
+        sleep_us: int,
+        kind: str = "runwire",
     ) -> Child:
         argv = [self.client, mode, str(port), str(self.tokens(users)), str(expect), "300"]
         argv += [str(sleep_us), "sio" if kind == "socketio" else "ws"]
@@ -263,6 +290,97 @@ class Bench:
         best["spread"] = (runs[-1][key] - runs[0][key]) / max(best[key], 1e-9)
         return best
 
+    def engine_stream(
+        self, redis: Redis | None, users: int, spec: dict[str, Any], sleep_us: int
+    ) -> dict[str, Any]:
+        """runwire on the memory engine (one node), or on ``redis`` with two nodes: the
+        clients split between them (user ``u{j}`` on node ``j % 2``), every event
+        published on node A (so half the users are reached through the other node)."""
+        nodes: list[Child] = []
+        client = None
+        prof = None
+        if self.profile is not None and spec["pattern"] == "fanout":
+            prof = self.profile / f"{'redis-node-a' if redis else 'memory'}-fanout.collapsed.txt"
+        try:
+            if redis is None:
+                node, port = self.server("runwire", users, prof)
+                nodes.append(node)
+                ports = str(port)
+            else:
+                redis.flush()
+                port_list = []
+                for i, core in enumerate(NODES_CORES):
+                    extra = ("--engine", redis.url, "--node", str(i), "--nodes", "2")
+                    node, port = self.server(
+                        "runwire", users, prof if i == 0 else None, extra=extra, core=core
+                    )
+                    nodes.append(node)
+                    port_list.append(str(port))
+                ports = ",".join(port_list)
+            events = spec["events"] if "events" in spec else int(spec["rate"] * spec["duration"])
+            client = self.client_proc("stream", ports, users, events // users, sleep_us)
+            _, opened, failed, connect_ms = client.read(180).split()
+            if int(opened) != users:
+                raise RuntimeError(f"{opened}/{users} connections ({failed} failed)")
+            for i, node in enumerate(nodes):
+                share = len(range(i, users, len(nodes)))
+                answer = node.ask(f"wait {share}", 150)
+                if not answer.startswith("conns"):
+                    raise RuntimeError(f"node {i} did not see {share} connections: {answer}")
+            cores0 = [core_times(c) for c in (SERVER_CORE, CLIENT_CORE)]
+            redis0 = redis.sample() if redis is not None else None
+            for node in nodes[1:]:
+                node.ask('run {"pattern":"none"}')
+            done = json.loads(nodes[0].ask("run " + json.dumps(spec), 300).split(" ", 1)[1])
+            result = json.loads(client.read(300))
+            cpus = [json.loads(node.ask("cpu").split(" ", 1)[1]) for node in nodes]
+            redis1 = redis.sample() if redis is not None else None
+            cores1 = [core_times(c) for c in (SERVER_CORE, CLIENT_CORE)]
+        finally:
+            if client is not None:
+                client.finish()
+            for node in nodes:
+                with contextlib.suppress(OSError):
+                    node.send("quit")
+            for node in nodes:
+                node.finish(30)
+        result.update(done)
+        result["connect_ms"] = int(connect_ms)
+        result["expected"] = events
+        wall = (result["last_us"] - result["first_us"]) / 1e6
+        result["rate"] = result["received"] / wall if wall > 0 else 0.0
+        span = max(cpus[0]["wall_s"], 1e-9)
+        node_cpu = sum(c["cpu_s"] for c in cpus)
+        result["us_per_event"] = 1e6 * node_cpu / max(done["published"], 1)
+        result["node_a_pct"] = 100 * cpus[0]["cpu_s"] / span
+        result["node_b_pct"] = 100 * cpus[1]["cpu_s"] / span if len(cpus) > 1 else None
+        result["gc_max_ms"] = max(c["gc_max_ms"] for c in cpus)
+        busy = [b1 - b0 for (b0, _), (b1, _) in zip(cores0, cores1, strict=True)]
+        result["core0_busy_pct"] = 100 * busy[0] / span
+        result["core1_busy_pct"] = 100 * busy[1] / span
+        result["core0_others_pct"] = 100 * max(busy[0] - node_cpu, 0.0) / span
+        if redis0 is not None and redis1 is not None:
+            redis_cpu = redis1["cpu_s"] - redis0["cpu_s"]
+            result["redis_cpu_pct"] = 100 * redis_cpu / span
+            result["redis_us_per_event"] = 1e6 * redis_cpu / max(done["published"], 1)
+            calls = redis1["evalsha_calls"] - redis0["evalsha_calls"]
+            usec = redis1["evalsha_usec"] - redis0["evalsha_usec"]
+            result["redis_script_us"] = usec / max(calls, 1)
+            result["redis_publishes"] = calls
+            ops = redis1["commands"] - redis0["commands"]
+            result["redis_ops_s"] = ops / span
+            result["redis_inst_ops"] = redis1["instantaneous_ops_per_sec"]
+        return result
+
+    def engine_repeated(self, repeat: int, *args: Any) -> dict[str, Any]:
+        runs = [self.engine_stream(*args) for _ in range(repeat)]
+        key = "lat_p99" if args[2]["pattern"] == "rate" else "rate"
+        runs.sort(key=lambda r: r[key])
+        best = runs[len(runs) // 2]
+        best["runs"] = repeat
+        best["spread"] = (runs[-1][key] - runs[0][key]) / max(best[key], 1e-9)
+        return best
+
     def idle(self, kind: str, conns: int) -> dict[str, Any]:
         server, port = self.server(kind, conns)
         client = None
@@ -298,6 +416,63 @@ class Bench:
         result["rate"] = result["received"] / wall if wall > 0 else 0.0
         result.update(cpu)
         return result
+
+
+class Redis:
+    """A private ``redis-server`` (no persistence) in a temp dir, on a free port."""
+
+    def __init__(self, workdir: Path) -> None:
+        import redis
+
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        directory = workdir / "redis"
+        directory.mkdir()
+        argv = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1"]
+        argv += ["--save", "", "--appendonly", "no", "--dir", str(directory)]
+        argv += ["--daemonize", "no", "--loglevel", "warning"]
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=pin(REDIS_CORE)
+        )
+        self.client = redis.Redis(port=self.port, socket_timeout=10)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if self.client.ping():
+                    break
+            except redis.RedisError:
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.02)
+        self.version = self.client.info("server")["redis_version"]
+
+    def flush(self) -> None:
+        self.client.flushall()
+        self.client.config_resetstat()
+
+    def sample(self) -> dict[str, float]:
+        tick = os.sysconf("SC_CLK_TCK")
+        with open(f"/proc/{self.proc.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        commands = self.client.info("commandstats")
+        evalsha = commands.get("cmdstat_evalsha", {})
+        stats = self.client.info("stats")
+        return {
+            "cpu_s": (int(fields[11]) + int(fields[12])) / tick,
+            "evalsha_calls": evalsha.get("calls", 0),
+            "evalsha_usec": evalsha.get("usec", 0),
+            "commands": stats["total_commands_processed"],
+            "instantaneous_ops_per_sec": stats["instantaneous_ops_per_sec"],
+        }
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
 
 
 # -- reporting -------------------------------------------------------------------------
@@ -378,6 +553,47 @@ def stream_table(title: str, results: dict[str, dict[str, Any]], latency: bool) 
     return table(title, header, rows)
 
 
+def redis_table(title: str, mem: dict[str, Any], red: dict[str, Any] | None, latency: bool) -> str:
+    """memory engine (one node) next to the Redis engine (two nodes), ratio redis/memory."""
+    red = red or {}
+
+    def row(name: str, key: str, digits: int = 0, ratios: bool = True) -> list[str]:
+        a, b = mem.get(key), red.get(key)
+        return [name, fmt(a, digits), fmt(b, digits), ratio(b, a) if ratios else ""]
+
+    rows = []
+    if latency:
+        rows += [
+            row("delivered ev/s", "rate", ratios=False),
+            row("latency p50 us", "lat_p50"),
+            row("latency p99 us", "lat_p99"),
+            row("latency p99.9 us", "lat_p999"),
+            row("latency max us", "lat_max"),
+            row("publisher lag max us", "lag_max_us", ratios=False),
+        ]
+    else:
+        rows.append(row("events/s at clients", "rate"))
+    rows += [
+        row("gateway CPU us/event (all nodes)", "us_per_event", 2),
+        row("node A CPU % (publishes all)", "node_a_pct", ratios=False),
+        row("node B CPU %", "node_b_pct", ratios=False),
+        row("redis-server CPU % (core 1)", "redis_cpu_pct", ratios=False),
+        row("redis-server CPU us/event", "redis_us_per_event", 1, ratios=False),
+        row("redis: publish script us/call", "redis_script_us", 1, ratios=False),
+        row("redis: commands/s (INFO stats)", "redis_ops_s", ratios=False),
+        row("GC: longest pause ms", "gc_max_ms", 1, ratios=False),
+        row("core 0: busy %", "core0_busy_pct", ratios=False),
+        row("core 0: other processes %", "core0_others_pct", ratios=False),
+        row("core 1: busy % (client, redis, others)", "core1_busy_pct", ratios=False),
+        row("load client CPU %", "client_cpu_pct", ratios=False),
+        row("connect ms", "connect_ms", ratios=False),
+        row("(max-min)/median of runs", "spread", 2, ratios=False),
+        ["delivery check", integrity(mem), integrity(red) if red else "not run", ""],
+    ]
+    header = ["metric", "memory, 1 node", "redis, 2 nodes", "redis/memory"]
+    return table(title, header, rows)
+
+
 def machine() -> str:
     model = "?"
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
@@ -396,6 +612,52 @@ def machine() -> str:
         f"machine: {os.cpu_count()} CPUs, {model}; Linux {platform.release()}; "
         f"Python {platform.python_version()}\n" + "versions: " + ", ".join(versions)
     )
+
+
+def redis_scenario(bench: Bench, sizes: Sizes, repeat: int, workdir: Path) -> list[str]:
+    """Scenario 6: the Redis engine across two nodes next to the memory engine."""
+    if not Path(REDIS_SERVER).exists() or importlib.util.find_spec("redis") is None:
+        line = "\n### 6. redis: skipped (needs redis-server and the redis extra)"
+        print(line, flush=True)
+        return [line]
+    out: list[str] = []
+    n, w = sizes.users, PUBLISHERS
+    started = time.monotonic()
+    redis = Redis(workdir)
+    try:
+        head = (
+            f"\n6. redis mode: redis-server {redis.version} (no persistence) on core "
+            f"{REDIS_CORE}; nodes A and B on cores {NODES_CORES[0]}/{NODES_CORES[1]}; "
+            f"{n} users split A/B; every event published on node A by {w} concurrent "
+            "publishers (the memory engine gets the same publishers)"
+        )
+        out.append(head)
+        print(head, flush=True)
+        spec: dict[str, Any] = {"pattern": "fanout", "events": sizes.redis_events}
+        spec["publishers"] = w
+        mem = bench.engine_repeated(repeat, None, n, spec, 1000)
+        red = bench.engine_repeated(repeat, redis, n, spec, 1000)
+        title = f"6a. redis fan-out: {n} users, {sizes.redis_events:,} events"
+        out.append(redis_table(title, mem, red, latency=False))
+        print(out[-1], flush=True)
+        ceiling = red["rate"]
+        for rate in sizes.redis_rates:
+            title = f"6b. redis latency: {n} users at {rate:,} events/s for {sizes.redis_s} s"
+            if rate > 0.9 * ceiling:
+                line = f"{title}: not run (above 90% of redis mode's fan-out rate, {ceiling:,.0f})"
+                out.append("\n### " + line)
+                print(out[-1], flush=True)
+                continue
+            spec = {"pattern": "rate", "rate": rate, "duration": sizes.redis_s, "publishers": w}
+            mem = bench.engine_repeated(repeat, None, n, spec, 0)
+            red = bench.engine_repeated(repeat, redis, n, spec, 0)
+            out.append(redis_table(title, mem, red, latency=True))
+            print(out[-1], flush=True)
+    finally:
+        redis.stop()
+    out.append(f"redis scenario: {time.monotonic() - started:.0f} s")
+    print(out[-1], flush=True)
+    return out
 
 
 def main() -> None:
@@ -519,6 +781,9 @@ def main() -> None:
             title = f"5. end to end: {sizes.e2e_runs} concurrent demo-agent runs (runwire only)"
             out.append(table(title, ["metric", "runwire"], rows))
             print(out[-1], flush=True)
+
+        if "redis" in only:
+            out += redis_scenario(bench, sizes, args.repeat, Path(tmp))
 
     labels = {True: "PASS", False: "MISS", None: "SKIP (--quick or ulimit)"}
     rows = [[name, value, labels[ok]] for name, value, ok in verdicts]

@@ -4,11 +4,17 @@ Usage: ``python -m bench.servers KIND --port P --users N --secret S``, KIND one 
 ``runwire``, ``websockets``, ``raw``, ``socketio``. Users are ``u0`` .. ``u{N-1}``; every client
 authenticates with ``Authorization: Bearer <jwt>`` (verified by every server).
 
+runwire only: ``--engine redis://...`` (default ``memory://``) and ``--node I --nodes K``:
+this process is gateway node I of K on a shared engine and holds the connections of
+users ``u{j}`` with ``j % K == I`` (``wait`` counts those); it can still publish for
+every user (``gateway.publish`` reaches the other nodes through the engine).
+
 Commands on stdin, one per line, each answered with one line on stdout:
 
 - ``rss`` -> ``rss <KiB>`` (after a GC)
 - ``wait N`` -> ``conns N`` once N users are connected (runwire: and subscribed)
-- ``run <json>`` -> ``done <json>``: publish a workload (see :func:`drive`)
+- ``run <json>`` -> ``done <json>``: publish a workload (see :func:`drive`);
+  ``{"pattern":"none"}`` only restarts the CPU count
 - ``cpu`` -> ``cpu <json>``: CPU seconds and wall seconds since the last ``run``
 - ``quit`` (or EOF) -> exit
 
@@ -23,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import collections
 import gc
 import hashlib
 import json
@@ -120,9 +127,11 @@ class RunwireServer:
             heartbeat_interval_s=300.0,
             max_active_runs=args.users + 100,
             log_level="warning",
+            engine=args.engine,
         )
         self.gateway = Gateway(settings, agent=DemoAgent(word_delay_s=0))
         self.users = [f"u{i}" for i in range(args.users)]
+        self.local = self.users[args.node :: args.nodes]  # users connected to this node
 
     async def start(self) -> None:
         await self.gateway.start()
@@ -139,7 +148,7 @@ class RunwireServer:
             return False
         return all(
             c.session.state is State.OPEN and not c.catching_up and c.subscribed
-            for user in self.users[:n]
+            for user in self.local[:n]
             for c in manager.connections_of(UserId(user))
         )
 
@@ -437,6 +446,10 @@ async def drive(server: Any, spec: dict[str, Any]) -> dict[str, Any]:
     ticks for ``duration`` s; each event carries the tick's actual start time
     (arrival), so queueing inside a tick and any backlog show in the latency.
     """
+    if spec["pattern"] == "none":
+        return {"published": 0, "publish_s": 0.0, "lag_max_us": 0}
+    if int(spec.get("publishers", 1)) > 1:
+        return await drive_parallel(server, spec, int(spec["publishers"]))
     send = server.make_send()
     is_async = server.is_async
     n = len(server.users)
@@ -480,6 +493,90 @@ async def drive(server: Any, spec: dict[str, Any]) -> dict[str, Any]:
                     send(u, seq[u], t_us)
                 u = u + 1 if u + 1 < n else 0
             published += per_tick
+    return {
+        "published": published,
+        "publish_s": time.perf_counter() - started,
+        "lag_max_us": lag_max_us,
+    }
+
+
+async def drive_parallel(server: Any, spec: dict[str, Any], workers: int) -> dict[str, Any]:
+    """:func:`drive` with ``workers`` concurrent publishers (async servers only), like
+    as many agent runs publishing at once: worker ``w`` publishes, in order, for the
+    users ``u`` with ``u % workers == w``, so each user's events stay in sequence.
+
+    ``fanout``: each worker goes round-robin over its users, yielding to the loop
+    after each round. ``rate``: one ticker makes the same 1 ms ticks as :func:`drive`
+    and hands each event (with the tick's actual start time) to its user's worker;
+    time spent waiting for a busy worker counts in the latency.
+    """
+    send = server.make_send()
+    n = len(server.users)
+    seq = [0] * n
+    lag_max_us = 0
+    started = time.perf_counter()
+    loop = asyncio.get_running_loop()
+    if spec["pattern"] == "fanout":
+        rounds = int(spec["events"]) // n
+
+        async def rounds_of(w: int) -> None:
+            mine = range(w, n, workers)
+            for _ in range(rounds):
+                t_us = time.time_ns() // 1000
+                for u in mine:
+                    seq[u] += 1
+                    await send(u, seq[u], t_us)
+                await asyncio.sleep(0)
+
+        await asyncio.gather(*(rounds_of(w) for w in range(workers)))
+        published = rounds * n
+    else:
+        queues: list[collections.deque[tuple[int, int, int]]] = [
+            collections.deque() for _ in range(workers)
+        ]
+        idle: list[asyncio.Future[None] | None] = [None] * workers
+        finished = False
+
+        async def consume(w: int) -> None:
+            queue = queues[w]
+            while True:
+                while queue:
+                    await send(*queue.popleft())
+                if finished:
+                    return
+                idle[w] = waiter = loop.create_future()
+                await waiter
+
+        def wake(w: int) -> None:
+            waiter = idle[w]
+            if waiter is not None:
+                idle[w] = None
+                if not waiter.done():
+                    waiter.set_result(None)
+
+        tasks = [loop.create_task(consume(w)) for w in range(workers)]
+        per_tick = int(spec["rate"]) // 1000
+        ticks = int(float(spec["duration"]) * 1000)
+        base = time.time_ns() // 1000 + 2000
+        u = 0
+        for k in range(ticks):
+            scheduled = base + k * 1000
+            delay = scheduled - time.time_ns() // 1000
+            if delay > 0:
+                await asyncio.sleep(delay / 1e6)
+            t_us = time.time_ns() // 1000
+            lag_max_us = max(lag_max_us, t_us - scheduled)
+            for _ in range(per_tick):
+                seq[u] += 1
+                w = u % workers
+                queues[w].append((u, seq[u], t_us))
+                wake(w)
+                u = u + 1 if u + 1 < n else 0
+        finished = True
+        for w in range(workers):
+            wake(w)
+        await asyncio.gather(*tasks)
+        published = per_tick * ticks
     return {
         "published": published,
         "publish_s": time.perf_counter() - started,
@@ -535,6 +632,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--users", type=int, required=True)
     parser.add_argument("--secret", required=True)
+    parser.add_argument("--engine", default="memory://", help="runwire: engine URL")
+    parser.add_argument("--node", type=int, default=0, help="runwire: this node's index")
+    parser.add_argument("--nodes", type=int, default=1, help="runwire: gateway nodes")
     args = parser.parse_args()
     raise_nofile()
     logging.basicConfig(level=logging.ERROR)

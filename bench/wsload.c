@@ -1,6 +1,9 @@
 /* wsload: single-threaded epoll WebSocket load client for `python -m bench`.
  *
  * usage: wsload MODE PORT TOKENS_FILE EXPECT_PER_CONN TIMEOUT_S SLEEP_US [PROTO]
+ *   PORT      one port, or several separated by commas (P0,P1,...): connection k
+ *             goes to port k % count (one user per connection, so each user is
+ *             connected to exactly one server: the Redis mode's two gateway nodes)
  *   MODE      stream (count events), idle (hold connections), e2e (send one
  *             user_message per connection on GO, wait for its terminal event)
  *   TOKENS    one "user token" per line; one connection per line
@@ -51,7 +54,8 @@ typedef struct {
 } Conn;
 
 static Conn *conns;
-static int nconns, mode, port, sio;
+static int nconns, mode, sio;
+static int ports[16], nports;
 static int inflight, opened, failed; /* handshakes in flight, opened, failed */
 static long long expect_per_conn;
 static long long lost, reordered, misrouted, coalesced, closed_early, received_total, done_conns;
@@ -208,7 +212,7 @@ static int start_connect(Conn *c, int epfd) {
     if (c->fd < 0) { c->state = ST_DEAD; return -1; }
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(ports[(c - conns) % nports])};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(c->fd, (struct sockaddr *)&a, sizeof a) < 0 && errno != EINPROGRESS) {
         close(c->fd);
@@ -238,7 +242,12 @@ int main(int argc, char **argv) {
     }
     sio = argc == 8 && !strcmp(argv[7], "sio");
     mode = !strcmp(argv[1], "idle") ? M_IDLE : !strcmp(argv[1], "e2e") ? M_E2E : M_STREAM;
-    port = atoi(argv[2]);
+    for (const char *p = argv[2]; *p && nports < 16;) {
+        ports[nports++] = atoi(p);
+        p = strchr(p, ',');
+        if (!p) break;
+        p++;
+    }
     expect_per_conn = atoll(argv[4]);
     double timeout_s = atof(argv[5]);
     long sleep_us = atol(argv[6]);
@@ -294,7 +303,8 @@ int main(int argc, char **argv) {
                                   "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
                                   "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                                   "Sec-WebSocket-Version: 13\r\nAuthorization: Bearer %s\r\n\r\n",
-                                  sio ? "/socket.io/?EIO=4&transport=websocket" : "/ws", port,
+                                  sio ? "/socket.io/?EIO=4&transport=websocket" : "/ws",
+                                  ports[evs[i].data.u32 % nports],
                                   c->token);
                 if (err || send(c->fd, req, rn, MSG_NOSIGNAL) != rn) {
                     mark_dead(c, epfd); inflight--; failed++;

@@ -113,7 +113,10 @@ local now = tonumber(ARGV[9])
 redis.call('XADD', KEYS[3], offset .. '-1', 'f', frame, 't', now)
 redis.call('INCRBY', KEYS[4], #frame)
 trim(KEYS[3], KEYS[4], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), now)
-for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[7]) end
+if offset % 64 == 1 then
+  -- Refreshing the keys' time to live every 64 events is enough: it is days long.
+  for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[7]) end
+end
 redis.call('PUBLISH', ARGV[8], epoch .. '|' .. frame)
 return {epoch, offset, 0}
 """
@@ -224,6 +227,8 @@ class RedisEngine:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._clock = clock
+        self._epoch_prefix = new_epoch()
+        self._epochs = 0
         self.url = url
         self.max_events = max_events
         self.max_bytes = max_bytes
@@ -290,6 +295,12 @@ class RedisEngine:
 
     # -- publishing and reading -------------------------------------------------
 
+    def _epoch_candidate(self) -> str:
+        """A fresh epoch name, cheap enough for every publish (used only when a user's
+        stream is new or was lost): this engine's random prefix and a counter."""
+        self._epochs += 1
+        return f"{self._epoch_prefix}{self._epochs:x}"
+
     async def publish(self, user_id: UserId, event: Event) -> StoredEvent:
         prefix, suffix = _split_frame(event)
         try:
@@ -297,7 +308,7 @@ class RedisEngine:
                 epoch, offset, _duplicate = await self._publish_script(
                     keys=[*_keys(user_id), _run_seq_key(user_id, event.run_id)],
                     args=[
-                        new_epoch(),
+                        self._epoch_candidate(),
                         prefix,
                         suffix,
                         self.max_events,

@@ -2,15 +2,21 @@
 //
 // Model: every run this tab knows, keyed by run id, folded from events exactly as the
 // server folds its run snapshots (runs.py). A run is created by its `agent_started`,
-// or adopted from a snapshot (`/api/runs`) when the tab joins it midway; a snapshot
+// or adopted from a snapshot when the tab joins it midway; a snapshot
 // carries `last_offset`, and an event at or below a run's `last_offset` is never
 // applied twice. The view of the current thread is synced from the model after every
 // change, touching only the DOM that differs.
+//
+// Snapshots are read over the socket (`getRuns` / `getRun`) when it is up: any node
+// answers those, also for a user it did not serve before. Only while the socket is
+// down does the page ask this node's HTTP API (`/api/runs`), which knows only the
+// runs this node has seen.
 
 import { RunwireClient } from "./runwire.js";
 
 const TOKEN_KEY = "runwire.token";
 const TICK_MS = 100;
+const SNAPSHOT_TIMEOUT_MS = 5_000; // then the page asks over HTTP instead
 
 const $ = (testid) => document.querySelector(`[data-testid="${testid}"]`);
 
@@ -117,6 +123,50 @@ async function api(path) {
   if (response.status === 404) return null;
   if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
   return response.json();
+}
+
+/** Whether to read snapshots over the socket: it is open, or opening for the first time. */
+function socketReadable(client) {
+  return client !== null && ["connecting", "connected", "resumed"].includes(client.state);
+}
+
+/**
+ * Snapshots from the socket when it is readable, else (or when it fails: engine
+ * unavailable, no reply in time, closed) from HTTP. `fromSocket(client)` and
+ * `fromHttp()` return what the caller wants; late replies of a signed-out session throw.
+ */
+async function readSnapshots(fromSocket, fromHttp) {
+  const client = state.client;
+  const generation = state.generation;
+  if (socketReadable(client)) {
+    try {
+      const result = await fromSocket(client);
+      if (generation !== state.generation) throw new Error("signed out");
+      return result;
+    } catch (error) {
+      if (generation !== state.generation) throw error;
+    }
+  }
+  return fromHttp();
+}
+
+/** The runs of a thread, oldest first; null if the gateway could not say. */
+function loadRuns(threadId) {
+  return readSnapshots(
+    (client) => client.getRuns(threadId, { timeout: SNAPSHOT_TIMEOUT_MS }),
+    async () => {
+      const body = await api(`/api/runs?thread_id=${encodeURIComponent(threadId)}`);
+      return body === null ? null : body.runs;
+    },
+  );
+}
+
+/** One run's snapshot; null if the gateway holds none. */
+function loadRun(runId) {
+  return readSnapshots(
+    (client) => client.getRun(runId, { timeout: SNAPSHOT_TIMEOUT_MS }),
+    () => api(`/api/runs/${encodeURIComponent(runId)}`),
+  );
 }
 
 function showBanner(text, action = null) {
@@ -402,15 +452,15 @@ async function openThread(threadId, { focus = false } = {}) {
   renderThread();
   if (focus) $("message-input").focus();
   if (threadId === null) return;
-  let body;
+  let runs;
   try {
-    body = await api(`/api/runs?thread_id=${encodeURIComponent(threadId)}`);
+    runs = await loadRuns(threadId);
   } catch {
     return;
   }
-  if (body === null) return;
-  for (const snapshot of body.runs) adoptSnapshot(snapshot);
-  if (body.runs.length) touchThread(threadId, body.runs[0].input, body.runs.at(-1).started_ts, false);
+  if (runs === null) return;
+  for (const snapshot of runs) adoptSnapshot(snapshot);
+  if (runs.length) touchThread(threadId, runs[0].input, runs.at(-1).started_ts, false);
   if (state.currentThread === threadId) renderThread();
 }
 
@@ -475,7 +525,7 @@ function onEvent(event) {
 async function fetchRun(runId, threadId) {
   let snapshot = null;
   try {
-    snapshot = await api(`/api/runs/${encodeURIComponent(runId)}`);
+    snapshot = await loadRun(runId);
   } catch {
     snapshot = null;
   }

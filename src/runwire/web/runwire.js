@@ -10,6 +10,7 @@
 //   client.addEventListener("agent_message_delta", (e) => out.append(e.detail.data.text));
 //   await client.connect("wss://chat.example.com/ws", token);
 //   const ack = await client.send("what is 17 * 23?");
+//   const runs = await client.getRuns(ack.thread_id); // run snapshots, from any node
 //
 // See docs/browser.md for the full reference.
 
@@ -79,7 +80,7 @@ function withQuery(url, params) {
  * - `state`: `{state, previous, code, reason}` on every state change;
  * - `connected`: the `connected` frame of each (re)connection;
  * - `resumed` / `resume_failed`: the resume outcome of a reconnection (on
- *   `resume_failed` events were lost: rebuild your view, e.g. from `/api/runs`);
+ *   `resume_failed` events were lost: rebuild your view, e.g. with `getRuns()`);
  * - `event`: every run event (the envelope), once, in offset order;
  * - one event per type (`agent_started`, `agent_thinking`, ...) with the envelope;
  * - `server_error`: an `error` frame that answers none of your requests;
@@ -91,7 +92,7 @@ export class RunwireClient extends EventTarget {
    * @param {number} [options.baseDelay=500] first reconnect delay in ms (doubled per attempt)
    * @param {number} [options.maxDelay=10000] cap of the reconnect delay in ms
    * @param {number} [options.rateLimitedDelay=5000] least delay after 4429
-   * @param {number} [options.requestTimeout=15000] default deadline of send/cancel/ping in ms
+   * @param {number} [options.requestTimeout=15000] default deadline of send/cancel/ping/getRuns/getRun in ms
    * @param {boolean} [options.reconnect=true] reconnect after unexpected closes
    * @param {{epoch: string, offset: number}} [options.resume] start from this position
    * @param {typeof WebSocket} [options.WebSocket] a WebSocket implementation (tests, Node)
@@ -231,6 +232,39 @@ export class RunwireClient extends EventTarget {
     return performance.now() - started;
   }
 
+  /**
+   * The user's run snapshots (of one thread, if given), oldest first, as the server
+   * holds them: a `get_runs` frame, answered by `runs`. Unlike `GET /api/runs`, any
+   * node of a multi-node deployment answers it for any user. Resolves with the list
+   * of RunSnapshot objects; rejects with RunwireError (`engine_unavailable`,
+   * `invalid_message`, `timeout`) or RunwireClosedError. Like `send`, it waits for
+   * the connection if it is down.
+   *
+   * @param {string} [threadId] only the runs of this thread
+   * @param {{id?: string, timeout?: number}} [options]
+   */
+  async getRuns(threadId, options = {}) {
+    const id = options.id || randomId();
+    const frame = { type: "get_runs", id };
+    if (threadId) frame.thread_id = threadId;
+    const reply = await this._request(frame, id, options.timeout);
+    return reply.runs;
+  }
+
+  /**
+   * One of the user's run snapshots (a `get_run` frame, answered by `runs`), or
+   * null if the server holds none (unknown, evicted, or another user's run).
+   * Rejects as `getRuns` does.
+   *
+   * @param {string} runId
+   * @param {{id?: string, timeout?: number}} [options]
+   */
+  async getRun(runId, options = {}) {
+    const id = options.id || randomId();
+    const reply = await this._request({ type: "get_run", id, run_id: runId }, id, options.timeout);
+    return reply.runs.length ? reply.runs[0] : null;
+  }
+
   // -- internals ------------------------------------------------------------------
 
   _setState(state, extra = {}) {
@@ -288,7 +322,7 @@ export class RunwireClient extends EventTarget {
       return;
     }
     const type = frame.type;
-    if (type === "ack" || type === "pong") {
+    if (type === "ack" || type === "pong" || type === "runs") {
       this._settle(frame.id, "resolve", frame);
     } else if (type === "error" && frame.ref && this._pending.has(frame.ref)) {
       this._settle(frame.ref, "reject", new RunwireError(frame.code, frame.message));
