@@ -183,7 +183,7 @@ class Settings(BaseSettings):
     )
 
     snapshot_runs_per_user: int = Field(
-        50, ge=1, description="Run snapshots kept per user for `/api/runs`."
+        50, ge=1, description="Run snapshots kept per user (`/api/runs`, `get_runs`; in Redis too)."
     )
 
     # -- time ------------------------------------------------------------------

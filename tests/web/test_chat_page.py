@@ -19,8 +19,10 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from runwire.agents.demo import DemoAgent
+from runwire.app import Gateway
 from runwire.exceptions import CloseCode
 from runwire.ids import UserId
+from runwire.runs import RunSnapshot
 from tests.helpers import GatedAgent, running_gateway, token_for
 from tests.web.conftest import CHROMIUM
 
@@ -98,6 +100,23 @@ async def send(page: Page, text: str) -> None:
     await box.press("Enter")
 
 
+class SnapshotReads:
+    """Records every ``get_runs`` a gateway answers (the HTTP API does not come here)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, gateway: Gateway) -> None:
+        self.answers: list[tuple[str, str | None, list[str]]] = []
+        self.answered = asyncio.Event()
+        runs = gateway.snapshots.runs
+
+        async def recorded(user_id: UserId, thread_id: str | None = None) -> list[RunSnapshot]:
+            snapshots = await runs(user_id, thread_id)
+            self.answers.append((user_id, thread_id, [s.run_id for s in snapshots]))
+            self.answered.set()
+            return snapshots
+
+        monkeypatch.setattr(gateway.snapshots, "runs", recorded)
+
+
 async def wait_for(event: asyncio.Event, what: str) -> None:
     try:
         await asyncio.wait_for(event.wait(), 5)
@@ -137,7 +156,7 @@ async def test_golden_path_shows_every_stage_in_order_and_the_answer(browser: Br
 
 
 async def test_two_tabs_of_a_user_share_a_run_and_another_user_sees_none_of_it(
-    browser: Browser,
+    browser: Browser, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     agent = GatedAgent()
     async with (
@@ -190,9 +209,10 @@ async def test_two_tabs_of_a_user_share_a_run_and_another_user_sees_none_of_it(
         assert await bob_tab.evaluate("window.runwireApp.state.client.offset") == 0
         # ...and opening Alice's thread by its URL shows him nothing either.
         thread_id = await tab1.evaluate("window.runwireApp.state.currentThread")
-        async with bob_tab.expect_response(re.compile(r"/api/runs\?thread_id=")) as answer:
-            await bob_tab.goto(f"{gateway.url}/#thread={thread_id}")
-        assert await (await answer.value).json() == {"runs": []}
+        reads = SnapshotReads(monkeypatch, gateway)
+        await bob_tab.goto(f"{gateway.url}/#thread={thread_id}")
+        await wait_for(reads.answered, "bob's get_runs")
+        assert reads.answers == [("bob", thread_id, [])]
         await expect(bob_tab.get_by_test_id("empty-thread")).to_be_visible()
         await expect(bob_tab.get_by_test_id("run")).to_have_count(0)
 
@@ -296,6 +316,29 @@ async def test_reload_mid_run_rebuilds_from_snapshots_then_continues_live(
         await expect(run.get_by_test_id("answer")).to_have_text("done")
 
 
+async def test_reload_rebuilds_the_thread_over_the_socket_not_http(
+    browser: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_gateway() as gateway, browser_context(browser) as context:
+        page = await context.new_page()
+        await sign_in(page, gateway.url, "alice")
+        await send(page, "hello")
+        await expect(page.get_by_test_id("run")).to_have_attribute("data-status", "completed")
+        thread_id = await page.evaluate("window.runwireApp.state.currentThread")
+        [run_id] = await page.evaluate("[...window.runwireApp.state.runs.keys()]")
+
+        reads = SnapshotReads(monkeypatch, gateway)
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
+        await page.reload()
+        run = page.get_by_test_id("run")
+        await expect(run).to_have_attribute("data-status", "completed")
+        await expect(run.get_by_test_id("run-input")).to_have_text("hello")
+        await expect(run.get_by_test_id("answer")).to_have_text("echo: hello.")
+        assert reads.answers == [("alice", thread_id, [run_id])]
+        assert not [url for url in requested if "/api/runs" in url], requested
+
+
 async def test_production_mode_signs_in_with_a_pasted_token(browser: Browser) -> None:
     async with (
         running_gateway(mode="production") as gateway,
@@ -342,6 +385,12 @@ async def test_runwire_js_works_on_its_own_as_documented(browser: Browser) -> No
               let cancelError = null;
               try { await client.cancel(ack.run_id); } catch (error) { cancelError = error.code; }
               const rtt = await client.ping();
+              const runs = await client.getRuns('thread-1');
+              const run = await client.getRun(ack.run_id);
+              const unknown = await client.getRun('r_unknown');
+              let invalidError = null;
+              try { await client.getRun('r'.repeat(129)); }
+              catch (error) { invalidError = error.code; }
               client.close();
 
               const refused = new RunwireClient();
@@ -351,7 +400,8 @@ async def test_runwire_js_works_on_its_own_as_documented(browser: Browser) -> No
               try { await refused.connect(url, 'forged.token.value'); }
               catch (error) { closeCode = error.closeCode; }
               return { user: connected.user_id, ack, types, completed, cancelError,
-                       rtt, states, offset: client.offset, closeCode, refusedStates };
+                       rtt, runs, run, unknown, invalidError, states, offset: client.offset,
+                       closeCode, refusedStates };
             }""",
             [gateway.ws_url, token_for(gateway.settings, "dora")],
         )
@@ -370,6 +420,12 @@ async def test_runwire_js_works_on_its_own_as_documented(browser: Browser) -> No
     assert result["completed"] == {"output": "echo: hi.", "status": "completed"}
     assert result["cancelError"] == "not_found"  # the run had finished
     assert result["rtt"] >= 0
+    assert [(r["run_id"], r["status"]) for r in result["runs"]] == [
+        (result["ack"]["run_id"], "completed")
+    ]
+    assert result["run"]["answer"] == "echo: hi."
+    assert result["unknown"] is None
+    assert result["invalidError"] == "invalid_message"
     assert result["offset"] == 8
     assert result["states"] == ["connecting", "connected", "closed"]
     assert result["closeCode"] == 4401  # refused for good: no reconnect loop
