@@ -65,9 +65,12 @@ _POOL_TIMEOUT_S = 10.0
 # Trim the user's stream from its oldest entry while it holds more than ARGV[1]
 # entries or max bytes, or entries older than max age (ms, by the caller's clock).
 _TRIM = """
-local function trim(stream, size_key, max_events, max_bytes, max_age_ms, now)
+local function trim(stream, size_key, max_events, max_bytes, max_age_ms, now, check_age)
   local length = redis.call('XLEN', stream)
   local size = tonumber(redis.call('GET', size_key) or '0')
+  if not check_age and length <= max_events and size <= max_bytes then
+    return
+  end
   while length > 0 do
     local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
     local fields = oldest[2]
@@ -112,7 +115,9 @@ local frame = ARGV[2] .. offset .. ARGV[3]
 local now = tonumber(ARGV[9])
 redis.call('XADD', KEYS[3], offset .. '-1', 'f', frame, 't', now)
 redis.call('INCRBY', KEYS[4], #frame)
-trim(KEYS[3], KEYS[4], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), now)
+-- The age bound is checked every 16 events here (and always on reads).
+trim(KEYS[3], KEYS[4], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), now,
+  offset % 16 == 0)
 if offset % 64 == 1 then
   -- Refreshing the keys' time to live every 64 events is enough: it is days long.
   for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[7]) end
@@ -138,7 +143,8 @@ return {epoch, tonumber(redis.call('GET', KEYS[2]) or '0')}
 _READ = (
     _TRIM
     + """
-trim(KEYS[3], KEYS[4], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
+trim(KEYS[3], KEYS[4], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]),
+  true)
 local epoch = redis.call('GET', KEYS[1])
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
 local entries = redis.call('XRANGE', KEYS[3], '(' .. ARGV[1] .. '-1', '+', 'COUNT', ARGV[2])
@@ -234,7 +240,11 @@ class RedisEngine:
         self.max_bytes = max_bytes
         self.max_age_ms = int(max_age_s * 1000)
         self.key_ttl_s = key_ttl_s
-        self._redis = redis_client(url, decode_responses=False)
+        # The hot path: a plain pool (no per-command condition variable) whose use is
+        # capped by a semaphore, so a burst of publishes waits instead of failing.
+        pool = aioredis.ConnectionPool.from_url(url, max_connections=2 * _POOL_CONNECTIONS)
+        self._redis = aioredis.Redis.from_pool(pool)
+        self._slots = asyncio.Semaphore(_POOL_CONNECTIONS)
         self._publish_script = self._redis.register_script(_PUBLISH)
         self._position_script = self._redis.register_script(_POSITION)
         self._read_script = self._redis.register_script(_READ)
@@ -304,7 +314,7 @@ class RedisEngine:
     async def publish(self, user_id: UserId, event: Event) -> StoredEvent:
         prefix, suffix = _split_frame(event)
         try:
-            async with map_redis_errors("publish"):
+            async with self._slots, map_redis_errors("publish"):
                 epoch, offset, _duplicate = await self._publish_script(
                     keys=[*_keys(user_id), _run_seq_key(user_id, event.run_id)],
                     args=[
@@ -333,7 +343,7 @@ class RedisEngine:
         here; the runtime retries it, and the script drops a repeated (run, seq).)"""
         for attempt in range(_READ_ATTEMPTS):
             try:
-                async with map_redis_errors(action):
+                async with self._slots, map_redis_errors(action):
                     return await call()
             except EngineError:
                 if attempt + 1 == _READ_ATTEMPTS:
