@@ -2,11 +2,10 @@
 
 Every publish runs one server-side script that, atomically: creates the user's
 epoch if the stream was lost, increments the user's offset, appends the envelope
-(built around that offset) to the user's stream (stream ID ``<offset>-1``, capped at
-``history_max_events`` entries), refreshes the keys' time to live
-(``history_ttl_s`` since the user's last event), and publishes it on the user's
-channel. Two nodes publishing for one user therefore never produce a gap, a
-duplicate or a reorder.
+(built around that offset) to the user's stream (stream ID ``<offset>-1``), trims
+the stream to its bounds, refreshes the keys' time to live (every 64th event), and
+publishes it on the user's channel. Two nodes publishing for one user therefore
+never produce a gap, a duplicate or a reorder.
 
 Live delivery: each node subscribes only to the channels of users it holds sockets
 for. When the node's subscription connection fails it reconnects, re-subscribes and
@@ -17,10 +16,11 @@ The epoch lives in Redis, so it survives gateway restarts; it changes only when
 Redis loses the user's keys (restart without persistence, eviction, expiry).
 
 Bounds: per user ``history_max_events`` entries, ``history_max_bytes`` bytes and
-``history_ttl_s`` of age (by the publishing node's wall clock), trimmed on every publish and
-read; a user's keys (epoch and offset too) expire ``redis_key_ttl_s`` after its last
-event, after which the user's stream starts a new epoch. Redis errors become
-:class:`~runwire.exceptions.EngineError`.
+``history_ttl_s`` of age (by the publishing node's wall clock): count and bytes are
+trimmed on every publish, age on every 16th publish and on every read (so a read
+never returns an event older than the bound); a user's keys (epoch and offset too)
+expire ``redis_key_ttl_s`` after its last event, after which the user's stream
+starts a new epoch. Redis errors become :class:`~runwire.exceptions.EngineError`.
 Requires the ``redis`` extra (``pip install runwire[redis]``).
 """
 
