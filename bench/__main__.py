@@ -39,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -517,6 +518,20 @@ def integrity(result: dict[str, Any]) -> str:
     return "ok" if not bad else ", ".join(bad)
 
 
+def rate_rows(row: Callable[..., list[str]], latency: bool) -> list[list[str]]:
+    """The first rows of a throughput or latency table (shared by every scenario)."""
+    if not latency:
+        return [row("events/s at clients", "rate")]
+    return [
+        row("delivered ev/s", "rate", ratios=False),
+        row("latency p50 us", "lat_p50"),
+        row("latency p99 us", "lat_p99"),
+        row("latency p99.9 us", "lat_p999"),
+        row("latency max us", "lat_max"),
+        row("publisher lag max us", "lag_max_us", ratios=False),
+    ]
+
+
 def stream_table(title: str, results: dict[str, dict[str, Any]], latency: bool) -> str:
     baselines = [k for k in BASELINES if k in results]
     header = ["metric", *results, *(f"runwire/{k}" for k in baselines)]
@@ -527,18 +542,7 @@ def stream_table(title: str, results: dict[str, dict[str, Any]], latency: bool) 
         extra = [ratio(rw.get(key), results[k].get(key)) if ratios else "" for k in baselines]
         return [name, *cells, *extra]
 
-    rows = []
-    if latency:
-        rows += [
-            row("delivered ev/s", "rate", ratios=False),
-            row("latency p50 us", "lat_p50"),
-            row("latency p99 us", "lat_p99"),
-            row("latency p99.9 us", "lat_p999"),
-            row("latency max us", "lat_max"),
-            row("publisher lag max us", "lag_max_us", ratios=False),
-        ]
-    else:
-        rows.append(row("events/s at clients", "rate"))
+    rows = rate_rows(row, latency)
     rows += [
         row("server CPU us/event", "us_per_event", 2),
         row("server CPU % of core 0", "server_cpu_pct", ratios=False),
@@ -561,18 +565,7 @@ def redis_table(title: str, mem: dict[str, Any], red: dict[str, Any] | None, lat
         a, b = mem.get(key), red.get(key)
         return [name, fmt(a, digits), fmt(b, digits), ratio(b, a) if ratios else ""]
 
-    rows = []
-    if latency:
-        rows += [
-            row("delivered ev/s", "rate", ratios=False),
-            row("latency p50 us", "lat_p50"),
-            row("latency p99 us", "lat_p99"),
-            row("latency p99.9 us", "lat_p999"),
-            row("latency max us", "lat_max"),
-            row("publisher lag max us", "lag_max_us", ratios=False),
-        ]
-    else:
-        rows.append(row("events/s at clients", "rate"))
+    rows = rate_rows(row, latency)
     rows += [
         row("gateway CPU us/event (all nodes)", "us_per_event", 2),
         row("node A CPU % (publishes all)", "node_a_pct", ratios=False),

@@ -38,7 +38,7 @@ import resource
 import struct
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import uvloop
@@ -437,6 +437,26 @@ SERVERS: dict[str, Callable[[argparse.Namespace], Any]] = {
 }
 
 
+class Pacer:
+    """1 ms ticks for ``duration`` s, each at its scheduled time (or late, recorded)."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.ticks_total = int(float(spec["duration"]) * 1000)
+        self.lag_max_us = 0
+
+    async def ticks(self) -> AsyncIterator[int]:
+        """Yield each tick's actual start time, in microseconds."""
+        base = time.time_ns() // 1000 + 2000
+        for k in range(self.ticks_total):
+            scheduled = base + k * 1000
+            delay = scheduled - time.time_ns() // 1000
+            if delay > 0:
+                await asyncio.sleep(delay / 1e6)
+            t_us = time.time_ns() // 1000
+            self.lag_max_us = max(self.lag_max_us, t_us - scheduled)
+            yield t_us
+
+
 async def drive(server: Any, spec: dict[str, Any]) -> dict[str, Any]:
     """Publish a workload; every user gets the same number of events.
 
@@ -455,7 +475,7 @@ async def drive(server: Any, spec: dict[str, Any]) -> dict[str, Any]:
     n = len(server.users)
     seq = [0] * n
     published = 0
-    lag_max_us = 0
+    pacer: Pacer | None = None
     started = time.perf_counter()
     if spec["pattern"] in ("fanout", "burst"):
         depth = int(spec.get("depth", 1))
@@ -475,16 +495,9 @@ async def drive(server: Any, spec: dict[str, Any]) -> dict[str, Any]:
                 await asyncio.sleep(0)
     elif spec["pattern"] == "rate":
         per_tick = int(spec["rate"]) // 1000
-        ticks = int(float(spec["duration"]) * 1000)
-        base = time.time_ns() // 1000 + 2000
+        pacer = Pacer(spec)
         u = 0
-        for k in range(ticks):
-            scheduled = base + k * 1000
-            delay = scheduled - time.time_ns() // 1000
-            if delay > 0:
-                await asyncio.sleep(delay / 1e6)
-            t_us = time.time_ns() // 1000
-            lag_max_us = max(lag_max_us, t_us - scheduled)
+        async for t_us in pacer.ticks():
             for _ in range(per_tick):
                 seq[u] += 1
                 if is_async:
@@ -496,7 +509,7 @@ async def drive(server: Any, spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "published": published,
         "publish_s": time.perf_counter() - started,
-        "lag_max_us": lag_max_us,
+        "lag_max_us": pacer.lag_max_us if pacer is not None else 0,
     }
 
 
@@ -513,7 +526,7 @@ async def drive_parallel(server: Any, spec: dict[str, Any], workers: int) -> dic
     send = server.make_send()
     n = len(server.users)
     seq = [0] * n
-    lag_max_us = 0
+    pacer: Pacer | None = None
     started = time.perf_counter()
     loop = asyncio.get_running_loop()
     if spec["pattern"] == "fanout":
@@ -556,16 +569,9 @@ async def drive_parallel(server: Any, spec: dict[str, Any], workers: int) -> dic
 
         tasks = [loop.create_task(consume(w)) for w in range(workers)]
         per_tick = int(spec["rate"]) // 1000
-        ticks = int(float(spec["duration"]) * 1000)
-        base = time.time_ns() // 1000 + 2000
+        pacer = Pacer(spec)
         u = 0
-        for k in range(ticks):
-            scheduled = base + k * 1000
-            delay = scheduled - time.time_ns() // 1000
-            if delay > 0:
-                await asyncio.sleep(delay / 1e6)
-            t_us = time.time_ns() // 1000
-            lag_max_us = max(lag_max_us, t_us - scheduled)
+        async for t_us in pacer.ticks():
             for _ in range(per_tick):
                 seq[u] += 1
                 w = u % workers
@@ -576,11 +582,11 @@ async def drive_parallel(server: Any, spec: dict[str, Any], workers: int) -> dic
         for w in range(workers):
             wake(w)
         await asyncio.gather(*tasks)
-        published = per_tick * ticks
+        published = per_tick * pacer.ticks_total
     return {
         "published": published,
         "publish_s": time.perf_counter() - started,
-        "lag_max_us": lag_max_us,
+        "lag_max_us": pacer.lag_max_us if pacer is not None else 0,
     }
 
 
