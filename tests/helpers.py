@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -148,3 +151,15 @@ async def sleepy_agent(run: Run, message: str) -> str:
         await asyncio.sleep(60)
         call.result = "woke up"
     return "done"
+
+
+def get_json(url: str, token: str | None = None) -> tuple[int, Any]:
+    """GET ``url`` (with a bearer token if given): status and decoded JSON body."""
+    request = urllib.request.Request(url)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())

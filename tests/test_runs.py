@@ -3,22 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import urllib.error
-import urllib.request
 
-from tests.helpers import GatedAgent, collect_run, connect, running_gateway, token_for
-
-
-def _get_json(url: str, token: str | None) -> tuple[int, object]:
-    request = urllib.request.Request(url)
-    if token is not None:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+from tests.helpers import GatedAgent, collect_run, connect, get_json, running_gateway, token_for
 
 
 async def test_snapshots_rebuild_a_finished_run() -> None:
@@ -27,7 +13,7 @@ async def test_snapshots_rebuild_a_finished_run() -> None:
         frames = await collect_run(client, ack["run_id"])
         token = token_for(gateway.settings, "alice")
         status, body = await asyncio.to_thread(
-            _get_json, f"{gateway.url}/api/runs?thread_id=t1", token
+            get_json, f"{gateway.url}/api/runs?thread_id=t1", token
         )
     assert status == 200
     assert isinstance(body, dict)
@@ -50,7 +36,7 @@ async def test_a_running_run_shows_its_open_tool_call() -> None:
         await asyncio.wait_for(agent.in_tool.wait(), 5)
         token = token_for(gateway.settings, "alice")
         status, run = await asyncio.to_thread(
-            _get_json, f"{gateway.url}/api/runs/{ack['run_id']}", token
+            get_json, f"{gateway.url}/api/runs/{ack['run_id']}", token
         )
         agent.release.set()
         await collect_run(client, ack["run_id"])
@@ -65,24 +51,24 @@ async def test_snapshots_are_private_and_need_a_token() -> None:
         await collect_run(client, ack["run_id"])
         bob = token_for(gateway.settings, "bob")
         url = gateway.url
-        assert await asyncio.to_thread(_get_json, f"{url}/api/runs/{ack['run_id']}", bob) == (
+        assert await asyncio.to_thread(get_json, f"{url}/api/runs/{ack['run_id']}", bob) == (
             404,
             {"error": "not_found"},
         )
-        assert await asyncio.to_thread(_get_json, f"{url}/api/runs?thread_id=t1", bob) == (
+        assert await asyncio.to_thread(get_json, f"{url}/api/runs?thread_id=t1", bob) == (
             200,
             {"runs": []},
         )
-        assert await asyncio.to_thread(_get_json, f"{url}/api/runs", None) == (
+        assert await asyncio.to_thread(get_json, f"{url}/api/runs", None) == (
             401,
             {"error": "missing token"},
         )
-        assert await asyncio.to_thread(_get_json, f"{url}/api/threads", "forged") == (
+        assert await asyncio.to_thread(get_json, f"{url}/api/threads", "forged") == (
             401,
             {"error": "invalid token"},
         )
         status, threads = await asyncio.to_thread(
-            _get_json, f"{url}/api/threads", token_for(gateway.settings, "alice")
+            get_json, f"{url}/api/threads", token_for(gateway.settings, "alice")
         )
     assert status == 200 and isinstance(threads, dict)
     assert [t["thread_id"] for t in threads["threads"]] == ["t1"]
@@ -112,7 +98,7 @@ async def test_snapshots_over_the_socket_match_http() -> None:
         assert await client.get_run("r_not_mine") is None
         token = token_for(gateway.settings, "alice")
         status, body = await asyncio.to_thread(
-            _get_json, f"{gateway.url}/api/runs?thread_id=t9", token
+            get_json, f"{gateway.url}/api/runs?thread_id=t9", token
         )
     assert status == 200 and isinstance(body, dict)
     assert runs == body["runs"] and [run] == runs

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +12,7 @@ from tests.helpers import (
     GatedAgent,
     collect_run,
     connect,
+    get_json,
     publish_texts,
     running_gateway,
     token_for,
@@ -61,14 +59,6 @@ async def test_a_client_resumes_on_another_node(redis_server: RedisServer) -> No
     assert frames[2]["type"] == "resumed" and frames[2]["to"] == 4
 
 
-def _health(url: str) -> tuple[int, dict[str, object]]:
-    try:
-        with urllib.request.urlopen(url + "/healthz", timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
 async def test_redis_outage_keeps_sockets_and_nothing_is_lost_with_persistence(
     tmp_path: Path,
 ) -> None:
@@ -84,7 +74,7 @@ async def test_redis_outage_keeps_sockets_and_nothing_is_lost_with_persistence(
             server.stop()
             status = await client.recv(timeout=10)
             assert status == {"type": "engine_status", "state": "unavailable"}
-            code, body = await asyncio.to_thread(_health, gateway.url)
+            code, body = await asyncio.to_thread(get_json, gateway.url + "/healthz")
             assert code == 503 and body["status"] == "degraded"
             try:
                 await client.send_message("during the outage")
@@ -99,7 +89,7 @@ async def test_redis_outage_keeps_sockets_and_nothing_is_lost_with_persistence(
             frame = await client.recv(timeout=5)
             assert frame["offset"] == 2 and frame["data"]["text"] == "after"
             assert client.connected["epoch"] == client.position.epoch  # type: ignore[union-attr]
-            code, _ = await asyncio.to_thread(_health, gateway.url)
+            code, _ = await asyncio.to_thread(get_json, gateway.url + "/healthz")
             assert code == 200
     finally:
         server.stop()
@@ -163,7 +153,6 @@ async def test_a_repeated_publish_of_one_run_event_is_stored_once(
 ) -> None:
     from runwire.engines.redis import RedisEngine
     from runwire.events import AgentThinking, Event
-    from runwire.ids import UserId
 
     engine = RedisEngine(
         redis_server.url, max_events=100, max_bytes=1_000_000, max_age_s=3600, key_ttl_s=3600
@@ -240,7 +229,7 @@ async def test_a_run_across_a_redis_restart_without_persistence_is_rebuilt_from_
                 frames.append(await client.recv(timeout=20))
             token = token_for(gateway.settings, "ivy")
             status, snapshot = await asyncio.to_thread(
-                _get_json, f"{gateway.url}/api/runs/{ack['run_id']}", token
+                get_json, f"{gateway.url}/api/runs/{ack['run_id']}", token
             )
     finally:
         server.stop()
@@ -257,15 +246,6 @@ async def test_a_run_across_a_redis_restart_without_persistence_is_rebuilt_from_
     assert [t["tool"] for t in snapshot["tools"]] == ["slow_tool"]
     assert snapshot["tools"][0]["result"] == "released"
     assert snapshot["answer"] == "done"
-
-
-def _get_json(url: str, token: str) -> tuple[int, object]:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 async def test_any_node_answers_get_runs_from_redis(redis_server: RedisServer) -> None:
