@@ -24,13 +24,14 @@ from runwire.auth import Authenticator, issue_token, token_from_headers
 from runwire.config import Mode, Settings, load_settings
 from runwire.engines.base import Engine, StoredEvent
 from runwire.engines.memory import HistoryBounds, MemoryEngine
-from runwire.events import AgentCompleted, AgentError, Event
+from runwire.events import MAX_RUNS_PAGE, AgentCompleted, AgentError, Event
 from runwire.exceptions import AuthError, CloseCode, ConfigError
 from runwire.handlers import ClientFrameHandler
 from runwire.ids import UserId
+from runwire.loopwatch import LoopLagMonitor
 from runwire.manager import WebSocketManager, create_manager
-from runwire.metrics import Metrics
-from runwire.runs import LocalSnapshots, RunStore, SnapshotReader
+from runwire.metrics import RUN_STATUS_LABELS, Metrics, label_of
+from runwire.runs import LocalSnapshots, RunStore, SnapshotReader, page_of
 from runwire.server import HttpRequest, HttpResponse, HttpRoute, ServerOptions, start_server
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ def _memory_engine(settings: Settings) -> Engine:
             max_bytes=settings.history_max_bytes,
             ttl_s=settings.history_ttl_s,
             max_users=settings.history_max_users,
+            max_event_bytes=settings.event_size_limit,
         )
     )
 
@@ -65,6 +67,7 @@ def _redis_engine(settings: Settings) -> Engine:
         max_bytes=settings.history_max_bytes,
         max_age_s=settings.history_ttl_s,
         key_ttl_s=settings.redis_key_ttl_s,
+        max_event_bytes=settings.event_size_limit,
     )
 
 
@@ -165,16 +168,24 @@ class Gateway:
                 timeout_s=self.settings.run_timeout_s,
                 idempotency_keys=self.settings.idempotency_keys,
                 engine_retry_s=self.settings.engine_retry_s,
+                slow_step_s=self.settings.slow_step_warning_s,
             ),
+            on_slow_step=lambda _run, _held_s: self.metrics.slow_steps.inc(),
         )
         self.dispatcher = create_dispatcher(self.settings, self.runtime)
         self.manager.set_frame_handler(
             ClientFrameHandler(
-                self.manager, self.dispatcher, self.engine, self.metrics, self.snapshots
+                self.manager,
+                self.dispatcher,
+                self.engine,
+                self.metrics,
+                self.snapshots,
+                reply_max_bytes=self.settings.reply_size_limit,
             )
         )
         self._observe_deliveries = not isinstance(self.engine, MemoryEngine)
         self._server: asyncio.Server | None = None
+        self._loop_lag = LoopLagMonitor(self.metrics.event_loop_lag.observe)
         self.port = self.settings.port
         self._register_gauges()
 
@@ -187,6 +198,7 @@ class Gateway:
         )
         if self._snapshot_writer is not None:
             self._snapshot_writer.start()
+        self._loop_lag.start()
         settings = self.settings
         self._server = await start_server(
             ServerOptions(
@@ -217,6 +229,7 @@ class Gateway:
             self._server = None
         if self._snapshot_writer is not None:
             await self._snapshot_writer.close()
+        await self._loop_lag.stop()
         await self.engine.close()
 
     async def serve_forever(self) -> None:
@@ -270,7 +283,7 @@ class Gateway:
         if isinstance(data, AgentCompleted):
             self.metrics.runs_finished.labels(data.status).inc()
         elif isinstance(data, AgentError):
-            self.metrics.runs_finished.labels(data.code).inc()
+            self.metrics.runs_finished.labels(label_of(data.code, RUN_STATUS_LABELS)).inc()
         return stored
 
     def _deliver(self, stored: StoredEvent) -> None:
@@ -305,8 +318,22 @@ class Gateway:
             user_id = self._caller(request)
         except AuthError as exc:
             return _json(401, {"error": exc.reason})
-        thread_id = request.query["thread_id"][0] if "thread_id" in request.query else None
-        return _json(200, {"runs": self.runs.runs(user_id, thread_id)})
+        query = request.query
+        thread_id = query["thread_id"][0] if "thread_id" in query else None
+        before = query["before"][0] if "before" in query else None
+        try:
+            limit = int(query["limit"][0]) if "limit" in query else MAX_RUNS_PAGE
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= MAX_RUNS_PAGE:
+            return _json(400, {"error": f"limit must be 1-{MAX_RUNS_PAGE}"})
+        page = page_of(
+            self.runs.runs(user_id, thread_id),
+            limit=limit,
+            before=before,
+            max_bytes=self.settings.reply_size_limit,
+        )
+        return _json(200, {"runs": page.runs, "more": page.more})
 
     def _api_run(self, request: HttpRequest) -> HttpResponse:
         try:

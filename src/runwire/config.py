@@ -118,6 +118,13 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(
         16_000, ge=1, description="Largest `user_message.content`, in characters."
     )
+    max_event_bytes: int = Field(
+        262_144,
+        ge=1024,
+        description="Largest encoded event (capped at `outbound_queue_bytes` and"
+        " `history_max_bytes`); a tool result over it ends the call `ok: false`, an answer"
+        " over it ends the run with `agent_error` `event_rejected`.",
+    )
     max_connections_per_user: int = Field(
         10, ge=1, description="Open sockets per user; one more is closed with 4429."
     )
@@ -146,6 +153,12 @@ class Settings(BaseSettings):
     )
     run_timeout_s: float = Field(
         300.0, gt=0, description="A run still going after this ends with `agent_error` timeout."
+    )
+    slow_step_warning_s: float = Field(
+        0.1,
+        gt=0,
+        description="A run step (code between two awaits) holding the event loop longer is"
+        " logged as a warning naming the run.",
     )
     engine_retry_s: float = Field(
         10.0, ge=0, description="How long a run retries publishing while the engine is down."
@@ -231,6 +244,18 @@ class Settings(BaseSettings):
         if toml_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
         return tuple(sources)
+
+    @property
+    def event_size_limit(self) -> int:
+        """The largest event envelope: ``max_event_bytes``, but never more than fits in
+        one socket's queue or one user's history."""
+        return min(self.max_event_bytes, self.outbound_queue_bytes, self.history_max_bytes)
+
+    @property
+    def reply_size_limit(self) -> int:
+        """The largest ``runs`` reply (socket or HTTP): half of one socket's queue, so a
+        reading client always has room for it."""
+        return self.outbound_queue_bytes // 2
 
     @property
     def base_url(self) -> str:

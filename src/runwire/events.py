@@ -16,6 +16,8 @@ from typing import Annotated, Any, Final, Generic, Literal, TypeVar
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from runwire.exceptions import EventRejected
+
 __all__ = [
     "CRITICAL_EVENT_TYPES",
     "EVENT_TYPES",
@@ -38,6 +40,7 @@ __all__ = [
     "Event",
     "EventData",
     "Limits",
+    "MAX_RUNS_PAGE",
     "Ping",
     "Pong",
     "Resume",
@@ -51,6 +54,7 @@ __all__ = [
     "decode_envelope",
     "encode",
     "encode_envelope",
+    "encode_envelope_checked",
 ]
 
 PROTOCOL_VERSION: Final = 1
@@ -258,10 +262,15 @@ class EngineStatus(Struct, frozen=True, tag="engine_status", tag_field="type"):
 
 
 class Runs(Struct, frozen=True, tag="runs", tag_field="type"):
-    """Reply to ``get_runs`` / ``get_run``: run snapshots (as ``GET /api/runs``), any node."""
+    """Reply to ``get_runs`` / ``get_run``: run snapshots (as ``GET /api/runs``), any node.
+
+    ``more`` says that older runs exist than the oldest in ``runs``: ask again with
+    ``before`` = its ``run_id``.
+    """
 
     id: str
     runs: list[Any]
+    more: bool = False
 
 
 class Pong(Struct, frozen=True, tag="pong", tag_field="type"):
@@ -314,11 +323,20 @@ class Ping(Struct, frozen=True, tag="ping", tag_field="type"):
     id: ClientId
 
 
+MAX_RUNS_PAGE = 50
+"""Most run snapshots in one ``runs`` reply."""
+
+
 class GetRuns(Struct, frozen=True, tag="get_runs", tag_field="type"):
-    """Ask for the user's run snapshots (of one thread, if given); answered by ``runs``."""
+    """Ask for the user's run snapshots (of one thread, if given); answered by ``runs``.
+
+    The newest ``limit`` runs (older than run ``before``, if given), oldest first.
+    """
 
     id: ClientId
     thread_id: WireId | None = None
+    limit: Annotated[int, Meta(ge=1, le=MAX_RUNS_PAGE)] = MAX_RUNS_PAGE
+    before: Annotated[str, Meta(max_length=128)] | None = None
 
 
 class GetRun(Struct, frozen=True, tag="get_run", tag_field="type"):
@@ -349,6 +367,39 @@ def encode_envelope(event: Event, offset: int) -> bytes:
     return _encoder.encode(
         Envelope(event.type, offset, event.run_id, event.thread_id, event.seq, event.ts, event.data)
     )
+
+
+def encode_envelope_checked(event: Event, offset: int, max_bytes: int) -> bytes:
+    """:func:`encode_envelope`, for engines: fails cleanly instead of half-way.
+
+    Engines call it *before* the event takes its offset, so an event that cannot be
+    encoded leaves no gap in the user's stream.
+
+    Raises:
+        EventRejected: the data is not JSON-encodable, or the frame is over
+            ``max_bytes``.
+    """
+    try:
+        frame = encode_envelope(event, offset)
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        raise EventRejected(f"{event.type} could not be encoded: {_encode_failure(exc)}") from None
+    if len(frame) > max_bytes:
+        raise EventRejected(
+            f"{event.type} is {len(frame):,} bytes, over max_event_bytes ({max_bytes:,})"
+        )
+    return frame
+
+
+def _encode_failure(exc: BaseException) -> str:
+    """A short, safe description of why msgspec refused a value."""
+    if isinstance(exc, RecursionError):
+        return "it nests too deeply or contains a cycle"
+    if isinstance(exc, UnicodeEncodeError):
+        return "text contains characters that are not valid Unicode (lone surrogates)"
+    message = str(exc)
+    if "integer string conversion" in message or isinstance(exc, OverflowError):
+        return "an integer has too many digits"
+    return message[:200]
 
 
 def decode_envelope(payload: bytes | str) -> Envelope[dict[str, Any]]:

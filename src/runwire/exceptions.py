@@ -9,6 +9,7 @@
     │   └── MessageTooBigError     a client frame over ``max_frame_bytes`` (close 1009)
     ├── LimitError                 a bound was hit; carries the client-facing ``code``
     ├── EngineError                the engine failed to publish or read
+    ├── EventRejected              an event cannot be encoded or is too big; nothing stored
     ├── RunClosedError             an agent emitted after its run ended
     └── ConnectionClosed           the peer left; carries ``code`` and ``reason``
 
@@ -25,6 +26,7 @@ __all__ = [
     "ConfigError",
     "ConnectionClosed",
     "EngineError",
+    "EventRejected",
     "LimitError",
     "MessageTooBigError",
     "ProtocolError",
@@ -115,6 +117,18 @@ class LimitError(RunwireError):
 
 class EngineError(RunwireError):
     """The engine could not publish or read history (for example Redis is down)."""
+
+
+class EventRejected(RunwireError):
+    """An event cannot become a frame: its data is not JSON-encodable (an object, an
+    integer of more than 4,300 digits, a cycle, a lone surrogate...) or its envelope
+    is over ``max_event_bytes``. Raised before the event takes an offset, so the
+    user's stream has no gap; ``reason`` is safe to show the user.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class RunClosedError(RunwireError):

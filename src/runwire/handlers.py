@@ -18,7 +18,7 @@ from runwire.events import (
 from runwire.exceptions import EngineError, LimitError
 from runwire.manager import Connection, WebSocketManager
 from runwire.metrics import Metrics
-from runwire.runs import SnapshotReader
+from runwire.runs import SnapshotReader, page_of
 
 __all__ = ["ClientFrameHandler"]
 
@@ -41,8 +41,10 @@ class ClientFrameHandler:
         engine: Engine,
         metrics: Metrics,
         snapshots: SnapshotReader,
+        reply_max_bytes: int,
     ) -> None:
         self.snapshots = snapshots
+        self.reply_max_bytes = reply_max_bytes
         self.manager = manager
         self.runs = runs
         self.engine = engine
@@ -62,15 +64,23 @@ class ClientFrameHandler:
         try:
             if isinstance(frame, GetRuns):
                 runs = await self.snapshots.runs(connection.user_id, frame.thread_id)
+                page = page_of(
+                    runs, limit=frame.limit, before=frame.before, max_bytes=self.reply_max_bytes
+                )
             else:
                 run = await self.snapshots.run(connection.user_id, frame.run_id)
-                runs = [run] if run is not None else []
+                page = page_of(
+                    [run] if run is not None else [],
+                    limit=1,
+                    before=None,
+                    max_bytes=self.reply_max_bytes,
+                )
         except EngineError:
             self._error(
                 connection, "engine_unavailable", "the event engine is unavailable; retry", frame.id
             )
             return
-        self.manager.send(connection, Runs(frame.id, list(runs)))
+        self.manager.send(connection, Runs(frame.id, list(page.runs), page.more))
 
     async def _pong(self, connection: Connection, frame: Ping) -> None:
         self.manager.send(connection, Pong(frame.id))

@@ -38,7 +38,7 @@ from runwire.events import (
 )
 from runwire.exceptions import CloseCode, EngineError, LimitError
 from runwire.ids import ConnectionId, Epoch, UserId, new_connection_id
-from runwire.metrics import Metrics
+from runwire.metrics import CLOSE_CODE_LABELS, Metrics, label_of
 from runwire.protocol import EventAdmission, Session, SessionLimits, State
 
 _OPEN = State.OPEN
@@ -58,6 +58,8 @@ __all__ = [
 log = logging.getLogger("runwire.manager")
 
 HISTORY_BATCH = 256
+MAX_STALLED_READS = 3
+"""History reads in a row that bring nothing new before a catch-up gives up (1011)."""
 
 
 class FrameWriter(Protocol):
@@ -218,7 +220,7 @@ class WebSocketManager:
         if connection.subscribed:
             connection.subscribed = False
             self._spawn(None, self.engine.unsubscribe(connection.user_id))
-        self.metrics.connections_closed.labels(str(code)).inc()
+        self.metrics.connections_closed.labels(label_of(code, CLOSE_CODE_LABELS)).inc()
 
     def connections_of(self, user_id: UserId) -> list[Connection]:
         """The live connections of one user."""
@@ -320,9 +322,11 @@ class WebSocketManager:
         """
         connection.catching_up = True
         session = connection.session
+        stalled = 0
         try:
             while session.state is State.OPEN:
                 connection.missed = False
+                before = session.cursor
                 batch = await self.engine.read_after(
                     connection.user_id, epoch or connection.epoch, session.cursor, HISTORY_BATCH
                 )
@@ -339,6 +343,19 @@ class WebSocketManager:
                 self._mark_dirty(connection)
                 if len(batch) < HISTORY_BATCH and not connection.missed:
                     return None
+                stalled = stalled + 1 if session.cursor == before else 0
+                if stalled >= MAX_STALLED_READS:
+                    # History cannot fill the gap a live event revealed: never spin.
+                    log.error(
+                        "stream has a gap after offset %d; closing the connection",
+                        session.cursor,
+                        extra={"connection_id": connection.id},
+                    )
+                    self.close_connection(
+                        connection, CloseCode.INTERNAL_ERROR, "stream inconsistent; reconnect"
+                    )
+                    return None
+                await asyncio.sleep(0)  # every other connection gets its turn between reads
             return None
         finally:
             connection.catching_up = False

@@ -4,11 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["Metrics", "Tally"]
+__all__ = ["CLOSE_CODE_LABELS", "RUN_STATUS_LABELS", "Metrics", "Tally", "label_of"]
+
+CLOSE_CODE_LABELS = frozenset(
+    {"1000", "1001", "1002", "1003", "1005", "1006", "1007", "1008", "1009", "1011"}
+    | {"4400", "4401", "4403", "4409", "4429"}
+)
+"""The ``code`` label values of ``runwire_connections_closed``; any other is ``other``."""
+
+RUN_STATUS_LABELS = frozenset(
+    {"completed", "cancelled", "shutdown", "timeout", "agent_failed", "event_rejected"}
+    | {"worker_lost", "interrupted", "node_lost"}
+)
+"""The ``status`` label values of ``runwire_runs_finished``; any other is ``other``."""
+
+
+def label_of(value: object, allowed: frozenset[str]) -> str:
+    """``value`` as a label if it is one of ``allowed``, else ``other``: labels come
+    only from fixed sets, so no client or agent can grow the metrics without bound."""
+    text = str(value)
+    return text if text in allowed else "other"
 
 
 class Tally:
@@ -94,6 +113,17 @@ class Metrics:
         self.runs_started = Counter("runwire_runs_started", "Agent runs started.", registry=r)
         self.runs_finished = Counter(
             "runwire_runs_finished", "Agent runs finished, by status.", ["status"], registry=r
+        )
+        self.event_loop_lag = Histogram(
+            "runwire_event_loop_lag_seconds",
+            "How late the event loop ran a timer (sampled every 0.25 s): time it was held.",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=r,
+        )
+        self.slow_steps = Counter(
+            "runwire_agent_slow_steps",
+            "Agent run steps that held the event loop longer than slow_step_warning_s.",
+            registry=r,
         )
         self._tallies()
 

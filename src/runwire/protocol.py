@@ -30,7 +30,22 @@ from runwire.events import (
 )
 from runwire.exceptions import CloseCode
 
-__all__ = ["EventAdmission", "SessionLimits", "Session", "State"]
+__all__ = [
+    "CONTROL_RESERVE_BYTES",
+    "CONTROL_RESERVE_FRAMES",
+    "MAX_NESTING",
+    "EventAdmission",
+    "Session",
+    "SessionLimits",
+    "State",
+]
+
+CONTROL_RESERVE_FRAMES = 16
+"""Control frames (replies) may exceed ``outbound_queue_events`` by this many."""
+CONTROL_RESERVE_BYTES = 32_768
+"""Control frames may exceed ``outbound_queue_bytes`` by this many bytes."""
+MAX_NESTING = 32
+"""Deepest nesting of arrays and objects accepted in a client frame (4400 beyond)."""
 
 
 class State(IntEnum):
@@ -66,6 +81,27 @@ _DUPLICATE = EventAdmission.DUPLICATE
 _GAP = EventAdmission.GAP
 _OVERFLOW = EventAdmission.OVERFLOW
 _CLOSED = EventAdmission.CLOSED
+
+
+def _nests_deeper(value: object, limit: int) -> bool:
+    """Whether arrays and objects in ``value`` nest more than ``limit`` levels deep.
+
+    Iterative (no recursion), linear in the number of values; scalars cost nothing.
+    """
+    level: list[object] = [value]
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        below: list[object] = []
+        for item in level:
+            if isinstance(item, dict):
+                below.extend(child for child in item.values() if isinstance(child, dict | list))
+            elif isinstance(item, list):
+                below.extend(child for child in item if isinstance(child, dict | list))
+        level = below
+    return False
 
 
 def _is_delta(event: Event | None) -> bool:
@@ -166,6 +202,12 @@ class Session:
         except msgspec.DecodeError:
             self.close(CloseCode.PROTOCOL_VIOLATION, "frame is not valid JSON")
             return
+        except RecursionError:
+            self.close(CloseCode.PROTOCOL_VIOLATION, f"frame nests deeper than {MAX_NESTING}")
+            return
+        if _nests_deeper(raw, MAX_NESTING):
+            self.close(CloseCode.PROTOCOL_VIOLATION, f"frame nests deeper than {MAX_NESTING}")
+            return
         if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
             self.close(CloseCode.PROTOCOL_VIOLATION, "frame is not an object with a type")
             return
@@ -214,18 +256,37 @@ class Session:
         self._offsets.insert(0, 0)
         self._outbound_bytes += len(frame)
 
-    def send_frame(self, frame: msgspec.Struct) -> None:
-        """Queue a control frame (ack, pong, error, resumed...). Never dropped while open."""
-        if self.state <= State.OPEN:
-            encoded = events.encode(frame)
-            self._frames.append(encoded)
-            self._events.append(None)
-            self._offsets.append(0)
-            self._outbound_bytes += len(encoded)
+    def send_frame(self, frame: msgspec.Struct) -> bool:
+        """Queue a control frame (ack, pong, error, resumed, runs...).
 
-    def send_error(self, code: str, message: str, ref: str | None = None) -> None:
-        """Queue an ``error`` frame that keeps the connection open."""
-        self.send_frame(ErrorFrame(code, message, ref))
+        Control frames count against the same outbound queue as events, with a small
+        reserve on top (:data:`CONTROL_RESERVE_FRAMES`, :data:`CONTROL_RESERVE_BYTES`)
+        so that ``resumed`` after a replay that filled the queue still fits. A client
+        that does not read is closed with 4409 whatever it asks for: the frame is not
+        queued and ``False`` is returned (also when the session is closing).
+        """
+        if self.state > State.OPEN:
+            return False
+        encoded = events.encode(frame)
+        size = len(encoded)
+        if self._control_full(size) and (not self._coalesce() or self._control_full(size)):
+            self.close(CloseCode.SLOW_CONSUMER, "outbound queue full; resume from history")
+            return False
+        self._frames.append(encoded)
+        self._events.append(None)
+        self._offsets.append(0)
+        self._outbound_bytes += size
+        return True
+
+    def _control_full(self, incoming: int) -> bool:
+        return (
+            len(self._frames) >= self._max_events + CONTROL_RESERVE_FRAMES
+            or self._outbound_bytes + incoming > self._max_bytes + CONTROL_RESERVE_BYTES
+        )
+
+    def send_error(self, code: str, message: str, ref: str | None = None) -> bool:
+        """Queue an ``error`` frame that keeps the connection open (see :meth:`send_frame`)."""
+        return self.send_frame(ErrorFrame(code, message, ref))
 
     def send_event(self, offset: int, frame: bytes, event: Event | None = None) -> EventAdmission:
         """Queue the event at ``offset`` if it is the next one this connection needs.

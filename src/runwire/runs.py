@@ -13,6 +13,7 @@ users (least recently active dropped first), and per snapshot at most
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
@@ -31,6 +32,8 @@ from runwire.ids import UserId
 
 __all__ = [
     "LocalSnapshots",
+    "RunsPage",
+    "page_of",
     "SnapshotReader",
     "MAX_ANSWER_CHARS",
     "MAX_ITEMS",
@@ -272,3 +275,53 @@ class LocalSnapshots:
 
     async def run(self, user_id: UserId, run_id: str) -> RunSnapshot | None:
         return self.store.run(user_id, run_id)
+
+
+@dataclass(frozen=True, slots=True)
+class RunsPage:
+    """One page of run snapshots, oldest first; ``more``: older runs exist."""
+
+    runs: list[RunSnapshot]
+    more: bool
+
+
+def page_of(runs: list[RunSnapshot], *, limit: int, before: str | None, max_bytes: int) -> RunsPage:
+    """The newest ``limit`` of ``runs`` (oldest first) older than run ``before``,
+    encoded in at most ``max_bytes`` (about: the page stops at the run that would
+    pass it).
+
+    A run that alone is over ``max_bytes`` is sent cut down, with ``truncated`` set
+    (no thinking or tool calls, the answer shortened): the event stream has the rest.
+    An unknown ``before`` gives an empty page.
+    """
+    if before is not None:
+        position = next((i for i, run in enumerate(runs) if run.run_id == before), None)
+        runs = runs[:position] if position is not None else []
+    chosen: list[RunSnapshot] = []
+    size = 0
+    for snapshot in reversed(runs):
+        if len(chosen) == limit:
+            break
+        encoded = len(msgspec.json.encode(snapshot))
+        if encoded > max_bytes:
+            snapshot = _cut_down(snapshot, max_bytes)
+            encoded = len(msgspec.json.encode(snapshot))
+        if chosen and size + encoded > max_bytes:
+            break
+        chosen.append(snapshot)
+        size += encoded
+    chosen.reverse()
+    return RunsPage(chosen, more=len(chosen) < len(runs))
+
+
+def _cut_down(snapshot: RunSnapshot, max_bytes: int) -> RunSnapshot:
+    chars = max_bytes // 16  # answer and output, up to 4 bytes a character, with room
+    return msgspec.structs.replace(
+        snapshot,
+        input=snapshot.input[:chars],
+        thinking=[],
+        tools=[],
+        answer=snapshot.answer[:chars],
+        output=snapshot.output[:chars] if snapshot.output is not None else None,
+        truncated=True,
+    )

@@ -73,6 +73,7 @@ class Worker:
                 timeout_s=settings.run_timeout_s,
                 idempotency_keys=settings.idempotency_keys,
                 engine_retry_s=settings.engine_retry_s,
+                slow_step_s=settings.slow_step_warning_s,
             ),
             on_finished=self._finished,
         )

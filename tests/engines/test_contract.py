@@ -25,16 +25,18 @@ from runwire.events import (
     AgentMessageDelta,
     AgentStarted,
     Event,
+    ToolCompleted,
     decode_envelope,
     encode_envelope,
 )
+from runwire.exceptions import EventRejected
 from runwire.ids import Epoch, UserId
 
 Clock = Callable[[], float]
 EngineFactory = Callable[[HistoryBounds, Clock], Awaitable[Engine]]
 
 DEFAULT_BOUNDS = HistoryBounds(
-    max_events=1_000, max_bytes=1_048_576, ttl_s=3_600.0, max_users=1_000
+    max_events=1_000, max_bytes=1_048_576, ttl_s=3_600.0, max_users=1_000, max_event_bytes=65_536
 )
 
 
@@ -52,6 +54,7 @@ def redis_engine(url: str) -> EngineFactory:
             max_bytes=bounds.max_bytes,
             max_age_s=bounds.ttl_s,
             key_ttl_s=3_600,
+            max_event_bytes=bounds.max_event_bytes,
             clock=clock,
         )
 
@@ -419,7 +422,9 @@ async def test_history_is_per_user(engine: Engine) -> None:
 
 async def test_history_bounded_by_count(make_engine: MakeEngine) -> None:
     engine = await make_engine(
-        HistoryBounds(max_events=3, max_bytes=1_048_576, ttl_s=3_600.0, max_users=100)
+        HistoryBounds(
+            max_events=3, max_bytes=1_048_576, ttl_s=3_600.0, max_users=100, max_event_bytes=65_536
+        )
     )
     alice = user("alice")
     epoch = (await publish_n(engine, alice, 5))[0].epoch
@@ -438,7 +443,13 @@ async def test_history_bounded_by_bytes(make_engine: MakeEngine) -> None:
     size = len(encode_envelope(event(1, text), 1))
     assert size == len(encode_envelope(event(9, text), 9))  # every frame the same size
     engine = await make_engine(
-        HistoryBounds(max_events=1_000, max_bytes=3 * size, ttl_s=3_600.0, max_users=100)
+        HistoryBounds(
+            max_events=1_000,
+            max_bytes=3 * size,
+            ttl_s=3_600.0,
+            max_users=100,
+            max_event_bytes=65_536,
+        )
     )
     alice = user("alice")
     epoch = (await publish_n(engine, alice, 5, text=text))[0].epoch
@@ -452,7 +463,13 @@ async def test_history_bounded_by_bytes_keeps_what_fits(make_engine: MakeEngine)
     text = "y" * 200
     size = len(encode_envelope(event(1, text), 1))
     engine = await make_engine(
-        HistoryBounds(max_events=1_000, max_bytes=3 * size - 1, ttl_s=3_600.0, max_users=100)
+        HistoryBounds(
+            max_events=1_000,
+            max_bytes=3 * size - 1,
+            ttl_s=3_600.0,
+            max_users=100,
+            max_event_bytes=65_536,
+        )
     )
     alice = user("alice")
     epoch = (await publish_n(engine, alice, 5, text=text))[0].epoch
@@ -465,7 +482,9 @@ async def test_history_bounded_by_bytes_keeps_what_fits(make_engine: MakeEngine)
 
 async def test_history_bounded_by_age(make_engine: MakeEngine, clock: FakeClock) -> None:
     engine = await make_engine(
-        HistoryBounds(max_events=1_000, max_bytes=1_048_576, ttl_s=10.0, max_users=100)
+        HistoryBounds(
+            max_events=1_000, max_bytes=1_048_576, ttl_s=10.0, max_users=100, max_event_bytes=65_536
+        )
     )
     alice = user("alice")
     epoch = (await engine.publish(alice, event(1))).epoch  # t = 0
@@ -493,7 +512,9 @@ async def test_expired_history_does_not_reset_offsets(
     make_engine: MakeEngine, clock: FakeClock
 ) -> None:
     engine = await make_engine(
-        HistoryBounds(max_events=1_000, max_bytes=1_048_576, ttl_s=10.0, max_users=100)
+        HistoryBounds(
+            max_events=1_000, max_bytes=1_048_576, ttl_s=10.0, max_users=100, max_event_bytes=65_536
+        )
     )
     alice = user("alice")
     first = await engine.publish(alice, event(1))
@@ -546,3 +567,71 @@ async def test_stats_are_integers(engine: Engine) -> None:
     stats = engine.stats()
     assert stats
     assert all(isinstance(key, str) and isinstance(value, int) for key, value in stats.items())
+
+
+# -- refused events ------------------------------------------------------------------
+
+
+class _Opaque:
+    """Not JSON-encodable."""
+
+
+def _tool_result(value: object, seq: int) -> Event:
+    return Event.of(
+        ToolCompleted("c1", "calc", True, 0.1, result=value),
+        run_id="r_1",
+        thread_id="t_1",
+        seq=seq,
+        ts=1_000 + seq,
+    )
+
+
+def _cyclic() -> list[object]:
+    loop: list[object] = []
+    loop.append(loop)
+    return loop
+
+
+UNENCODABLE: dict[str, object] = {
+    "huge int": ((9**64) ** 64) ** 64,
+    "object": _Opaque(),
+    "cycle": _cyclic(),
+    "lone surrogate": "\ud800",
+    "too big": "z" * 70_000,
+}
+
+
+@pytest.mark.parametrize("value", UNENCODABLE.values(), ids=list(UNENCODABLE))
+async def test_a_refused_event_takes_no_offset(
+    engine: Engine, delivered: list[StoredEvent], value: object
+) -> None:
+    """An event that cannot be encoded (or is over max_event_bytes) is refused before it
+    takes an offset: the next event gets the next offset, history has no gap."""
+    alice = user("alice")
+    await engine.subscribe(alice)
+    first = await engine.publish(alice, event(1))
+    with pytest.raises(EventRejected) as refused:
+        await engine.publish(alice, _tool_result(value, 2))
+    assert "tool_completed" in refused.value.reason
+    after = await engine.publish(alice, event(3))
+    assert (first.offset, after.offset) == (1, 2)
+    assert (await engine.position(alice)).offset == 2
+    assert offsets(await engine.read_after(alice, first.epoch, 0, 10)) == [1, 2]
+    await drain(engine, delivered)
+    assert [s.offset for s in delivered if s.user_id == alice] == [1, 2]
+
+
+async def test_an_event_of_exactly_max_event_bytes_is_stored(make_engine: MakeEngine) -> None:
+    """The limit is inclusive and holds whatever the offset's width."""
+    limit = 4_096
+    engine = await make_engine(
+        HistoryBounds(
+            max_events=100, max_bytes=1_048_576, ttl_s=3_600.0, max_users=100, max_event_bytes=limit
+        )
+    )
+    alice = user("alice")
+    overhead = len(encode_envelope(event(1, ""), 1))
+    stored = await engine.publish(alice, event(1, "a" * (limit - overhead - 18)))
+    assert len(stored.frame) <= limit
+    with pytest.raises(EventRejected):
+        await engine.publish(alice, event(2, "a" * limit))

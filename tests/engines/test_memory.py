@@ -25,7 +25,11 @@ def bounds(
     ttl_s: float = 3_600.0,
 ) -> HistoryBounds:
     return HistoryBounds(
-        max_events=max_events, max_bytes=max_bytes, ttl_s=ttl_s, max_users=max_users
+        max_events=max_events,
+        max_bytes=max_bytes,
+        ttl_s=ttl_s,
+        max_users=max_users,
+        max_event_bytes=65_536,
     )
 
 

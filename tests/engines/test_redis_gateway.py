@@ -155,7 +155,12 @@ async def test_a_repeated_publish_of_one_run_event_is_stored_once(
     from runwire.events import AgentThinking, Event
 
     engine = RedisEngine(
-        redis_server.url, max_events=100, max_bytes=1_000_000, max_age_s=3600, key_ttl_s=3600
+        redis_server.url,
+        max_events=100,
+        max_bytes=1_000_000,
+        max_age_s=3600,
+        key_ttl_s=3600,
+        max_event_bytes=65_536,
     )
     await engine.start(lambda stored: None)
     try:

@@ -49,9 +49,14 @@ AGENT_FORBIDDEN = [
 def emit_path_violations(package: Path) -> list[str]:
     """Everything that builds envelopes or touches sockets outside the one path."""
     problems = []
-    for call in calls_of(package, "encode_envelope"):
-        if not call.startswith(("runwire/engines/", "runwire/protocol.py:")):
-            problems.append(f"encode_envelope called in {call}")
+    for builder in ("encode_envelope", "encode_envelope_checked"):
+        for call in calls_of(package, builder):
+            # The engines (before an offset is taken), delta coalescing, and the
+            # checked variant beside the builder itself.
+            if not call.startswith(
+                ("runwire/engines/", "runwire/protocol.py:", "runwire/events.py:")
+            ):
+                problems.append(f"{builder} called in {call}")
     for call in calls_of(package, "Envelope"):
         if not call.startswith("runwire/events.py:"):
             problems.append(f"Envelope constructed in {call}")
@@ -74,7 +79,13 @@ def test_unified_websocket_agent_communication() -> None:
     assert_none(emit_path_violations(PACKAGE))
     # The detectors see the real path (so an empty result above means something).
     assert calls_of(PACKAGE, "Envelope") == ["runwire/events.py:encode_envelope"]
-    assert any(c.startswith("runwire/engines/") for c in calls_of(PACKAGE, "encode_envelope"))
+    assert calls_of(PACKAGE, "encode_envelope") == [
+        "runwire/events.py:encode_envelope_checked",
+        "runwire/protocol.py:_merge",
+    ]
+    assert any(
+        c.startswith("runwire/engines/") for c in calls_of(PACKAGE, "encode_envelope_checked")
+    )
     assert "runwire/manager.py:WebSocketManager.flush" in socket_writes(PACKAGE)
     assert any(c.startswith("runwire/server.py:") for c in socket_writes(PACKAGE))
     assert importers_of(PACKAGE, "picows") == ["runwire/server.py"]

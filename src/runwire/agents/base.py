@@ -17,12 +17,14 @@ guarantees ``agent_started`` first, each ``tool_executing`` followed by its
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, overload
 
 from runwire.events import (
     AgentMessageDelta,
@@ -170,19 +172,36 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def tool(fn: Callable[P, Awaitable[R]], /) -> Callable[P, Awaitable[R]]:
-    """Make an async function a tool: each call inside a run emits its two events.
+@overload
+def tool(fn: Callable[P, Awaitable[R]], /) -> Callable[P, Awaitable[R]]: ...
+
+
+@overload
+def tool(fn: Callable[P, R], /) -> Callable[P, Awaitable[R]]: ...
+
+
+def tool(fn: Callable[P, Any], /) -> Callable[P, Awaitable[Any]]:
+    """Make a function a tool: each call inside a run emits its two events.
 
     The tool's name is the function's name; ``args`` in ``tool_executing`` are the
     keyword arguments (positional ones are recorded as ``arg0``, ``arg1``...).
+
+    An ``async def`` tool runs on the event loop, so it must not block it. A plain
+    ``def`` tool runs in a worker thread (:func:`asyncio.to_thread`), so blocking or
+    CPU-heavy code there delays no other user; if its run is cancelled the call is
+    closed at once (``ok: false``) while the thread finishes in the background.
     """
     tool_name = fn.__name__
+    is_async = inspect.iscoroutinefunction(fn)
 
     @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
         recorded = {f"arg{i}": value for i, value in enumerate(args)} | dict(kwargs)
         async with current_run().tool(tool_name, recorded) as call:
-            result = await fn(*args, **kwargs)
+            if is_async:
+                result = await fn(*args, **kwargs)
+            else:
+                result = await asyncio.to_thread(fn, *args, **kwargs)
             call.result = result
         return result
 

@@ -8,9 +8,33 @@ import re
 from runwire.agents.base import Run, ToolError
 from runwire.agents.tools import calculator, text_stats
 
-__all__ = ["DemoAgent", "demo_agent"]
+__all__ = ["DemoAgent", "demo_agent", "find_expression"]
 
-_EXPRESSION = re.compile(r"[-+(]*\d[\d\s.+\-*/%()]*[\d)]")
+# Runs of characters that can form arithmetic. Each character is looked at a bounded
+# number of times (no backtracking), so the search is linear in the message length.
+_ARITHMETIC_RUN = re.compile(r"[0-9\s.+\-*/%()]+")
+
+
+def find_expression(message: str) -> str | None:
+    """The first arithmetic expression in ``message`` that has an operator, or ``None``.
+
+    An expression starts at its first digit (with the ``-``, ``+`` or ``(`` signs just
+    before it) and ends at the last digit or ``)`` of its run of arithmetic characters.
+    Linear time in ``len(message)``.
+    """
+    for run in _ARITHMETIC_RUN.finditer(message):
+        text = run.group()
+        first_digit = next((i for i, char in enumerate(text) if "0" <= char <= "9"), None)
+        if first_digit is None:
+            continue
+        start = first_digit
+        while start > 0 and text[start - 1] in "-+(":
+            start -= 1
+        end = max(text.rfind(char) for char in "0123456789)")
+        expression = text[start : end + 1].strip()
+        if end > first_digit and any(op in expression for op in "+-*/%"):
+            return expression
+    return None
 
 
 class DemoAgent:
@@ -28,9 +52,8 @@ class DemoAgent:
     async def __call__(self, run: Run, message: str) -> str:
         await run.think("Reading the message and choosing tools.")
         parts: list[str] = []
-        match = _EXPRESSION.search(message)
-        if match and any(op in match.group() for op in "+-*/%"):
-            expression = match.group().strip()
+        expression = find_expression(message)
+        if expression is not None:
             await run.think(f"This needs arithmetic: {expression}.")
             try:
                 value = await calculator(expression=expression)

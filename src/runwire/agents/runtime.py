@@ -27,9 +27,12 @@ from runwire.events import (
     AgentStarted,
     Event,
     EventData,
+    ToolCompleted,
+    ToolExecuting,
 )
-from runwire.exceptions import EngineError, LimitError
+from runwire.exceptions import EngineError, EventRejected, LimitError
 from runwire.ids import RunId, ThreadId, UserId, new_run_id, new_thread_id
+from runwire.loopwatch import timed_steps
 
 __all__ = ["AgentRuntime", "RunLimits", "StartedRun"]
 
@@ -51,6 +54,8 @@ class RunLimits:
     timeout_s: float
     idempotency_keys: int
     engine_retry_s: float = 0.0
+    slow_step_s: float = 0.1
+    """A step of a run (code between two awaits) holding the loop longer is reported."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +91,11 @@ class AgentRuntime:
         publish: Publish,
         limits: RunLimits,
         on_finished: Callable[[Run, str], Awaitable[None]] | None = None,
+        on_slow_step: Callable[[Run, float], None] | None = None,
     ) -> None:
         self.agent = agent
         self._on_finished = on_finished
+        self._on_slow_step = on_slow_step
         self.agent_name = getattr(agent, "agent_name", getattr(agent, "__name__", "agent"))
         self.limits = limits
         self._publish = publish
@@ -216,7 +223,18 @@ class AgentRuntime:
             )
             if event.is_terminal:
                 run.closed = True
-            await self._publish_retrying(run, event)
+            try:
+                await self._publish_retrying(run, event)
+            except EventRejected as exc:
+                replacement = _replacement(data, exc.reason)
+                if replacement is None:
+                    # Nothing stands in for a thought or a piece of the answer: the
+                    # agent gets the error (and the run ends if it does not catch it).
+                    active.seq -= 1
+                    run.closed = False
+                    raise
+                log.warning("event replaced: %s", exc.reason, extra={"run_id": run.run_id})
+                await self._publish_retrying(run, _with_data(event, replacement))
 
     async def _publish_retrying(self, run: Run, event: Event) -> None:
         """Publish; while the engine is unavailable, retry for ``engine_retry_s``.
@@ -247,7 +265,11 @@ class AgentRuntime:
             try:
                 await run._emit(AgentStarted(self.agent_name, run.input))
                 async with asyncio.timeout(self.limits.timeout_s):
-                    output = await self.agent(run, run.input)
+                    output = await timed_steps(
+                        self.agent(run, run.input),
+                        self.limits.slow_step_s,
+                        lambda held_s: self._slow_step(run, held_s),
+                    )
                 if not isinstance(output, str):
                     output = "".join(run.said)
                 terminal = AgentCompleted(output, "completed")
@@ -260,6 +282,10 @@ class AgentRuntime:
                 else:
                     status = "shutdown"
                     terminal = AgentError("shutdown", "the gateway is shutting down")
+            except EventRejected as exc:
+                status = "failed"
+                await self._close_calls(run, "run failed")
+                terminal = AgentError("event_rejected", exc.reason)
             except TimeoutError:
                 status = "timeout"
                 await self._close_calls(run, "timeout")
@@ -285,6 +311,17 @@ class AgentRuntime:
                 except Exception:
                     log.exception("run bookkeeping failed", extra={"run_id": run.run_id})
 
+    def _slow_step(self, run: Run, held_s: float) -> None:
+        log.warning(
+            "run %s held the event loop for %.0f ms in one step; every user waited"
+            " (move blocking work to a thread: docs/agents.md)",
+            run.run_id,
+            held_s * 1000,
+            extra={"run_id": run.run_id, "user_id": run.user_id},
+        )
+        if self._on_slow_step is not None:
+            self._on_slow_step(run, held_s)
+
     async def _close_calls(self, run: Run, reason: str) -> None:
         for call in run.open_calls:
             await call.complete(ok=False, error=reason)
@@ -296,3 +333,38 @@ class AgentRuntime:
             user_runs.discard(run.run_id)
             if not user_runs:
                 del self._by_user[run.user_id]
+
+
+_MAX_REPLACED_TEXT = 1_000
+
+
+def _safe_text(text: str) -> str:
+    """``text`` cut to a bounded length, with lone surrogates replaced: always encodable."""
+    return text[:_MAX_REPLACED_TEXT].encode("utf-8", "replace").decode("utf-8")
+
+
+def _replacement(data: EventData, reason: str) -> EventData | None:
+    """What is published instead of an event the engine refused, or ``None`` when the
+    agent must be told (a thought or answer text too big to send)."""
+    if isinstance(data, ToolCompleted):
+        if data.ok or not isinstance(data.error, str):
+            error = f"the tool's result could not be sent: {reason}"
+        else:
+            error = _safe_text(data.error)
+        return ToolCompleted(
+            data.call_id, _safe_text(data.tool), False, data.duration_ms, error=error
+        )
+    if isinstance(data, ToolExecuting):
+        return ToolExecuting(data.call_id, _safe_text(data.tool), {"unencodable": reason})
+    if isinstance(data, AgentCompleted):
+        return AgentError("event_rejected", f"the answer could not be sent: {reason}")
+    if isinstance(data, AgentError):
+        return AgentError(_safe_text(data.code)[:64], _safe_text(data.message))
+    return None
+
+
+def _with_data(event: Event, data: EventData) -> Event:
+    """``event`` with other ``data`` (same run, seq and time)."""
+    return Event.of(
+        data, run_id=event.run_id, thread_id=event.thread_id, seq=event.seq, ts=event.ts
+    )

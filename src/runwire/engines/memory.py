@@ -26,7 +26,7 @@ from runwire.engines.base import (
     StoredEvent,
     StreamPosition,
 )
-from runwire.events import Event, encode_envelope
+from runwire.events import Event, encode_envelope_checked
 from runwire.ids import Epoch, UserId, new_epoch
 
 __all__ = ["HistoryBounds", "MemoryEngine"]
@@ -34,12 +34,14 @@ __all__ = ["HistoryBounds", "MemoryEngine"]
 
 @dataclass(frozen=True, slots=True)
 class HistoryBounds:
-    """How much history each user keeps, and for how many users."""
+    """How much history each user keeps, for how many users, and the largest event."""
 
     max_events: int
     max_bytes: int
     ttl_s: float
     max_users: int
+    max_event_bytes: int
+    """An envelope over this is refused (:class:`~runwire.exceptions.EventRejected`)."""
 
 
 @dataclass(slots=True)
@@ -125,7 +127,12 @@ class MemoryEngine:
         return self.publish_nowait(user_id, event)
 
     def publish_nowait(self, user_id: UserId, event: Event) -> StoredEvent:
-        """:meth:`publish` without a coroutine: the memory engine never waits."""
+        """:meth:`publish` without a coroutine: the memory engine never waits.
+
+        Raises:
+            EventRejected: the event cannot be encoded or is too big; it took no
+                offset (the stream has no gap).
+        """
         streams = self._streams
         stream = streams.get(user_id)
         if stream is None:
@@ -135,8 +142,9 @@ class MemoryEngine:
             streams.move_to_end(user_id)
             stream.touched = now = self._clock()
         offset = stream.last_offset + 1
+        # Encoded before the offset is taken: a refused event leaves no gap.
+        frame = encode_envelope_checked(event, offset, self.bounds.max_event_bytes)
         stream.last_offset = offset
-        frame = encode_envelope(event, offset)
         stored = StoredEvent(user_id, stream.epoch, offset, frame, event)
         events, times = stream.events, stream.times
         events.append(stored)

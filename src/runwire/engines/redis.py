@@ -45,7 +45,7 @@ from runwire.engines.base import (
     StoredEvent,
     StreamPosition,
 )
-from runwire.events import EVENT_TYPES, Event, EventData, decode_envelope, encode_envelope
+from runwire.events import EVENT_TYPES, Event, EventData, decode_envelope, encode_envelope_checked
 from runwire.exceptions import EngineError
 from runwire.ids import Epoch, UserId, new_epoch
 
@@ -166,9 +166,14 @@ def _channel(user_id: UserId) -> str:
     return f"rw:{{{user_id}}}:live"
 
 
-def _split_frame(event: Event) -> tuple[bytes, bytes]:
-    """The envelope's bytes before and after its offset value."""
-    frame = encode_envelope(event, 0)
+def _split_frame(event: Event, max_event_bytes: int) -> tuple[bytes, bytes]:
+    """The envelope's bytes before and after its offset value.
+
+    Raises:
+        EventRejected: not encodable, or over ``max_event_bytes`` with any offset
+            (checked with the widest offset, before anything is sent to Redis).
+    """
+    frame = encode_envelope_checked(event, 0, max_event_bytes - 18)
     start = frame.index(_OFFSET_FIELD) + len(_OFFSET_FIELD)
     return frame[:start], frame[start + 1 :]
 
@@ -216,6 +221,7 @@ class RedisEngine:
     Args:
         url: ``redis://host:port/db``.
         max_events, max_bytes, max_age_s: the history bounds per user.
+        max_event_bytes: the largest envelope stored; a bigger one is refused.
         clock: wall-clock seconds used to age events (shared by every node, so keep
             the nodes' clocks in sync: skew shifts the age bound by as much).
         key_ttl_s: seconds after a user's last event before all its keys (epoch and
@@ -230,9 +236,11 @@ class RedisEngine:
         max_bytes: int,
         max_age_s: float,
         key_ttl_s: int,
+        max_event_bytes: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._clock = clock
+        self.max_event_bytes = max_event_bytes
         self._epoch_prefix = new_epoch()
         self._epochs = 0
         self.url = url
@@ -312,7 +320,7 @@ class RedisEngine:
         return f"{self._epoch_prefix}{self._epochs:x}"
 
     async def publish(self, user_id: UserId, event: Event) -> StoredEvent:
-        prefix, suffix = _split_frame(event)
+        prefix, suffix = _split_frame(event, self.max_event_bytes)
         try:
             async with self._slots, map_redis_errors("publish"):
                 epoch, offset, _duplicate = await self._publish_script(
