@@ -17,11 +17,20 @@ from runwire.events import (
     Ping,
     Pong,
     Resume,
+    Resumed,
     UserMessage,
     encode,
 )
 from runwire.exceptions import CloseCode
-from runwire.protocol import EventAdmission, Session, SessionLimits, State
+from runwire.protocol import (
+    CONTROL_RESERVE_BYTES,
+    CONTROL_RESERVE_FRAMES,
+    MAX_NESTING,
+    EventAdmission,
+    Session,
+    SessionLimits,
+    State,
+)
 
 LIMITS = SessionLimits(
     max_frame_bytes=1024,
@@ -683,3 +692,65 @@ def test_connection_lost_is_idempotent() -> None:
     session.connection_lost()
     assert session.state is State.CLOSED
     assert session.close_code == CloseCode.GOING_AWAY
+
+
+# -- replies count against the outbound queue -----------------------------------------
+
+
+def test_replies_to_a_client_that_does_not_read_close_it_4409() -> None:
+    """cd924f8 queued replies without bound: a non-reader grew the server by 577 MB."""
+    session = opened()
+    sent_ok = 0
+    while session.state is State.OPEN:
+        if session.send_frame(Pong("p" * 100)):
+            sent_ok += 1
+        assert sent_ok < 1_000, "replies are never refused"
+    assert_closed_with(session, CloseCode.SLOW_CONSUMER)
+    assert sent_ok == LIMITS.queue_events + CONTROL_RESERVE_FRAMES
+    assert session.send_frame(Pong("late")) is False
+
+
+def test_replies_close_on_bytes_as_well_as_frames() -> None:
+    session = opened()
+    big = "x" * (LIMITS.queue_bytes // 2)
+    assert session.send_frame(Pong(big))
+    assert session.send_frame(Pong(big))  # over queue_bytes, within the reserve
+    assert session.send_frame(Pong("y" * CONTROL_RESERVE_BYTES)) is False
+    assert_closed_with(session, CloseCode.SLOW_CONSUMER)
+
+
+def test_a_reply_fits_after_events_filled_the_queue() -> None:
+    """The reserve: ``resumed`` after a replay that filled the queue is still sent."""
+    session = opened()
+    offset = 0
+    while session.has_room(len(event_frame(offset + 1))):
+        offset += 1
+        assert session.send_event(offset, event_frame(offset)) is EventAdmission.QUEUED
+    assert session.send_frame(Resumed("ep", from_=0, to=offset))
+    assert session.state is State.OPEN
+    assert sent(session)[-1]["type"] == "resumed"
+
+
+def test_a_reading_client_is_never_closed_for_replies() -> None:
+    session = opened()
+    for index in range(10 * LIMITS.queue_events):
+        assert session.send_frame(Pong(f"p{index}"))
+        if index % 4 == 3:
+            session.data_to_send()
+    assert session.state is State.OPEN
+
+
+# -- nesting ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [MAX_NESTING, MAX_NESTING + 1, 989, 5_000])
+def test_nesting_beyond_the_limit_closes_4400(depth: int) -> None:
+    session = opened(max_frame_bytes=65_536)
+    inner = depth - 1  # the frame object is the first level
+    session.receive_text('{"type":"ping","id":"p","x":' + "[" * inner + "]" * inner + "}", 0.0)
+    if depth <= MAX_NESTING:
+        assert session.state is State.OPEN
+        assert session.frames_received() == [Ping("p")]
+    else:
+        assert_closed_with(session, CloseCode.PROTOCOL_VIOLATION)
+        assert "nests deeper" in session.close_reason

@@ -57,7 +57,7 @@ async def test_snapshots_are_private_and_need_a_token() -> None:
         )
         assert await asyncio.to_thread(get_json, f"{url}/api/runs?thread_id=t1", bob) == (
             200,
-            {"runs": []},
+            {"runs": [], "more": False},
         )
         assert await asyncio.to_thread(get_json, f"{url}/api/runs", None) == (
             401,

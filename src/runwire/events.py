@@ -323,7 +323,7 @@ class Ping(Struct, frozen=True, tag="ping", tag_field="type"):
     id: ClientId
 
 
-MAX_RUNS_PAGE = 50
+MAX_RUNS_PAGE = 100
 """Most run snapshots in one ``runs`` reply."""
 
 

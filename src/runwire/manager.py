@@ -505,7 +505,6 @@ class WebSocketManager:
             biggest = max(connections.values(), key=lambda c: c.session.pending_bytes)
             total -= biggest.session.pending_bytes
             biggest.session.close(CloseCode.SLOW_CONSUMER, "user queue budget exceeded")
-            self.metrics.slow_consumer_closes.inc()
             self._mark_dirty(biggest)
 
     def _admit(self, connection: Connection, stored: StoredEvent) -> EventAdmission:
@@ -532,7 +531,6 @@ class WebSocketManager:
             else:
                 self._spawn(connection, self._catch_up(connection))
         elif admission is EventAdmission.OVERFLOW:
-            self.metrics.slow_consumer_closes.inc()
             log.info("slow consumer closed", extra={"connection_id": connection.id})
             self._mark_dirty(connection)
 
@@ -570,6 +568,8 @@ class WebSocketManager:
             elif state is _CLOSING:
                 if not connection.close_sent:
                     connection.close_sent = True
+                    if session.close_code is CloseCode.SLOW_CONSUMER:
+                        self.metrics.slow_consumer_closes.inc()  # events, replies or budget
                     connection.writer.close(session.close_code or 1000, session.close_reason)
                 if connection.drained is not None:
                     connection.drained.set()
