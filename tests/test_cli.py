@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import jwt
 import pytest
+
+from runwire.client import Client
+from runwire.stopping import FORCE_AFTER_S
 
 RUNWIRE = [sys.executable, "-m", "runwire"]
 
@@ -127,3 +132,56 @@ def test_invalid_configuration_fails_naming_the_variable(tmp_path: Path) -> None
     )
     assert result.returncode == 2
     assert "RUNWIRE_PORT" in result.stderr
+
+
+_STUCK_AGENT = """
+import asyncio
+import time
+
+
+async def agent(run, message):
+    await run.think("about to hang")
+    await asyncio.sleep(0.2)  # lets the thought reach the socket
+    while True:
+        time.sleep(0.5)  # holds the event loop for good
+"""
+
+
+def test_sigterm_stops_the_gateway_even_when_an_agent_holds_the_loop(tmp_path: Path) -> None:
+    """cd924f8 ignored SIGTERM once the loop was stuck; only SIGKILL ended it."""
+    (tmp_path / "stuck_agent.py").write_text(_STUCK_AGENT)
+    env = _env(
+        tmp_path,
+        RUNWIRE_PORT="0",
+        RUNWIRE_AGENT="stuck_agent:agent",
+        RUNWIRE_SHUTDOWN_GRACE_S="1",
+        PYTHONPATH=str(tmp_path),
+    )
+    process = subprocess.Popen(
+        [*RUNWIRE, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    try:
+        banner = process.stdout.readline()
+        url = banner.split(" on ")[1].strip().replace("http", "ws", 1) + "/ws"
+        token = subprocess.run(
+            [*RUNWIRE, "token", "ann"], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        asyncio.run(_start_stuck_run(url, token))
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=15)
+        elapsed = time.monotonic() - signalled
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 1
+    assert "did not stop within 3 s" in err
+    assert elapsed < 1 + FORCE_AFTER_S + 2.0
+
+
+async def _start_stuck_run(url: str, token: str) -> None:
+    async with Client.connect(url, token) as client:
+        await client.send_message("hang")
+        while (await client.recv(timeout=10))["type"] != "agent_thinking":
+            pass

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 from runwire.auth import issue_token
 from runwire.config import Mode, Settings, load_settings, masked_settings
 from runwire.exceptions import ConfigError, ConnectionClosed, RunwireError
+from runwire.stopping import block_stop_signals, until_signalled
 
 __all__ = ["main"]
 
@@ -46,15 +46,6 @@ def _warn_dev(settings: Settings) -> None:
         print(DEV_WARNING.format(path=settings.state_dir / "dev-secret"), file=sys.stderr)
 
 
-async def _until_signalled() -> None:
-    """Return on SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-
-
 # -- serve --------------------------------------------------------------------
 
 
@@ -69,7 +60,7 @@ async def _serve(settings: Settings) -> int:
     if settings.mode is Mode.DEV:
         print("  dev token:  runwire token alice", flush=True)
         print('  try it:     runwire chat --user alice "what is 17 * 23?"', flush=True)
-    await _until_signalled()
+    await until_signalled(settings.shutdown_grace_s)
     print("stopping: runs end, sockets close with 1001", flush=True)
     await gateway.stop()
     return 0
@@ -82,6 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     logging.getLogger("picows").setLevel(logging.WARNING)  # one line per socket otherwise
     _warn_dev(settings)
+    block_stop_signals()
     return _run(_serve(settings))
 
 
@@ -95,7 +87,7 @@ async def _work(settings: Settings) -> int:
     worker = Worker(settings, create_engine(settings), load_agent(settings.agent))
     await worker.start()
     print(f"runwire worker {worker.name} on {settings.engine}", flush=True)
-    await _until_signalled()
+    await until_signalled(settings.shutdown_grace_s)
     print("stopping: runs get the grace period, then end with agent_error", flush=True)
     await worker.stop(settings.shutdown_grace_s)
     return 0
@@ -109,6 +101,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    block_stop_signals()
     return _run(_work(settings))
 
 
