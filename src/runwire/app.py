@@ -208,6 +208,7 @@ class Gateway:
                 handshake_timeout_s=settings.handshake_timeout_s,
                 heartbeat_interval_s=settings.heartbeat_interval_s,
                 heartbeat_timeout_s=settings.heartbeat_timeout_s,
+                allowed_origins=settings.allowed_origins,
             ),
             self.manager,
             self.authenticator,

@@ -36,6 +36,7 @@ from runwire.exceptions import AuthError, CloseCode, LimitError
 from runwire.ids import Epoch, UserId
 from runwire.manager import Connection, ResumeRequest, WebSocketManager
 from runwire.metrics import Metrics
+from runwire.origins import origin_allowed
 
 __all__ = ["HttpRequest", "HttpResponse", "HttpRoute", "ServerOptions", "start_server"]
 
@@ -76,6 +77,8 @@ class ServerOptions:
     handshake_timeout_s: float
     heartbeat_interval_s: float
     heartbeat_timeout_s: float
+    allowed_origins: tuple[str, ...] = ()
+    """Pages allowed to open sockets (see :mod:`runwire.origins`)."""
 
 
 def _send_close(transport: WSTransport, code: int, reason: str = "") -> None:
@@ -263,6 +266,10 @@ async def start_server(
                 log.exception("HTTP route failed", extra={"path": target.path})
                 return _http(HttpResponse(500, b"internal error\n"))
         headers = request.headers
+        if not origin_allowed(headers.get("Origin"), headers.get("Host"), options.allowed_origins):
+            metrics.connections_rejected.labels("origin").inc()
+            log.info("connection refused: origin not allowed")
+            return _http(HttpResponse(403, b"origin not allowed\n"))
         protocol_headers = {}
         if SUBPROTOCOL in offered_subprotocols(headers):
             protocol_headers["Sec-WebSocket-Protocol"] = SUBPROTOCOL
