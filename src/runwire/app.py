@@ -35,9 +35,10 @@ from runwire.runs import LocalSnapshots, RunStore, SnapshotReader, page_of
 from runwire.server import HttpRequest, HttpResponse, HttpRoute, ServerOptions, start_server
 
 if TYPE_CHECKING:
+    from runwire.engines.redis_control import RedisControl
     from runwire.engines.redis_snapshots import RedisSnapshots
 
-__all__ = ["Gateway", "create_dispatcher", "create_engine", "load_agent"]
+__all__ = ["Gateway", "create_control", "create_dispatcher", "create_engine", "load_agent"]
 
 log = logging.getLogger("runwire")
 
@@ -121,6 +122,15 @@ def create_snapshot_store(settings: Settings, store: RunStore) -> RedisSnapshots
     )
 
 
+def create_control(settings: Settings, manager: WebSocketManager) -> RedisControl | None:
+    """With a shared engine, the channel that carries commands to every node."""
+    if settings.engine.partition("://")[0] != "redis":
+        return None
+    from runwire.engines.redis_control import RedisControl
+
+    return RedisControl(settings.engine, manager.disconnect_user)
+
+
 def load_agent(path: str) -> Agent:
     """Import ``module:attribute`` and return the agent it names.
 
@@ -184,6 +194,7 @@ class Gateway:
             )
         )
         self._observe_deliveries = not isinstance(self.engine, MemoryEngine)
+        self._control = create_control(self.settings, self.manager)
         self._server: asyncio.Server | None = None
         self._loop_lag = LoopLagMonitor(self.metrics.event_loop_lag.observe)
         self.port = self.settings.port
@@ -199,6 +210,8 @@ class Gateway:
         if self._snapshot_writer is not None:
             self._snapshot_writer.start()
         self._loop_lag.start()
+        if self._control is not None:
+            await self._control.start()
         settings = self.settings
         self._server = await start_server(
             ServerOptions(
@@ -231,6 +244,8 @@ class Gateway:
         if self._snapshot_writer is not None:
             await self._snapshot_writer.close()
         await self._loop_lag.stop()
+        if self._control is not None:
+            await self._control.close()
         await self.engine.close()
 
     async def serve_forever(self) -> None:
@@ -265,6 +280,26 @@ class Gateway:
         return self.url.replace("http", "ws", 1) + "/ws"
 
     # -- wiring -----------------------------------------------------------------
+
+    async def disconnect_user(
+        self, user_id: str, *, code: CloseCode = CloseCode.FORBIDDEN, reason: str = "revoked"
+    ) -> int:
+        """Close every socket of ``user_id``, on every node (4403 ``revoked`` by default).
+
+        Sockets on this node close at once; with the Redis engine every other node is
+        told through Redis. The user may reconnect with a token that is still valid:
+        to keep them out, stop issuing tokens to them (short lifetimes and the
+        refresh flow make that quick). Returns the sockets closed on this node.
+
+        Raises:
+            EngineError: the other nodes could not be told (this node's sockets are
+                closed anyway).
+        """
+        closed = self.manager.disconnect_user(UserId(user_id), code, reason)
+        log.info("disconnect_user: %d socket(s) closed here", closed, extra={"user_id": user_id})
+        if self._control is not None:
+            await self._control.disconnect(UserId(user_id), code, reason)
+        return closed
 
     async def publish(self, user_id: UserId, event: Event) -> StoredEvent:
         """Store ``event`` in the user's stream and deliver it (the one publish path)."""

@@ -222,6 +222,13 @@ class WebSocketManager:
             self._spawn(None, self.engine.unsubscribe(connection.user_id))
         self.metrics.connections_closed.labels(label_of(code, CLOSE_CODE_LABELS)).inc()
 
+    def disconnect_user(self, user_id: UserId, code: CloseCode, reason: str) -> int:
+        """Close every connection of ``user_id`` on this node; returns how many."""
+        connections = self.connections_of(user_id)
+        for connection in connections:
+            self.close_connection(connection, code, reason)
+        return len(connections)
+
     def connections_of(self, user_id: UserId) -> list[Connection]:
         """The live connections of one user."""
         return list(self._by_user.get(user_id, {}).values())
