@@ -170,7 +170,12 @@ class Gateway:
         self.dispatcher = create_dispatcher(self.settings, self.runtime)
         self.manager.set_frame_handler(
             ClientFrameHandler(
-                self.manager, self.dispatcher, self.engine, self.metrics, self.snapshots
+                self.manager,
+                self.dispatcher,
+                self.engine,
+                self.metrics,
+                self.snapshots,
+                self.authenticator,
             )
         )
         self._observe_deliveries = not isinstance(self.engine, MemoryEngine)
