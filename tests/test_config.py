@@ -278,7 +278,8 @@ def test_priority_per_source(
         ("RUNWIRE_CLIENT_MESSAGES_PER_S", "0"),
         ("RUNWIRE_HISTORY_TTL_S", "-5"),
         ("RUNWIRE_AUTH_LEEWAY_S", "301"),
-        ("RUNWIRE_DEV_TOKEN_TTL_S", "59"),
+        ("RUNWIRE_DEV_TOKEN_TTL_S", "0"),
+        ("RUNWIRE_TOKEN_REFRESH_WINDOW_S", "0"),
     ],
 )
 def test_invalid_env_value_raises_config_error_naming_the_variable(

@@ -28,9 +28,12 @@ from runwire.events import (
     Limits,
     Ping,
     Pong,
+    Refresh,
+    Refreshed,
     Resume,
     Resumed,
     ResumeFailed,
+    TokenExpiring,
     ToolCompleted,
     ToolExecuting,
     UserMessage,
@@ -272,6 +275,29 @@ LIMITS = Limits(
                 },
             },
         ),
+        (
+            Connected("c_1", "alice", "ep", 5, PROTOCOL_VERSION, LIMITS, expires_at=1_900_000_000),
+            {
+                "type": "connected",
+                "connection_id": "c_1",
+                "user_id": "alice",
+                "epoch": "ep",
+                "offset": 5,
+                "protocol": 1,
+                "limits": {
+                    "max_frame_bytes": 65536,
+                    "max_message_chars": 16000,
+                    "messages_per_s": 20.0,
+                    "max_concurrent_runs": 3,
+                },
+                "expires_at": 1_900_000_000,
+            },
+        ),
+        (TokenExpiring(1_900_000_000), {"type": "token_expiring", "expires_at": 1_900_000_000}),
+        (
+            Refreshed("r1", 1_900_000_000),
+            {"type": "refreshed", "id": "r1", "expires_at": 1_900_000_000},
+        ),
         (Ack("m1", "r_1", "t_1"), {"type": "ack", "id": "m1", "run_id": "r_1", "thread_id": "t_1"}),
         (Resumed("ep", 3, 9), {"type": "resumed", "epoch": "ep", "from": 3, "to": 9}),
         (
@@ -315,6 +341,8 @@ def test_server_frames_put_type_first(frame: msgspec.Struct, expected: dict[str,
         (b'{"type":"cancel","run_id":"r_1","id":"c1"}', Cancel(run_id="r_1", id="c1")),
         (b'{"type":"ping","id":"p1"}', Ping(id="p1")),
         ('{"type":"ping","id":"p\u00e9"}', Ping(id="p\u00e9")),
+        (b'{"type":"refresh","token":"a.b.c"}', Refresh(token="a.b.c", id=None)),
+        (b'{"type":"refresh","token":"a.b.c","id":"f1"}', Refresh(token="a.b.c", id="f1")),
     ],
 )
 def test_decode_client_frame_accepts_each_frame(payload: bytes | str, expected: object) -> None:
@@ -365,3 +393,8 @@ def test_client_frame_types_cannot_be_server_frames() -> None:
     for server_type in ("connected", "ack", "pong", "error", "agent_started"):
         with pytest.raises(msgspec.ValidationError):
             decode_client_frame(json.dumps({"type": server_type, "id": "x"}))
+
+
+def test_a_refresh_frame_never_shows_its_token() -> None:
+    frame = decode_client_frame(b'{"type":"refresh","token":"secret.jwt.value","id":"f1"}')
+    assert "secret" not in repr(frame) and "secret" not in str(frame)

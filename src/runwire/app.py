@@ -190,6 +190,7 @@ class Gateway:
                 self.engine,
                 self.metrics,
                 self.snapshots,
+                self.authenticator,
                 reply_max_bytes=self.settings.reply_size_limit,
             )
         )

@@ -5,13 +5,16 @@ subprotocol offer ``bearer.<jwt>`` next to ``runwire.v1``; never in a URL.
 Verification fails closed: any problem raises :class:`AuthError` with a reason safe
 to log and to send (it never contains the token). Required claims: ``sub`` (the user
 id, 1-128 characters) and ``exp``; ``iss``/``aud`` when configured. Only the one
-configured algorithm is accepted.
+configured algorithm is accepted. :meth:`Authenticator.verify_claims` is the one
+verification path: the upgrade, the in-band ``refresh`` frame and the HTTP API all
+go through it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import jwt
 
@@ -23,6 +26,7 @@ __all__ = [
     "BEARER_PROTOCOL_PREFIX",
     "SUBPROTOCOL",
     "Authenticator",
+    "TokenClaims",
     "issue_token",
     "offered_subprotocols",
     "token_from_headers",
@@ -51,6 +55,16 @@ def token_from_headers(headers: Mapping[str, str]) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    """What a verified token says: whose it is and until when it is valid."""
+
+    user_id: UserId
+    """The token's ``sub``."""
+    expires_at: int
+    """The token's ``exp``, Unix seconds (the configured leeway is not added)."""
+
+
 class Authenticator:
     """Verifies tokens against the configured key, algorithm, issuer and audience."""
 
@@ -66,7 +80,11 @@ class Authenticator:
         self.leeway = settings.auth_leeway_s
 
     def verify(self, token: str | None) -> UserId:
-        """The user id of a valid token.
+        """The user id of a valid token (see :meth:`verify_claims`)."""
+        return self.verify_claims(token).user_id
+
+    def verify_claims(self, token: str | None) -> TokenClaims:
+        """The user id and expiry of a valid token.
 
         Raises:
             AuthError: ``missing token``, ``expired token``, ``invalid token`` (forged,
@@ -91,7 +109,8 @@ class Authenticator:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not 0 < len(subject) <= MAX_USER_ID_CHARS:
             raise AuthError("invalid subject")
-        return UserId(subject)
+        # PyJWT has checked that `exp` is present, an integer (or integral) and not past.
+        return TokenClaims(UserId(subject), int(claims["exp"]))
 
 
 def issue_token(settings: Settings, user_id: str, ttl_s: int | None = None) -> str:

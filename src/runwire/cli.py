@@ -10,12 +10,15 @@ import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runwire.auth import issue_token
 from runwire.config import Mode, Settings, load_settings, masked_settings
 from runwire.exceptions import ConfigError, ConnectionClosed, RunwireError
 from runwire.stopping import block_stop_signals, until_signalled
+
+if TYPE_CHECKING:
+    from runwire.client import TokenSource
 
 __all__ = ["main"]
 
@@ -136,7 +139,7 @@ def _describe(frame: dict[str, Any]) -> str:
     return json.dumps(frame)
 
 
-async def _chat(url: str, token: str, message: str, thread: str | None, raw: bool) -> int:
+async def _chat(url: str, token: TokenSource, message: str, thread: str | None, raw: bool) -> int:
     from runwire.client import ReconnectingClient
 
     async with ReconnectingClient(url, token) as client:
@@ -162,7 +165,8 @@ async def _chat(url: str, token: str, message: str, thread: str | None, raw: boo
 
 def cmd_chat(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    token = args.token or issue_token(settings, args.user)
+    # A token it signs itself is renewed in-band as needed; a given one is used as is.
+    token: TokenSource = args.token or (lambda: issue_token(settings, args.user))
     url = args.url or f"ws://{settings.host}:{settings.port}/ws"
     try:
         return _run(_chat(url, token, args.message, args.thread, args.json))

@@ -11,15 +11,25 @@ One reader task receives every frame: replies (``ack``, ``pong``, ``error`` with
 for :meth:`Client.recv`. The client tracks ``epoch`` and the last ``offset`` seen and
 drops any event it has already seen, so :meth:`Client.connect` with ``resume=``
 continues a stream exactly once.
+
+A token is a string, or a *token provider*: a callable returning a fresh token
+(``str`` or an awaitable of one). With a provider the client keeps its socket's
+token fresh in-band (``refresh`` frames): shortly before ``expires_at``
+(:func:`runwire.tokens.refresh_delay`), and at once on ``token_expiring``; the
+socket stays the same connection. :class:`ReconnectingClient` also asks the
+provider before every reconnect.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import logging
 import random
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -31,12 +41,51 @@ from websockets.asyncio.client import ClientConnection
 
 from runwire.auth import BEARER_PROTOCOL_PREFIX, SUBPROTOCOL
 from runwire.events import TERMINAL_EVENT_TYPES
-from runwire.exceptions import ConnectionClosed, RunwireError, should_reconnect
+from runwire.exceptions import CloseCode, ConnectionClosed, RunwireError, should_reconnect
+from runwire.tokens import EXPIRED_REASON, refresh_delay
 
-__all__ = ["Client", "ClientError", "ReconnectingClient", "StreamPosition"]
+__all__ = [
+    "Client",
+    "ClientError",
+    "ReconnectingClient",
+    "StreamPosition",
+    "TokenProvider",
+    "TokenProviderError",
+    "TokenSource",
+]
 
 Frame = dict[str, Any]
-_REPLY_TYPES = frozenset({"ack", "pong", "runs"})
+_REPLY_TYPES = frozenset({"ack", "pong", "runs", "refreshed"})
+
+TokenProvider = Callable[[], str | Awaitable[str]]
+"""Returns a fresh token (a JWT for the same user), directly or as an awaitable."""
+TokenSource = str | TokenProvider
+"""A token, or a provider of fresh ones."""
+
+log = logging.getLogger("runwire.client")
+
+
+class TokenProviderError(RunwireError):
+    """The token provider raised (the cause is chained) or returned no token."""
+
+
+async def _token_from(source: TokenSource) -> str:
+    """The token itself, or a fresh one from the provider.
+
+    Raises:
+        TokenProviderError: the provider failed, or returned no non-empty string.
+    """
+    if isinstance(source, str):
+        return source
+    try:
+        token = source()
+        if inspect.isawaitable(token):
+            token = await token
+    except Exception as exc:
+        raise TokenProviderError(f"the token provider failed ({type(exc).__name__})") from exc
+    if not isinstance(token, str) or not token:
+        raise TokenProviderError("the token provider returned no token")
+    return token
 
 
 class _RedactTokens(logging.Filter):
@@ -50,12 +99,15 @@ class _RedactTokens(logging.Filter):
 
 def _redact(value: object) -> object:
     text = str(value)
-    if "bearer" in text.lower():
-        return _TOKEN.sub(r"\1[redacted]", text)
+    lowered = text.lower()
+    if "bearer" in lowered or "token" in lowered:
+        return _REFRESH_TOKEN.sub(r"\1[redacted]", _TOKEN.sub(r"\1[redacted]", text))
     return value
 
 
 _TOKEN = re.compile(r"((?:bearer\.|Bearer\s+))[A-Za-z0-9_\-.=]+", re.IGNORECASE)
+# The `token` of a `refresh` frame, also when websockets elides the middle of a frame.
+_REFRESH_TOKEN = re.compile(r"(\"token\"\s*:\s*\")[^\"']*")
 _wire_log = logging.getLogger("runwire.client.wire")
 _wire_log.addFilter(_RedactTokens())
 
@@ -78,13 +130,32 @@ class StreamPosition:
 
 
 class Client:
-    """One connection to a runwire gateway. Create it with :meth:`connect`."""
+    """One connection to a runwire gateway. Create it with :meth:`connect`.
 
-    def __init__(self, socket: ClientConnection, position: StreamPosition | None) -> None:
+    ``expires_at`` is the current token's ``exp`` (from ``connected``, then from each
+    ``refreshed``). With a token provider, ``token_expiring`` frames are handled by
+    the client (it refreshes); without one they are passed to :meth:`recv`, and
+    :meth:`refresh` replaces the token by hand.
+    """
+
+    def __init__(
+        self,
+        socket: ClientConnection,
+        position: StreamPosition | None,
+        token_provider: TokenProvider | None = None,
+        refresh_margin_s: float = 30.0,
+    ) -> None:
         self.socket = socket
         self.connected: Frame = {}
         self.position = position
         self.duplicates_dropped = 0
+        self.expires_at: int | None = None
+        self.refreshes = 0
+        """Tokens replaced in-band on this connection."""
+        self.refresh_margin_s = refresh_margin_s
+        self._token_provider = token_provider
+        self._expiring = asyncio.Event()
+        self._refresher: asyncio.Task[None] | None = None
         self._frames: asyncio.Queue[Frame | ConnectionClosed] = asyncio.Queue()
         self._waiting: dict[str, asyncio.Future[Frame]] = {}
         self._reader: asyncio.Task[None] | None = None
@@ -96,24 +167,32 @@ class Client:
     async def connect(
         cls,
         url: str,
-        token: str,
+        token: TokenSource,
         *,
         resume: StreamPosition | None = None,
         header_auth: bool = False,
         open_timeout: float = 10.0,
+        refresh_margin_s: float = 30.0,
     ) -> AsyncIterator[Client]:
         """Connect, authenticate and wait for ``connected``.
 
         Args:
             url: the ``ws://.../ws`` endpoint.
-            token: the JWT.
+            token: the JWT, or a token provider (asked now, then whenever the token
+                needs refreshing).
             resume: continue from this position (events after it are replayed first).
             header_auth: send the token as ``Authorization: Bearer`` instead of the
                 subprotocol offer.
+            refresh_margin_s: with a provider, refresh this long before ``expires_at``
+                (or after half the remaining lifetime, if that is later), or earlier
+                on ``token_expiring``.
 
         Raises:
             ConnectionClosed: the server closed before ``connected`` (4401: bad token).
+            TokenProviderError: the provider failed or returned no token.
         """
+        provider = None if isinstance(token, str) else token
+        token = await _token_from(token)
         if resume is not None:
             url = f"{url}?epoch={resume.epoch}&offset={resume.offset}"
         protocols = [SUBPROTOCOL]
@@ -131,18 +210,23 @@ class Client:
             compression=None,
             logger=_wire_log,
         )
-        client = cls(socket, resume)
+        client = cls(socket, resume, provider, refresh_margin_s)
         client._reader = asyncio.create_task(client._read())
         try:
             first = await client.recv()
             if first.get("type") != "connected":
                 raise RunwireError(f"expected 'connected', got {first.get('type')!r}")
+            if provider is not None and client.expires_at is not None:
+                client._refresher = asyncio.create_task(client._keep_token_fresh())
             yield client
         finally:
             await client.close()
 
     async def close(self) -> None:
         """Close the socket and stop the reader; idempotent."""
+        if self._refresher is not None:
+            self._refresher.cancel()
+            await asyncio.gather(self._refresher, return_exceptions=True)
         await self.socket.close()
         if self._reader is not None:
             self._reader.cancel()
@@ -157,10 +241,15 @@ class Client:
                 kind = frame.get("type")
                 if kind == "connected":
                     self.connected = frame
+                    self.expires_at = frame.get("expires_at")
                     if self.position is None:
                         self.position = StreamPosition(frame["epoch"], frame["offset"])
                 elif kind == "resume_failed":
                     self.position = StreamPosition(frame["epoch"], frame["offset"])
+                elif kind == "token_expiring" and self._token_provider is not None:
+                    if self.expires_at is None or frame["expires_at"] >= self.expires_at:
+                        self._expiring.set()  # about the current token, not a replaced one
+                    continue
                 elif "offset" in frame and not self._advance(frame):
                     continue
                 self._frames.put_nowait(frame)
@@ -219,6 +308,57 @@ class Client:
         if reply.get("type") == "error":
             raise ClientError(reply["code"], reply["message"])
         return reply
+
+    async def refresh(self, token: str | None = None, *, timeout: float = 10.0) -> Frame:
+        """Replace this connection's token in-band; returns the ``refreshed`` reply.
+
+        Without ``token``, the token provider given to :meth:`connect` is asked.
+        The token must be valid and for the same user, else the server closes the
+        connection with 4401.
+
+        Raises:
+            RunwireError: no ``token`` and no provider.
+            TokenProviderError: the provider failed or returned no token.
+            ConnectionClosed: the connection closed (4401: the server refused the token).
+        """
+        if token is None:
+            if self._token_provider is None:
+                raise RunwireError("refresh() needs a token: connect() was given no provider")
+            token = await _token_from(self._token_provider)
+        request_id = secrets.token_hex(8)
+        # `token` before `id`: websockets' debug log elides the middle of long frames,
+        # and the redaction filter finds the token after `"token":"`.
+        frame: Frame = {"type": "refresh", "token": token, "id": request_id}
+        reply = await self._request(frame, request_id, timeout)
+        self.expires_at = reply["expires_at"]
+        self.refreshes += 1
+        return reply
+
+    async def _keep_token_fresh(self) -> None:
+        """Refresh with the provider before the token runs out, for as long as the socket
+        is open. A provider that cannot give a later ``exp`` is asked again only when
+        the server warns about a newer token; failures are retried, never raised."""
+        stuck = False
+        while self.expires_at is not None:
+            if stuck:
+                await self._expiring.wait()
+            else:
+                delay = refresh_delay(self.expires_at, time.time(), self.refresh_margin_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._expiring.wait(), delay)
+            self._expiring.clear()
+            before = self.expires_at
+            try:
+                reply = await self.refresh()
+            except (ConnectionClosed, websockets.ConnectionClosed):
+                return
+            except (TokenProviderError, ClientError, TimeoutError) as exc:
+                # Retry until the socket closes; the token itself is never logged.
+                log.warning("token refresh failed (%s); retrying", exc)
+                remaining = before - time.time()
+                await asyncio.sleep(min(5.0, max(0.5, remaining / 4)))
+                continue
+            stuck = reply["expires_at"] <= before
 
     async def send_message(
         self,
@@ -325,6 +465,11 @@ class ReconnectingClient:
     who should rebuild its view from ``GET /api/runs``. Closes that advise against
     reconnecting (4401, 4403, 4400, 1009, 1000) raise :class:`ConnectionClosed`.
 
+    ``token`` may be a token provider: it is asked for a fresh token before every
+    (re)connection, each connection refreshes its token in-band with it (see
+    :class:`Client`), and a 4401 ``token expired`` close (a refresh came too late) is
+    followed by one reconnect with a fresh token instead of raising.
+
     ``send_message`` retries with the same message id after a reconnect; the server
     treats the id as an idempotency key, so a retry never starts a second run.
     """
@@ -332,14 +477,16 @@ class ReconnectingClient:
     def __init__(
         self,
         url: str | Sequence[str],
-        token: str,
+        token: TokenSource,
         *,
         initial_delay_s: float = 0.05,
         max_delay_s: float = 5.0,
         max_attempts: int = 30,
         position: StreamPosition | None = None,
         rng: random.Random | None = None,
+        refresh_margin_s: float = 30.0,
     ) -> None:
+        self.refresh_margin_s = refresh_margin_s
         self.urls = [url] if isinstance(url, str) else list(url)
         self._next_url = 0
         self.token = token
@@ -382,7 +529,12 @@ class ReconnectingClient:
             url = self.urls[self._next_url % len(self.urls)]
             try:
                 client = await stack.enter_async_context(
-                    Client.connect(url, self.token, resume=self.position)
+                    Client.connect(
+                        url,
+                        self.token,
+                        resume=self.position,
+                        refresh_margin_s=self.refresh_margin_s,
+                    )
                 )
             except ConnectionClosed as exc:
                 await stack.aclose()
@@ -393,6 +545,10 @@ class ReconnectingClient:
                 self._next_url += 1  # that node is gone: try the next one
                 if attempt + 1 == attempt_limit:
                     raise
+            except TokenProviderError:
+                await stack.aclose()
+                if attempt + 1 == attempt_limit:
+                    raise
             else:
                 self._stack, self._client = stack, client
                 if self.position is None:
@@ -401,7 +557,12 @@ class ReconnectingClient:
             delay = min(self.max_delay_s, max(delay * 2, self.initial_delay_s))
 
     async def _reconnect(self, closed: ConnectionClosed) -> None:
-        if not should_reconnect(closed.code):
+        renewable = (
+            not isinstance(self.token, str)
+            and closed.code == CloseCode.UNAUTHORIZED
+            and closed.reason == EXPIRED_REASON
+        )
+        if not should_reconnect(closed.code) and not renewable:
             raise closed
         old = self._client
         if old is not None:
@@ -436,9 +597,12 @@ class ReconnectingClient:
                 return await self.client.send_message(
                     content, thread_id=thread_id, message_id=message_id
                 )
-            except (ConnectionClosed, websockets.ConnectionClosed) as exc:
-                code = exc.code if isinstance(exc, ConnectionClosed) else 1006
-                await self._reconnect(ConnectionClosed(code))
+            except ConnectionClosed as closed:
+                await self._reconnect(closed)
+            except websockets.ConnectionClosed:
+                socket = self.client.socket
+                code = socket.close_code if socket.close_code is not None else 1006
+                await self._reconnect(ConnectionClosed(code, socket.close_reason or ""))
 
     async def run(
         self, content: str, *, thread_id: str | None = None, timeout: float = 60.0

@@ -116,7 +116,13 @@ class Settings(BaseSettings):
     auth_audience: str | None = Field(None, description="Required `aud` claim, when set.")
     auth_leeway_s: float = Field(0.0, ge=0, le=300, description="Clock skew allowed on `exp`.")
     dev_token_ttl_s: int = Field(
-        86_400, ge=60, description="Lifetime of tokens minted by `runwire token` and the page."
+        86_400, ge=1, description="Lifetime of tokens minted by `runwire token` and the page."
+    )
+    token_refresh_window_s: float = Field(
+        90.0,
+        gt=0,
+        description="An open socket gets `token_expiring` this long before its token's `exp`"
+        " (it closes with 4401 at `exp` unless a `refresh` frame replaces the token).",
     )
 
     # -- limits ----------------------------------------------------------------

@@ -43,11 +43,14 @@ __all__ = [
     "MAX_RUNS_PAGE",
     "Ping",
     "Pong",
+    "Refresh",
+    "Refreshed",
     "Resume",
     "ResumeFailed",
     "Resumed",
     "Runs",
     "ToolCompleted",
+    "TokenExpiring",
     "ToolExecuting",
     "UserMessage",
     "decode_client_frame",
@@ -219,8 +222,13 @@ class Limits(Struct, frozen=True):
     max_concurrent_runs: int
 
 
-class Connected(Struct, frozen=True, tag="connected", tag_field="type"):
-    """First frame of every authenticated connection."""
+class Connected(Struct, frozen=True, omit_defaults=True, tag="connected", tag_field="type"):
+    """First frame of every authenticated connection.
+
+    ``expires_at`` is the token's ``exp`` (Unix seconds): the socket closes with 4401
+    then unless a ``refresh`` frame replaces the token. Absent only when the
+    connection was opened without a token lifetime (embedding code).
+    """
 
     connection_id: str
     user_id: str
@@ -228,6 +236,7 @@ class Connected(Struct, frozen=True, tag="connected", tag_field="type"):
     offset: int
     protocol: int
     limits: Limits
+    expires_at: int | None = None
 
 
 class Ack(Struct, frozen=True, tag="ack", tag_field="type"):
@@ -277,6 +286,19 @@ class Pong(Struct, frozen=True, tag="pong", tag_field="type"):
     """Reply to ``ping``."""
 
     id: str
+
+
+class TokenExpiring(Struct, frozen=True, tag="token_expiring", tag_field="type"):
+    """The connection's token runs out at ``expires_at`` (Unix seconds): send ``refresh``."""
+
+    expires_at: int
+
+
+class Refreshed(Struct, frozen=True, tag="refreshed", tag_field="type"):
+    """Reply to ``refresh``: the new token is in force until ``expires_at``."""
+
+    id: str | None
+    expires_at: int
 
 
 class ErrorFrame(Struct, frozen=True, tag="error", tag_field="type"):
@@ -346,10 +368,23 @@ class GetRun(Struct, frozen=True, tag="get_run", tag_field="type"):
     run_id: Annotated[str, Meta(max_length=128)]
 
 
-ClientFrame = UserMessage | Resume | Cancel | Ping | GetRuns | GetRun
+class Refresh(Struct, frozen=True, tag="refresh", tag_field="type"):
+    """Replace the connection's token (same ``sub``); answered by ``refreshed`` or 4401.
+
+    ``token`` is a credential: it is never logged, echoed or stored.
+    """
+
+    token: Annotated[str, Meta(min_length=1)]
+    id: ClientId | None = None
+
+    def __repr__(self) -> str:
+        return f"Refresh(token=<redacted>, id={self.id!r})"
+
+
+ClientFrame = UserMessage | Resume | Cancel | Ping | GetRuns | GetRun | Refresh
 
 CLIENT_FRAME_TYPES: Final = frozenset(
-    {"user_message", "resume", "cancel", "ping", "get_runs", "get_run"}
+    {"user_message", "resume", "cancel", "ping", "get_runs", "get_run", "refresh"}
 )
 
 _encoder = msgspec.json.Encoder()

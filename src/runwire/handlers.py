@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
 from runwire.agents.dispatch import RunDispatcher
+from runwire.auth import Authenticator
 from runwire.engines import Engine
 from runwire.events import (
     Ack,
@@ -12,26 +15,36 @@ from runwire.events import (
     GetRuns,
     Ping,
     Pong,
+    Refresh,
+    Refreshed,
     Runs,
     UserMessage,
 )
-from runwire.exceptions import EngineError, LimitError
+from runwire.exceptions import AuthError, CloseCode, EngineError, LimitError
 from runwire.manager import Connection, WebSocketManager
 from runwire.metrics import Metrics
+from runwire.protocol import State
 from runwire.runs import SnapshotReader, page_of
+from runwire.tokens import EXPIRED_REASON, verify_refresh
 
 __all__ = ["ClientFrameHandler"]
 
+log = logging.getLogger("runwire.handlers")
+
 
 class ClientFrameHandler:
-    """Routes ``user_message``, ``cancel``, ``ping``, ``get_runs`` and ``get_run``
-    (``resume`` stays in the manager).
+    """Routes ``user_message``, ``cancel``, ``ping``, ``get_runs``, ``get_run`` and
+    ``refresh`` (``resume`` stays in the manager).
 
     The user id always comes from the connection (the verified token), never from
-    the frame. Replies go to the sending connection only; run events go to every
-    connection of the user through the engine. Starting and cancelling runs may need
-    I/O (workers mode), so they run as tasks owned by the connection, one after the
-    other: replies to a connection keep the order of its frames.
+    the frame. No frame is acted on once the connection's token has run out (the
+    socket closes with 4401 ``token expired`` instead, even if its timer has not
+    fired yet), and no run starts on a connection that is closing.
+
+    Replies go to the sending connection only; run events go to every connection of
+    the user through the engine. Starting and cancelling runs may need I/O (workers
+    mode), so they run as tasks owned by the connection, one after the other:
+    replies to a connection keep the order of its frames (``refreshed`` included).
     """
 
     def __init__(
@@ -41,9 +54,11 @@ class ClientFrameHandler:
         engine: Engine,
         metrics: Metrics,
         snapshots: SnapshotReader,
+        authenticator: Authenticator,
         reply_max_bytes: int,
     ) -> None:
         self.snapshots = snapshots
+        self.authenticator = authenticator
         self.reply_max_bytes = reply_max_bytes
         self.manager = manager
         self.runs = runs
@@ -51,6 +66,9 @@ class ClientFrameHandler:
         self.metrics = metrics
 
     def __call__(self, connection: Connection, frame: ClientFrame) -> None:
+        if connection.token is not None and connection.token.expired():
+            self.manager.close_connection(connection, CloseCode.UNAUTHORIZED, EXPIRED_REASON)
+            return
         if isinstance(frame, UserMessage):
             self.manager.spawn_in_order(connection, self._start(connection, frame))
         elif isinstance(frame, Cancel):
@@ -59,6 +77,24 @@ class ClientFrameHandler:
             self.manager.spawn_in_order(connection, self._pong(connection, frame))
         elif isinstance(frame, GetRuns | GetRun):
             self.manager.spawn_in_order(connection, self._runs(connection, frame))
+        elif isinstance(frame, Refresh):
+            self.manager.spawn_in_order(connection, self._refresh(connection, frame))
+
+    async def _refresh(self, connection: Connection, frame: Refresh) -> None:
+        """Replace the token (verified like the upgrade, same ``sub``), or close 4401."""
+        try:
+            claims = verify_refresh(self.authenticator, connection.user_id, frame.token)
+        except AuthError as exc:
+            self.metrics.token_refreshes.labels("refused").inc()
+            log.info(
+                "token refresh refused: %s", exc.reason, extra={"connection_id": connection.id}
+            )
+            self.manager.close_connection(connection, CloseCode.UNAUTHORIZED, exc.reason)
+            return
+        self.metrics.token_refreshes.labels("ok").inc()
+        if connection.token is not None:
+            connection.token.refresh(claims.expires_at)
+        self.manager.send(connection, Refreshed(frame.id, claims.expires_at))
 
     async def _runs(self, connection: Connection, frame: GetRuns | GetRun) -> None:
         try:
@@ -91,6 +127,8 @@ class ClientFrameHandler:
         self.manager.send(connection, None)
 
     async def _start(self, connection: Connection, frame: UserMessage) -> None:
+        if connection.session.state is not State.OPEN:
+            return  # closing (4401 token expired, 4429...): start nothing, answer nothing
         if not self.engine.available:
             self._error(
                 connection, "engine_unavailable", "the event engine is unavailable; retry", frame.id

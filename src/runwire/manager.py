@@ -35,11 +35,13 @@ from runwire.events import (
     Resume,
     Resumed,
     ResumeFailed,
+    TokenExpiring,
 )
 from runwire.exceptions import CloseCode, EngineError, LimitError
 from runwire.ids import ConnectionId, Epoch, UserId, new_connection_id
 from runwire.metrics import CLOSE_CODE_LABELS, Metrics, label_of
 from runwire.protocol import EventAdmission, Session, SessionLimits, State
+from runwire.tokens import EXPIRED_REASON, TokenPolicy, TokenSchedule, TokenTimer
 
 _OPEN = State.OPEN
 _CLOSING = State.CLOSING
@@ -127,6 +129,8 @@ class Connection:
     drained: asyncio.Event | None = None
     reply_tail: asyncio.Task[Any] | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    token: TokenTimer | None = None
+    """The token's lifetime (warning, 4401 at ``exp``); cancelled in ``closed``."""
 
 
 class WebSocketManager:
@@ -143,6 +147,7 @@ class WebSocketManager:
         user_queue_budget_bytes: int,
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
+        token_policy: TokenPolicy | None = None,
     ) -> None:
         self.engine = engine
         self.session_limits = session_limits
@@ -151,6 +156,7 @@ class WebSocketManager:
         self.user_queue_budget_bytes = user_queue_budget_bytes
         self.metrics = metrics
         self._clock = clock
+        self.token_policy = token_policy
         self._limits_frame = Limits(
             session_limits.max_frame_bytes,
             session_limits.max_message_chars,
@@ -173,12 +179,18 @@ class WebSocketManager:
     # -- registry ---------------------------------------------------------------
 
     def open(
-        self, user_id: UserId, writer: FrameWriter, resume: ResumeRequest | None = None
+        self,
+        user_id: UserId,
+        writer: FrameWriter,
+        resume: ResumeRequest | None = None,
+        expires_at: int | None = None,
     ) -> Connection:
         """Register a new authenticated socket; the one way a Connection is created.
 
         Client frames are accepted from this moment (buffered until ``connected`` is
-        sent, so nothing the client sends early is lost).
+        sent, so nothing the client sends early is lost). With ``expires_at`` (the
+        token's ``exp``) and a token policy, the socket is warned before and closed
+        with 4401 at that moment unless a ``refresh`` moves it (runwire.tokens).
 
         Raises:
             LimitError: ``too_many_connections`` (per user or per process), or
@@ -196,6 +208,12 @@ class WebSocketManager:
         self._by_user.setdefault(user_id, {})[connection.id] = connection
         self._count += 1
         self.metrics.connections_opened.inc()
+        if expires_at is not None and self.token_policy is not None:
+            connection.token = TokenTimer(
+                TokenSchedule(self.token_policy, expires_at),
+                lambda at: self.send(connection, TokenExpiring(at)),
+                lambda: self.close_connection(connection, CloseCode.UNAUTHORIZED, EXPIRED_REASON),
+            )
         self._spawn(connection, self._start(connection))
         return connection
 
@@ -205,6 +223,8 @@ class WebSocketManager:
             return
         connection.closed = True
         connection.session.connection_lost()
+        if connection.token is not None:
+            connection.token.cancel()
         if connection.drained is not None:
             connection.drained.set()
         self._dirty.discard(connection)
@@ -275,6 +295,8 @@ class WebSocketManager:
             return
         position = await self.engine.position(user_id)
         session = connection.session
+        if session.state is not State.CONNECTING:
+            return  # closed while opening (token expired, limit, shutdown): nothing to open
         connection.epoch = position.epoch
         connection.connected_offset = position.offset
         session.cursor = position.offset
@@ -286,6 +308,7 @@ class WebSocketManager:
                 position.offset,
                 PROTOCOL_VERSION,
                 self._limits_frame,
+                connection.token.expires_at if connection.token is not None else None,
             )
         )
         self._mark_dirty(connection)
@@ -660,4 +683,5 @@ def create_manager(*, engine: Engine, settings: Settings, metrics: Metrics) -> W
         max_concurrent_runs=settings.max_concurrent_runs_per_user,
         user_queue_budget_bytes=settings.user_queue_budget_bytes,
         metrics=metrics,
+        token_policy=TokenPolicy(settings.token_refresh_window_s, settings.auth_leeway_s),
     )

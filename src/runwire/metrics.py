@@ -87,6 +87,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.token_refreshes = Counter(
+            "runwire_token_refreshes",
+            "In-band token refreshes, by outcome (ok; refused: the socket closed 4401).",
+            ["outcome"],
+            registry=r,
+        )
         self.events_published = Counter(
             "runwire_events_published", "Events stored in users' streams.", registry=r
         )

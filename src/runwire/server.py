@@ -31,9 +31,15 @@ from picows import (
     ws_create_server,
 )
 
-from runwire.auth import SUBPROTOCOL, Authenticator, offered_subprotocols, token_from_headers
+from runwire.auth import (
+    SUBPROTOCOL,
+    Authenticator,
+    TokenClaims,
+    offered_subprotocols,
+    token_from_headers,
+)
 from runwire.exceptions import AuthError, CloseCode, LimitError
-from runwire.ids import Epoch, UserId
+from runwire.ids import Epoch
 from runwire.manager import Connection, ResumeRequest, WebSocketManager
 from runwire.metrics import Metrics
 from runwire.origins import origin_allowed
@@ -152,12 +158,12 @@ class _ConnectionListener(WSListener):
     def __init__(
         self,
         manager: WebSocketManager,
-        user_id: UserId,
+        claims: TokenClaims,
         resume: ResumeRequest | None,
         close_timeout_s: float,
     ) -> None:
         self.manager = manager
-        self.user_id = user_id
+        self.claims = claims
         self.resume = resume
         self.close_timeout_s = close_timeout_s
         self.connection: Connection | None = None
@@ -167,7 +173,10 @@ class _ConnectionListener(WSListener):
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.writer = _PicowsWriter(transport, self.close_timeout_s)
         try:
-            self.connection = self.manager.open(self.user_id, self.writer, self.resume)
+            claims = self.claims
+            self.connection = self.manager.open(
+                claims.user_id, self.writer, self.resume, claims.expires_at
+            )
         except LimitError as exc:
             self.manager.metrics.connections_rejected.labels(exc.code).inc()
             code = CloseCode.GOING_AWAY if exc.code == "shutting_down" else CloseCode.RATE_LIMITED
@@ -275,7 +284,7 @@ async def start_server(
             protocol_headers["Sec-WebSocket-Protocol"] = SUBPROTOCOL
         upgrade = WSUpgradeResponse.create_101_response(protocol_headers)
         try:
-            user_id = authenticator.verify(token_from_headers(headers))
+            claims = authenticator.verify_claims(token_from_headers(headers))
         except AuthError as exc:
             metrics.connections_rejected.labels("auth").inc()
             log.info("connection refused: %s", exc.reason)
@@ -283,7 +292,7 @@ async def start_server(
                 upgrade, _RejectListener(CloseCode.UNAUTHORIZED, exc.reason)
             )
         listener = _ConnectionListener(
-            manager, user_id, _resume_request(query), options.heartbeat_timeout_s
+            manager, claims, _resume_request(query), options.heartbeat_timeout_s
         )
         return WSUpgradeResponseWithListener(upgrade, listener)
 

@@ -522,6 +522,152 @@ async def test_runwire_js_dedupes_reconnects_and_resumes(browser: Browser) -> No
     assert result["position"] == {"epoch": "e2", "offset": 1}
 
 
+# runwire.js refreshing its token in-band, against scripted sockets (no gateway).
+FAKE_REFRESH_SCENARIO = """async () => {
+  const { RunwireClient } = await import('/assets/runwire.js');
+  const sockets = [];
+  class FakeSocket {
+    constructor(url, protocols) {
+      this.protocols = protocols; this.sent = []; this.readyState = 1; sockets.push(this);
+    }
+    send(data) { this.sent.push(JSON.parse(data)); }
+    close() { this.readyState = 3; }
+    play(frame) { this.onmessage({ data: JSON.stringify(frame) }); }
+    drop(code, reason) { this.readyState = 3; this.onclose({ code, reason }); }
+  }
+  const until = async (predicate) => {
+    for (let i = 0; i < 500 && !predicate(); i++) await new Promise((r) => setTimeout(r, 2));
+    if (!predicate()) throw new Error('timed out: ' + predicate);
+  };
+  const far = Math.floor(Date.now() / 1000) + 3600;  // no proactive refresh in this test
+  const connected = { type: 'connected', user_id: 'u', epoch: 'e1', offset: 0, expires_at: far };
+  let calls = 0;
+  const client = new RunwireClient({ WebSocket: FakeSocket, baseDelay: 20, maxDelay: 40 });
+  const seen = [];
+  for (const type of ['token_expiring', 'refreshed', 'refresh_failed']) {
+    client.addEventListener(type, (e) => seen.push([type, e.detail.expires_at ?? null]));
+  }
+  const states = [];
+  client.addEventListener('state', (e) => states.push(e.detail.state));
+  const ready = client.connect('ws://gateway.test/ws', async () => `tok${++calls}`);
+  await until(() => sockets.length === 1);
+  sockets[0].play(connected);
+  await ready;
+  const expiresAtConnect = client.expiresAt;
+  // The server warns: a fresh token goes out in-band, on the same socket.
+  sockets[0].play({ type: 'token_expiring', expires_at: far });
+  await until(() => sockets[0].sent.length === 1);
+  const refresh = sockets[0].sent[0];
+  sockets[0].play({ type: 'refreshed', id: refresh.id, expires_at: far + 600 });
+  await until(() => client.expiresAt === far + 600);
+  // A late warning about the replaced token changes nothing.
+  sockets[0].play({ type: 'token_expiring', expires_at: far });
+  await new Promise((r) => setTimeout(r, 20));
+  const sentAfterLateWarning = sockets[0].sent.length;
+  // The token ran out anyway: a token function can reconnect with a fresh one...
+  sockets[0].drop(4401, 'token expired');
+  await until(() => sockets.length === 2);
+  sockets[1].play(connected);
+  sockets[1].play({ type: 'resumed', epoch: 'e1', from: 0, to: 0 });
+  // ...but a token the server refuses is final.
+  sockets[1].drop(4401, 'invalid token');
+  await new Promise((r) => setTimeout(r, 60));
+
+  // A plain string token: the warning is passed on, nothing is refreshed, and the
+  // expiry close is final.
+  const plain = new RunwireClient({ WebSocket: FakeSocket, baseDelay: 20, maxDelay: 40 });
+  const plainSeen = [];
+  plain.addEventListener('token_expiring', (e) => plainSeen.push(e.detail.expires_at));
+  const plainReady = plain.connect('ws://gateway.test/ws', 'plain');
+  sockets[2].play(connected);
+  await plainReady;
+  sockets[2].play({ type: 'token_expiring', expires_at: far });
+  sockets[2].drop(4401, 'token expired');
+  await new Promise((r) => setTimeout(r, 60));
+  return {
+    protocols: sockets.map((s) => s.protocols[1]),
+    refresh, sentAfterLateWarning, seen, states, calls, expiresAtConnect, far,
+    plainSeen, plainSent: sockets[2].sent, plainState: plain.state, sockets: sockets.length,
+  };
+}"""
+
+
+async def test_runwire_js_refreshes_its_token_in_band_with_a_token_function(
+    browser: Browser,
+) -> None:
+    async with running_gateway() as gateway, browser_context(browser) as context:
+        page = await context.new_page()
+        await page.goto(f"{gateway.url}/healthz")
+        result = await page.evaluate(FAKE_REFRESH_SCENARIO)
+    far = result["far"]
+    assert result["expiresAtConnect"] == far
+    assert result["refresh"] == {"type": "refresh", "token": "tok2", "id": result["refresh"]["id"]}
+    assert result["sentAfterLateWarning"] == 1  # no second refresh
+    assert result["seen"] == [
+        ["token_expiring", far],
+        ["refreshed", far + 600],
+        ["token_expiring", far],
+    ]
+    # tok1: connect; tok2: refresh; tok3: the reconnect after `token expired`.
+    assert result["protocols"] == ["bearer.tok1", "bearer.tok3", "bearer.plain"]
+    assert result["calls"] == 3
+    assert result["states"] == ["connecting", "connected", "reconnecting", "resumed", "closed"]
+    assert result["plainSeen"] == [far]
+    assert result["plainSent"] == []
+    assert result["plainState"] == "closed"
+    assert result["sockets"] == 3  # neither refused client reconnected
+
+
+SESSION = """() => {
+  const client = window.runwireApp.state.client;
+  return { connectionId: client.session && client.session.connection_id,
+           expiresAt: client.expiresAt, state: client.state };
+}"""
+
+
+async def test_the_page_refreshes_a_short_lived_token_without_reconnecting(
+    browser: Browser,
+) -> None:
+    # Dev tokens of 3 s (2-3 s after truncation to whole seconds), warned 1.5 s early.
+    async with (
+        running_gateway(dev_token_ttl_s=3, token_refresh_window_s=1.5) as gateway,
+        browser_context(browser) as context,
+    ):
+        page = await context.new_page()
+        sockets: list[str] = []
+        page.on("websocket", lambda socket: sockets.append(socket.url))
+        await sign_in(page, gateway.url, "erin")
+        first = await page.evaluate(SESSION)
+        assert first["expiresAt"] is not None
+        # Past the sign-in token's exp, the page holds a later token on the same socket.
+        await page.wait_for_function(
+            """(exp) => Date.now() / 1000 > exp + 0.2
+                 && window.runwireApp.state.client.expiresAt > exp""",
+            arg=first["expiresAt"],
+            timeout=10_000,
+        )
+        now = await page.evaluate(SESSION)
+        assert now["connectionId"] == first["connectionId"]
+        assert now["state"] == "connected"
+
+        await send(page, "still signed in?")
+        run = page.get_by_test_id("run")
+        await expect(run).to_have_attribute("data-status", "completed")
+        await expect(run.get_by_test_id("answer")).to_have_text("echo: still signed in?.")
+        # The HTTP API gets the refreshed token too (the first one has expired).
+        status = await page.evaluate(
+            """async () => (await fetch('/api/threads', { headers: {
+                 Authorization: `Bearer ${window.runwireApp.state.token}` } })).status"""
+        )
+        assert status == 200
+        await expect(page.get_by_test_id("user-name")).to_have_text("erin")
+        assert (await page.evaluate(SESSION))["connectionId"] == first["connectionId"]
+    assert sockets == [gateway.ws_url]
+    assert gateway.metrics.connections_opened._value.get() == 1
+    assert gateway.metrics.token_refreshes.labels("ok")._value.get() >= 1
+    assert gateway.metrics.token_refreshes.labels("refused")._value.get() == 0
+
+
 async def test_screenshot_of_a_finished_run(browser: Browser) -> None:
     async with (
         running_gateway(DemoAgent(word_delay_s=0)) as gateway,

@@ -15,6 +15,8 @@
 import { RunwireClient } from "./runwire.js";
 
 const TOKEN_KEY = "runwire.token";
+// "dev" when the token came from /api/dev-token (the page can mint fresh ones).
+const TOKEN_SOURCE_KEY = "runwire.token-source";
 const TICK_MS = 100;
 const SNAPSHOT_TIMEOUT_MS = 5_000; // then the page asks over HTTP instead
 
@@ -22,6 +24,7 @@ const $ = (testid) => document.querySelector(`[data-testid="${testid}"]`);
 
 const state = {
   token: null,
+  renewable: false, // the token comes from /api/dev-token: refreshed before it runs out
   client: null,
   userId: null,
   threads: new Map(), // thread_id -> {thread_id, title, runs, last_ts}
@@ -223,7 +226,7 @@ async function devSignIn(event) {
     return;
   }
   setText(error, "");
-  start(body.token);
+  start(body.token, { renewable: true });
 }
 
 async function tokenSignIn(event) {
@@ -241,12 +244,13 @@ async function tokenSignIn(event) {
     return;
   }
   setText(error, "");
-  start(token);
+  start(token, { renewable: false });
 }
 
 function signOut(message = "") {
   stop();
   localStorage.removeItem(TOKEN_KEY);
+  localStorage.removeItem(TOKEN_SOURCE_KEY);
   history.replaceState(null, "", location.pathname);
   showSignIn(message);
 }
@@ -268,10 +272,37 @@ function stop() {
 
 // -- session ------------------------------------------------------------------------
 
-function start(token) {
+/**
+ * The token runwire.js connects and refreshes with. A dev sign-in gets a function:
+ * the sign-in token first, then a fresh one from /api/dev-token for every refresh
+ * and reconnect (the socket stays open across token lifetimes). A pasted token
+ * cannot be renewed by the page: it is passed as is, and expires with its socket.
+ */
+function tokenSource(userId) {
+  if (!state.renewable) return state.token;
+  const generation = state.generation;
+  let first = true;
+  return async () => {
+    if (first) {
+      first = false;
+      return state.token;
+    }
+    const response = await fetch(`/api/dev-token?user=${encodeURIComponent(userId)}`);
+    if (generation !== state.generation) throw new Error("signed out");
+    if (!response.ok) throw new Error(`/api/dev-token: HTTP ${response.status}`);
+    const body = await response.json();
+    state.token = body.token; // the HTTP API calls use it too
+    localStorage.setItem(TOKEN_KEY, body.token);
+    return body.token;
+  };
+}
+
+function start(token, { renewable = state.renewable } = {}) {
   stop();
   state.token = token;
+  state.renewable = renewable;
   localStorage.setItem(TOKEN_KEY, token);
+  localStorage.setItem(TOKEN_SOURCE_KEY, renewable ? "dev" : "pasted");
   const claims = tokenClaims(token);
   showUser(claims && typeof claims.sub === "string" ? claims.sub : "");
   $("signin-view").hidden = true;
@@ -300,7 +331,13 @@ function start(token) {
     if (client !== state.client || event.detail.reconnect) return;
     onFatalClose(event.detail.code, event.detail.reason);
   });
-  client.connect(wsUrl(), token).catch(() => {}); // failures arrive as `close` events
+  client.addEventListener("token_expiring", (event) => {
+    if (client !== state.client || state.renewable) return; // renewable: runwire.js refreshes
+    const at = formatClock(event.detail.expires_at * 1000);
+    showBanner(`Your session ends at ${at}. Sign in again with a new token to continue.`);
+  });
+  const sub = claims && typeof claims.sub === "string" ? claims.sub : "";
+  client.connect(wsUrl(), tokenSource(sub)).catch(() => {}); // failures arrive as `close` events
 
   loadThreads();
   openThread(threadFromHash(), { focus: true });
@@ -977,7 +1014,8 @@ function init() {
   });
 
   const token = localStorage.getItem(TOKEN_KEY);
-  if (token && !tokenExpired(token)) start(token);
+  const renewable = localStorage.getItem(TOKEN_SOURCE_KEY) === "dev";
+  if (token && !tokenExpired(token)) start(token, { renewable });
   else showSignIn(token ? "Your session has expired. Sign in again." : "");
 }
 

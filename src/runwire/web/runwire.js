@@ -3,7 +3,9 @@
 // An ES module with no dependencies and no build step. It mirrors the Python client
 // (runwire.client): it tracks the stream position (epoch + offset), drops any event
 // it has already seen, and on an unexpected close reconnects with jittered
-// exponential backoff and resumes race-free with `/ws?epoch=E&offset=N`.
+// exponential backoff and resumes race-free with `/ws?epoch=E&offset=N`. Given a
+// token function, it keeps the socket's token fresh in-band (`refresh` frames) before
+// `expires_at` and on `token_expiring`, without reconnecting.
 //
 //   import { RunwireClient } from "/assets/runwire.js";
 //   const client = new RunwireClient();
@@ -39,6 +41,22 @@ export const STATES = Object.freeze(["idle", "connecting", "connected", "reconne
 
 const CLOSE_SLOW_CONSUMER = 4409;
 const CLOSE_RATE_LIMITED = 4429;
+const CLOSE_UNAUTHORIZED = 4401;
+/** The 4401 reason of a socket whose token ran out: a fresh token can reconnect it. */
+export const TOKEN_EXPIRED_REASON = "token expired";
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const REFRESH_RETRY_MS = 500;
+
+/**
+ * Milliseconds to wait before refreshing a token valid until `expiresAt` (Unix
+ * seconds): `margin` ms before it, but never sooner than half the remaining
+ * lifetime, so short-lived tokens are not refreshed in a loop. null once expired.
+ */
+export function refreshDelay(expiresAt, now, margin) {
+  const remaining = expiresAt * 1000 - now;
+  if (remaining <= 0) return null;
+  return Math.min(MAX_TIMER_MS, Math.max(remaining - margin, remaining / 2));
+}
 
 /** The server refused a request (an `error` frame), or the connection ended first. */
 export class RunwireError extends Error {
@@ -84,6 +102,10 @@ function withQuery(url, params) {
  * - `event`: every run event (the envelope), once, in offset order;
  * - one event per type (`agent_started`, `agent_thinking`, ...) with the envelope;
  * - `server_error`: an `error` frame that answers none of your requests;
+ * - `token_expiring`: `{type, expires_at}`: the server warns that the token runs out
+ *   (with a token function the client refreshes on its own);
+ * - `refreshed`: `{type, id, expires_at}`: the token was replaced in-band;
+ * - `refresh_failed`: `{error}`: the token function or the refresh failed (retried);
  * - `close`: `{code, reason, reconnect, delay}` whenever a socket closes.
  */
 export class RunwireClient extends EventTarget {
@@ -94,6 +116,8 @@ export class RunwireClient extends EventTarget {
    * @param {number} [options.rateLimitedDelay=5000] least delay after 4429
    * @param {number} [options.requestTimeout=15000] default deadline of send/cancel/ping/getRuns/getRun in ms
    * @param {boolean} [options.reconnect=true] reconnect after unexpected closes
+   * @param {number} [options.refreshMargin=30000] with a token function, refresh this many
+   *   ms before `expires_at` (or after half the remaining lifetime, if later)
    * @param {{epoch: string, offset: number}} [options.resume] start from this position
    * @param {typeof WebSocket} [options.WebSocket] a WebSocket implementation (tests, Node)
    */
@@ -105,6 +129,7 @@ export class RunwireClient extends EventTarget {
       rateLimitedDelay: 5_000,
       requestTimeout: 15_000,
       reconnect: true,
+      refreshMargin: 30_000,
       ...options,
     };
     this.url = null;
@@ -117,7 +142,12 @@ export class RunwireClient extends EventTarget {
     this.attempt = 0;
     this.closeCode = null;
     this.closeReason = "";
+    /** The current token's `exp` (Unix seconds), from `connected` and `refreshed`. */
+    this.expiresAt = null;
     this._token = null;
+    this._refreshTimer = null;
+    this._refreshing = null;
+    this._refreshStuck = false;
     this._socket = null;
     this._timer = null;
     this._pending = new Map(); // request id -> {frame, resolve, reject, timer, sent}
@@ -146,7 +176,8 @@ export class RunwireClient extends EventTarget {
    *
    * @param {string} url the `ws://` or `wss://` endpoint, e.g. `wss://host/ws`
    * @param {string | (() => string | Promise<string>)} token the JWT, or a function
-   *   returning a fresh one (called before every connection attempt)
+   *   returning a fresh one (called before every connection attempt, and to refresh
+   *   the open socket's token before it runs out)
    */
   connect(url, token) {
     if (this._socket !== null || this._timer !== null) throw new Error("already connected");
@@ -167,6 +198,7 @@ export class RunwireClient extends EventTarget {
   /** Close for good (code 1000); pending requests reject. Idempotent. */
   close() {
     this._stopped = true;
+    this._cancelRefresh();
     if (globalThis.removeEventListener) globalThis.removeEventListener("online", this._onOnline);
     if (this._timer !== null) {
       clearTimeout(this._timer);
@@ -265,6 +297,32 @@ export class RunwireClient extends EventTarget {
     return reply.runs.length ? reply.runs[0] : null;
   }
 
+  /**
+   * Replace the open socket's token in-band (a `refresh` frame, answered by
+   * `refreshed`). Without `token`, the token function given to `connect` is asked.
+   * Resolves with the `refreshed` frame; a token the server refuses (another user,
+   * forged, expired) closes the socket with 4401. Rejects with RunwireError
+   * (`no_token`, `timeout`, `reconnected` if the socket was replaced meanwhile) or
+   * RunwireClosedError.
+   *
+   * @param {string} [token]
+   * @param {{id?: string, timeout?: number}} [options]
+   */
+  async refresh(token, options = {}) {
+    let value = token;
+    if (value === undefined && typeof this._token === "function") value = await this._token();
+    if (typeof value !== "string" || value === "") {
+      throw new RunwireError("no_token", "refresh() needs a token or a token function");
+    }
+    const id = options.id || randomId();
+    // Never logged or kept: the frame leaves the pending map with its reply.
+    const reply = await this._request({ type: "refresh", token: value, id }, id, options.timeout);
+    this.expiresAt = reply.expires_at;
+    this._emit("refreshed", reply);
+    this._scheduleRefresh();
+    return reply;
+  }
+
   // -- internals ------------------------------------------------------------------
 
   _setState(state, extra = {}) {
@@ -322,7 +380,7 @@ export class RunwireClient extends EventTarget {
       return;
     }
     const type = frame.type;
-    if (type === "ack" || type === "pong" || type === "runs") {
+    if (type === "ack" || type === "pong" || type === "runs" || type === "refreshed") {
       this._settle(frame.id, "resolve", frame);
     } else if (type === "error" && frame.ref && this._pending.has(frame.ref)) {
       this._settle(frame.ref, "reject", new RunwireError(frame.code, frame.message));
@@ -342,9 +400,53 @@ export class RunwireClient extends EventTarget {
       if (!this._advance(frame)) return;
       this._emit("event", frame);
       this._emit(type, frame);
+    } else if (type === "token_expiring") {
+      this._emit("token_expiring", frame);
+      // About the current token (a late warning about a replaced one is ignored).
+      if (this.expiresAt === null || frame.expires_at >= this.expiresAt) this._refreshNow();
     } else if (type === "error") {
       this._emit("server_error", frame);
     }
+  }
+
+  /** With a token function: refresh now, once at a time; failures retry later. */
+  _refreshNow() {
+    if (typeof this._token !== "function" || this._refreshing !== null || this.session === null) return;
+    this._cancelRefresh();
+    const before = this.expiresAt;
+    const session = this.session;
+    let retry = 0;
+    this._refreshing = this.refresh()
+      .then((reply) => {
+        // A token function that cannot give a later `exp` is asked again only on a
+        // server warning, never on a timer (which would fire faster and faster).
+        this._refreshStuck = before !== null && reply.expires_at <= before;
+      })
+      .catch((error) => {
+        if (this.session === session) this._emit("refresh_failed", { error });
+        retry = REFRESH_RETRY_MS;
+      })
+      .finally(() => {
+        this._refreshing = null;
+        if (this.session === session) this._scheduleRefresh(retry);
+      });
+  }
+
+  _scheduleRefresh(atLeast = 0) {
+    this._cancelRefresh();
+    if (typeof this._token !== "function" || this.expiresAt === null) return;
+    if (this._refreshStuck || this.session === null || this._stopped) return;
+    const delay = refreshDelay(this.expiresAt, Date.now(), this.options.refreshMargin);
+    if (delay === null) return; // run out: the server closes the socket
+    this._refreshTimer = setTimeout(() => {
+      this._refreshTimer = null;
+      this._refreshNow();
+    }, Math.max(delay, atLeast));
+  }
+
+  _cancelRefresh() {
+    if (this._refreshTimer !== null) clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
   }
 
   _connected(frame) {
@@ -356,9 +458,19 @@ export class RunwireClient extends EventTarget {
       this.epoch = frame.epoch;
       this.offset = frame.offset;
     }
+    this.expiresAt = typeof frame.expires_at === "number" ? frame.expires_at : null;
+    this._refreshStuck = false;
     // The server buffers frames sent before `connected` is out, and answers them
-    // after the replay: requests still waiting are (re)sent now, in order.
-    for (const pending of this._pending.values()) this._write(pending.frame);
+    // after the replay: requests still waiting are (re)sent now, in order. A refresh
+    // of the previous socket is not: this one was opened with a fresh token.
+    for (const [key, pending] of [...this._pending.entries()]) {
+      if (pending.frame.type === "refresh") {
+        this._settle(key, "reject", new RunwireError("reconnected", "the socket was replaced"));
+      } else {
+        this._write(pending.frame);
+      }
+    }
+    this._scheduleRefresh();
     if (!this._resuming) this._setState("connected");
     this._emit("connected", frame);
     if (this._ready !== null) {
@@ -414,11 +526,15 @@ export class RunwireClient extends EventTarget {
     this._detach(socket);
     this._socket = null;
     this.session = null;
+    this._cancelRefresh();
     this._resuming = false;
     this.closeCode = code;
     this.closeReason = reason || "";
     if (this._stopped) return;
-    const fatal = FATAL_CLOSE_CODES.includes(code) || !this.options.reconnect;
+    // A socket whose token ran out reconnects if a token function can give a new one.
+    const renewable =
+      code === CLOSE_UNAUTHORIZED && reason === TOKEN_EXPIRED_REASON && typeof this._token === "function";
+    const fatal = (FATAL_CLOSE_CODES.includes(code) && !renewable) || !this.options.reconnect;
     if (fatal) {
       this._emit("close", { code, reason, reconnect: false, delay: null });
       this._stopped = true;
