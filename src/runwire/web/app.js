@@ -13,6 +13,7 @@
 // runs this node has seen.
 
 import { RunwireClient } from "./runwire.js";
+import { applyEvent, newRun } from "./runstore.js";
 
 const TOKEN_KEY = "runwire.token";
 // "dev" when the token came from /api/dev-token (the page can mint fresh ones).
@@ -418,13 +419,13 @@ function renderTitle() {
   setText($("thread-title"), thread ? thread.title || "Untitled" : "New thread");
 }
 
-function touchThread(threadId, title, ts, newRun) {
+function touchThread(threadId, title, ts, isNew) {
   let thread = state.threads.get(threadId);
   if (!thread) {
     thread = { thread_id: threadId, title: title.slice(0, 80), runs: 0, last_ts: ts };
     state.threads.set(threadId, thread);
   }
-  if (newRun) thread.runs += 1;
+  if (isNew) thread.runs += 1;
   thread.last_ts = Math.max(thread.last_ts, ts);
   renderThreads();
   if (threadId === state.currentThread) renderTitle();
@@ -502,25 +503,6 @@ async function openThread(threadId, { focus = false } = {}) {
 }
 
 // -- the run model ------------------------------------------------------------------
-
-function newRun(runId, threadId, fields = {}) {
-  return {
-    run_id: runId,
-    thread_id: threadId,
-    agent: "",
-    input: "",
-    status: "running",
-    thinking: [],
-    tools: [],
-    answer: "",
-    output: null,
-    error: null,
-    started_ts: 0,
-    ended_ts: null,
-    last_offset: 0,
-    ...fields,
-  };
-}
 
 function fromSnapshot(snapshot) {
   const now = Date.now();
@@ -603,60 +585,9 @@ function flushBuffered(run) {
   for (const event of buffered || []) apply(run, event);
 }
 
-/** Fold one event into its run, as the server's RunStore does; false if already applied. */
+/** Fold one event into its run (runstore.js); false if already applied. */
 function apply(run, event) {
-  if (event.offset <= run.last_offset) return false;
-  run.last_offset = event.offset;
-  const data = event.data;
-  switch (event.type) {
-    case "agent_started":
-      run.agent = data.agent;
-      run.input = data.input;
-      run.started_ts = event.ts;
-      break;
-    case "agent_thinking":
-      run.thinking.push(data.text);
-      break;
-    case "tool_executing":
-      run.tools.push({
-        call_id: data.call_id,
-        tool: data.tool,
-        args: data.args,
-        status: "running",
-        ok: null,
-        result: null,
-        error: null,
-        duration_ms: null,
-        started_at: event.ts + (Number.isFinite(state.skewMs) ? state.skewMs : 0),
-      });
-      break;
-    case "tool_completed":
-      for (const call of run.tools) {
-        if (call.call_id !== data.call_id) continue;
-        call.status = data.ok ? "completed" : "failed";
-        call.ok = data.ok;
-        call.result = data.result ?? null;
-        call.error = data.error ?? null;
-        call.duration_ms = data.duration_ms;
-      }
-      break;
-    case "agent_message_delta":
-      run.answer += data.text;
-      break;
-    case "agent_completed":
-      run.status = data.status;
-      run.output = data.output;
-      run.ended_ts = event.ts;
-      break;
-    case "agent_error":
-      run.status = "error";
-      run.error = { code: data.code, message: data.message };
-      run.ended_ts = event.ts;
-      break;
-    default:
-      break;
-  }
-  return true;
+  return applyEvent(run, event, Number.isFinite(state.skewMs) ? state.skewMs : 0);
 }
 
 function changed(run, event) {

@@ -34,7 +34,7 @@ export const EVENT_TYPES = Object.freeze([
 export const TERMINAL_EVENT_TYPES = Object.freeze(["agent_completed", "agent_error"]);
 
 /** Close codes after which reconnecting cannot help (sign in again, or fix the client). */
-export const FATAL_CLOSE_CODES = Object.freeze([1000, 1009, 4400, 4401, 4403]);
+export const FATAL_CLOSE_CODES = Object.freeze([1000, 1002, 1003, 1007, 1008, 1009, 4400, 4401, 4403]);
 
 /** Connection states, in the order they usually happen. */
 export const STATES = Object.freeze(["idle", "connecting", "connected", "reconnecting", "resumed", "closed"]);
