@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import jwt
 
 from runwire.config import Settings
+from runwire.events import BEARER_PROTOCOL_PREFIX, SUBPROTOCOL
 from runwire.exceptions import AuthError
 from runwire.ids import UserId
 
@@ -32,8 +33,6 @@ __all__ = [
     "token_from_headers",
 ]
 
-SUBPROTOCOL = "runwire.v1"
-BEARER_PROTOCOL_PREFIX = "bearer."
 MAX_USER_ID_CHARS = 128
 
 

@@ -39,8 +39,7 @@ import msgspec
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from runwire.auth import BEARER_PROTOCOL_PREFIX, SUBPROTOCOL
-from runwire.events import TERMINAL_EVENT_TYPES
+from runwire.events import BEARER_PROTOCOL_PREFIX, SUBPROTOCOL, TERMINAL_EVENT_TYPES
 from runwire.exceptions import CloseCode, ConnectionClosed, RunwireError, should_reconnect
 from runwire.tokens import EXPIRED_REASON, refresh_delay
 

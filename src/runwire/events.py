@@ -19,9 +19,11 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from runwire.exceptions import EventRejected
 
 __all__ = [
+    "BEARER_PROTOCOL_PREFIX",
     "CRITICAL_EVENT_TYPES",
     "EVENT_TYPES",
     "PROTOCOL_VERSION",
+    "SUBPROTOCOL",
     "TERMINAL_EVENT_TYPES",
     "Ack",
     "AgentCompleted",
@@ -61,6 +63,11 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION: Final = 1
+
+SUBPROTOCOL: Final = "runwire.v1"
+"""The WebSocket subprotocol of wire protocol v1 (selected when offered)."""
+BEARER_PROTOCOL_PREFIX: Final = "bearer."
+"""Browsers offer ``bearer.<jwt>`` as a second subprotocol to carry the token."""
 
 # ---------------------------------------------------------------------------
 # Event payloads (the ``data`` of an envelope)

@@ -25,10 +25,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
-from runwire.auth import Authenticator, TokenClaims
 from runwire.exceptions import AuthError
 from runwire.ids import UserId
+
+if TYPE_CHECKING:  # the clients import this module: no PyJWT or pydantic at run time
+    from runwire.auth import Authenticator, TokenClaims
 
 __all__ = [
     "EXPIRED_REASON",
