@@ -28,6 +28,7 @@ from runwire.agents.base import Agent, Run
 from runwire.agents.runtime import UNPUBLISHED, AgentRuntime, RunLimits
 from runwire.config import Settings
 from runwire.engines import Engine, ResumeFailure, StoredEvent
+from runwire.engines.redis import map_redis_errors
 from runwire.engines.redis_snapshots import RedisSnapshots
 from runwire.engines.redis_workers import CANCEL_CHANNEL, RunRequest, WorkQueue
 from runwire.events import AgentError, Event, ToolCompleted
@@ -128,7 +129,8 @@ class Worker:
                 await self._room.wait()
                 continue
             for request in await self.queue.read(min(room, READ_BATCH), block_ms=1000):
-                self._begin(request)
+                if request.run_id not in self._requests and request.run_id not in self._unclosed:
+                    self._begin(request)  # (a re-read pending entry may be running already)
 
     async def _heartbeats(self) -> None:
         while True:
@@ -136,9 +138,14 @@ class Worker:
             await asyncio.sleep(self.heartbeat_s)
 
     async def _sweep(self) -> None:
-        """Take over dead workers' runs, and close our own runs left unpublished."""
+        """Take over dead workers' runs, close our own runs left unpublished, and take
+        up entries delivered to us whose delivery was lost (a Redis restart)."""
         while True:
             await asyncio.sleep(self.heartbeat_s)
+            for request in await self.queue.own_pending():
+                if request.run_id not in self._requests and request.run_id not in self._unclosed:
+                    log.warning("taking up run %s: its delivery was lost", request.run_id)
+                    self._unclosed[request.run_id] = request
             for request in list(self._unclosed.values()):
                 await self._take_over(request)  # raises while the engine is down
                 self._unclosed.pop(request.run_id, None)
@@ -149,12 +156,17 @@ class Worker:
                 self._unclosed.pop(request.run_id, None)
 
     async def _cancels(self) -> None:
+        """Cancel requests. A lost connection is re-made (and re-subscribed) by the
+        client's retry; when Redis stays down, the loop starts again after a pause."""
         pubsub = self.queue.cancellations()
         try:
-            await pubsub.subscribe(CANCEL_CHANNEL)
-            async for message in pubsub.listen():
-                if message.get("type") == "message":
-                    self.runtime.cancel_any(str(message["data"]))
+            async with map_redis_errors("cancellations"):
+                await pubsub.subscribe(CANCEL_CHANNEL)
+                while True:
+                    # A bounded wait: each round health-checks the idle connection.
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        self.runtime.cancel_any(str(message["data"]))
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
@@ -170,13 +182,15 @@ class Worker:
 
     def _begin(self, request: RunRequest) -> None:
         self._requests[request.run_id] = request
-        self.runtime.start_run(
+        started = self.runtime.start_run(
             request.user_id,
             request.content,
             message_id=request.run_id,
             thread_id=request.thread_id,
             run_id=request.run_id,
         )
+        if started.duplicate:  # this worker already ran it (a pending entry read again)
+            self._requests.pop(request.run_id, None)
 
     async def _finished(self, run: Run, status: str) -> None:
         request = self._requests.pop(run.run_id, None)
