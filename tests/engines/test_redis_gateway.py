@@ -8,7 +8,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from runwire.client import Client, ClientError, StreamPosition
+from runwire.client import Client, ClientError, ReconnectingClient, StreamPosition
 from runwire.ids import UserId
 from tests.helpers import (
     GatedAgent,
@@ -373,3 +373,37 @@ async def test_a_message_sent_right_after_available_is_accepted(tmp_path: Path) 
     finally:
         server.stop()
 
+
+async def test_a_message_refused_during_an_outage_is_retried_after_available(
+    tmp_path: Path,
+) -> None:
+    """``error`` ``engine_unavailable`` is always followed by ``engine_status``
+    ``available`` once Redis is back; ``ReconnectingClient`` waits for it and retries."""
+    server = RedisServer(tmp_path / "redis", persistent=True)
+    server.start()
+    try:
+        async with running_gateway(engine=server.url) as gateway:
+            token = token_for(gateway.settings, "olga")
+            async with ReconnectingClient(gateway.ws_url, token) as client:
+                server.stop()
+                await wait_until(lambda: not gateway.engine.available, 10, "the outage")
+                sending = asyncio.create_task(client.send_message("during", message_id="m-o"))
+                registry = gateway.metrics.registry
+                await wait_until(
+                    lambda: registry.get_sample_value(
+                        "runwire_client_errors_total", {"code": "engine_unavailable"}
+                    ),
+                    5,
+                    "the refusal",
+                )
+                await client.client.ping()  # the refusal has reached the client
+                assert not sending.done()  # it waits for `engine_status` `available`
+                server.start()
+                ack = await asyncio.wait_for(sending, 20)
+                assert client.engine_retries >= 1
+                frame: dict[str, Any] = {}
+                while frame.get("type") != "agent_completed":
+                    frame = await client.recv(timeout=10)
+                assert frame["run_id"] == ack["run_id"]
+    finally:
+        server.stop()
