@@ -82,6 +82,13 @@ class Worker:
         """Runs of ours whose end is not yet recorded (closed by the sweep)."""
         self._room = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        # Flags, not only cancels, end the loops: Python 3.11's wait_for (redis-py
+        # wraps every send in one) swallows a cancel that comes as its awaitable
+        # completes, and a loop would then go on and hang stop().
+        self._stopping = False
+        """Stop taking, sweeping and cancelling runs."""
+        self._closing = False
+        """Stop the heartbeat too."""
         self.taken_over = 0
         self.failed_over = 0
 
@@ -93,26 +100,32 @@ class Worker:
         await self.queue.heartbeat()
         loop = asyncio.get_running_loop()
         for loop_body in (self._consume, self._heartbeats, self._sweep, self._cancels):
-            self._tasks.append(loop.create_task(self._forever(loop_body)))
+            self._tasks.append(loop.create_task(self._forever(loop_body)))  # heartbeats: [1]
         log.info("worker %s started", self.name)
 
     async def stop(self, grace_s: float) -> None:
         """Stop taking runs; give running ones ``grace_s`` while still sending heartbeats
         (so nobody takes them over); then stop everything."""
         heartbeat, others = self._tasks[1], [t for i, t in enumerate(self._tasks) if i != 1]
+        self._stopping = True
+        self._room.set()
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
         await self.runtime.stop(grace_s)
+        self._closing = True
         heartbeat.cancel()
         await asyncio.gather(heartbeat, return_exceptions=True)
         await self.queue.close()
         await self.snapshots.close()
         await self.engine.close()
 
+    def _done(self, body: Any) -> bool:
+        return self._closing if body == self._heartbeats else self._stopping
+
     async def _forever(self, body: Any) -> None:
-        """Run one loop; on Redis errors wait a moment and go on."""
-        while True:
+        """Run one loop; on Redis errors wait a moment and go on (until stopped)."""
+        while not self._done(body):
             try:
                 await body()
             except EngineError as exc:
@@ -122,25 +135,27 @@ class Worker:
     # -- the loops --------------------------------------------------------------
 
     async def _consume(self) -> None:
-        while True:
+        while not self._stopping:
             room = self.runtime.limits.active - self.runtime.active_runs()
             if room <= 0:
                 self._room.clear()
                 await self._room.wait()
                 continue
             for request in await self.queue.read(min(room, READ_BATCH), block_ms=1000):
+                if self._stopping:
+                    return  # left pending: taken over once our heartbeat stops
                 if request.run_id not in self._requests and request.run_id not in self._unclosed:
                     self._begin(request)  # (a re-read pending entry may be running already)
 
     async def _heartbeats(self) -> None:
-        while True:
+        while not self._closing:
             await self.queue.heartbeat()
             await asyncio.sleep(self.heartbeat_s)
 
     async def _sweep(self) -> None:
         """Take over dead workers' runs, close our own runs left unpublished, and take
         up entries delivered to us whose delivery was lost (a Redis restart)."""
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.heartbeat_s)
             for request in await self.queue.own_pending():
                 if request.run_id not in self._requests and request.run_id not in self._unclosed:
@@ -162,7 +177,7 @@ class Worker:
         try:
             async with map_redis_errors("cancellations"):
                 await pubsub.subscribe(CANCEL_CHANNEL)
-                while True:
+                while not self._stopping:
                     # A bounded wait: each round health-checks the idle connection.
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None and message.get("type") == "message":
