@@ -158,6 +158,8 @@ class Client:
         self._frames: asyncio.Queue[Frame | ConnectionClosed] = asyncio.Queue()
         self._waiting: dict[str, asyncio.Future[Frame]] = {}
         self._reader: asyncio.Task[None] | None = None
+        self._engine_available = asyncio.Event()
+        self._engine_available.set()  # `connected` is only sent while the engine answers
         self.close_code: int | None = None
         self.close_reason = ""
 
@@ -249,6 +251,11 @@ class Client:
                     if self.expires_at is None or frame["expires_at"] >= self.expires_at:
                         self._expiring.set()  # about the current token, not a replaced one
                     continue
+                elif kind == "engine_status":
+                    if frame.get("state") == "available":
+                        self._engine_available.set()
+                    else:
+                        self._engine_available.clear()
                 elif "offset" in frame and not self._advance(frame):
                     continue
                 self._frames.put_nowait(frame)
@@ -259,6 +266,7 @@ class Client:
             self.close_code = rcvd if rcvd is not None else 1006
             self.close_reason = self.socket.close_reason or ""
             closed = ConnectionClosed(self.close_code, self.close_reason)
+            self._engine_available.set()  # nothing more will come: stop waiting for it
             for future in self._waiting.values():
                 if not future.done():
                     future.set_exception(closed)
@@ -266,6 +274,9 @@ class Client:
 
     def _resolve(self, frame: Frame) -> bool:
         kind = frame.get("type")
+        if kind == "error" and frame.get("code") == "engine_unavailable":
+            # The gateway sends `engine_status` `available` after it: wait for that one.
+            self._engine_available.clear()
         if kind in _REPLY_TYPES or (kind == "error" and frame.get("ref") in self._waiting):
             future = self._waiting.pop(frame.get("id") or frame.get("ref") or "", None)
             if future is not None and not future.done():
@@ -282,6 +293,21 @@ class Client:
         epoch = self.position.epoch if self.position else self.connected["epoch"]
         self.position = StreamPosition(epoch, offset)
         return True
+
+    @property
+    def engine_available(self) -> bool:
+        """False from an ``engine_status`` ``unavailable`` or an ``error``
+        ``engine_unavailable`` until the next ``engine_status`` ``available``."""
+        return self._engine_available.is_set()
+
+    async def wait_engine_available(self, timeout: float | None = None) -> None:
+        """Return once :attr:`engine_available` holds (at once if it does), or once the
+        connection closed (a request then raises :class:`ConnectionClosed`).
+
+        Raises:
+            TimeoutError: still unavailable after ``timeout`` seconds.
+        """
+        await asyncio.wait_for(self._engine_available.wait(), timeout)
 
     async def recv(self, timeout: float | None = None) -> Frame:
         """The next event or notice (``connected``, ``resumed``, unmatched ``error``...).
@@ -470,7 +496,10 @@ class ReconnectingClient:
     followed by one reconnect with a fresh token instead of raising.
 
     ``send_message`` retries with the same message id after a reconnect; the server
-    treats the id as an idempotency key, so a retry never starts a second run.
+    treats the id as an idempotency key, so a retry never starts a second run. After
+    ``error`` ``engine_unavailable`` it waits for ``engine_status`` ``available`` (which
+    the gateway always sends once its engine answers again) and retries, for up to
+    ``engine_wait_s`` seconds in all; then it raises the :class:`ClientError`.
     """
 
     def __init__(
@@ -484,9 +513,12 @@ class ReconnectingClient:
         position: StreamPosition | None = None,
         rng: random.Random | None = None,
         refresh_margin_s: float = 30.0,
+        engine_wait_s: float = 30.0,
     ) -> None:
         self.refresh_margin_s = refresh_margin_s
         self.urls = [url] if isinstance(url, str) else list(url)
+        self.engine_wait_s = engine_wait_s
+        self.engine_retries = 0
         self._next_url = 0
         self.token = token
         self.initial_delay_s = initial_delay_s
@@ -589,19 +621,45 @@ class ReconnectingClient:
     async def send_message(
         self, content: str, *, thread_id: str | None = None, message_id: str | None = None
     ) -> Frame:
-        """Send ``user_message``; after a reconnect the same id is sent again."""
+        """Send ``user_message``; after a reconnect the same id is sent again, and after
+        ``error`` ``engine_unavailable`` once ``engine_status`` ``available`` arrives.
+
+        Raises:
+            ClientError: refused for another reason, or ``engine_unavailable`` and the
+                engine did not come back within ``engine_wait_s``.
+        """
         message_id = message_id or secrets.token_hex(8)
+        loop = asyncio.get_running_loop()
+        engine_deadline: float | None = None
+        retries = 0
         while True:
+            client = self.client
             try:
-                return await self.client.send_message(
+                return await client.send_message(
                     content, thread_id=thread_id, message_id=message_id
                 )
             except ConnectionClosed as closed:
                 await self._reconnect(closed)
             except websockets.ConnectionClosed:
-                socket = self.client.socket
+                socket = client.socket
                 code = socket.close_code if socket.close_code is not None else 1006
                 await self._reconnect(ConnectionClosed(code, socket.close_reason or ""))
+            except ClientError as error:
+                if error.code != "engine_unavailable":
+                    raise
+                if engine_deadline is None:
+                    engine_deadline = loop.time() + self.engine_wait_s
+                try:
+                    await client.wait_engine_available(max(0.0, engine_deadline - loop.time()))
+                    if retries:  # refused again right after `available`: back off
+                        delay = min(self.max_delay_s, self.initial_delay_s * 2**retries)
+                        await asyncio.wait_for(
+                            asyncio.sleep(delay), max(0.0, engine_deadline - loop.time())
+                        )
+                except TimeoutError:
+                    raise error from None
+                retries += 1
+                self.engine_retries += 1
 
     async def run(
         self, content: str, *, thread_id: str | None = None, timeout: float = 60.0

@@ -112,9 +112,7 @@ class ClientFrameHandler:
                     max_bytes=self.reply_max_bytes,
                 )
         except EngineError:
-            self._error(
-                connection, "engine_unavailable", "the event engine is unavailable; retry", frame.id
-            )
+            self._engine_failed(connection, frame.id)
             return
         self.manager.send(connection, Runs(frame.id, list(page.runs), page.more))
 
@@ -125,6 +123,13 @@ class ClientFrameHandler:
         self.metrics.client_errors.labels(code).inc()
         connection.session.send_error(code, message, ref)
         self.manager.send(connection, None)
+
+    def _engine_failed(self, connection: Connection, ref: str | None) -> None:
+        """A frame failed on the engine's store: ``error`` ``engine_unavailable``, and
+        the engine re-checks itself, so an ``engine_status`` ``available`` follows once
+        the store answers again (the signal protocol.md tells clients to retry on)."""
+        self.engine.mark_unavailable()
+        self._error(connection, "engine_unavailable", "the event engine is unavailable; retry", ref)
 
     async def _start(self, connection: Connection, frame: UserMessage) -> None:
         if connection.session.state is not State.OPEN:
@@ -142,9 +147,7 @@ class ClientFrameHandler:
             self._error(connection, exc.code, exc.message, frame.id)
             return
         except EngineError:
-            self._error(
-                connection, "engine_unavailable", "the event engine is unavailable; retry", frame.id
-            )
+            self._engine_failed(connection, frame.id)
             return
         if not started.duplicate:
             self.metrics.runs_started.inc()
@@ -154,12 +157,7 @@ class ClientFrameHandler:
         try:
             cancelled = await self.runs.cancel(connection.user_id, frame.run_id)
         except EngineError:
-            self._error(
-                connection,
-                "engine_unavailable",
-                "the event engine is unavailable; retry",
-                frame.id or frame.run_id,
-            )
+            self._engine_failed(connection, frame.id or frame.run_id)
             return
         if not cancelled:
             self._error(

@@ -28,6 +28,7 @@ from runwire.agents.base import Agent, Run
 from runwire.agents.runtime import UNPUBLISHED, AgentRuntime, RunLimits
 from runwire.config import Settings
 from runwire.engines import Engine, ResumeFailure, StoredEvent
+from runwire.engines.redis import map_redis_errors
 from runwire.engines.redis_snapshots import RedisSnapshots
 from runwire.engines.redis_workers import CANCEL_CHANNEL, RunRequest, WorkQueue
 from runwire.events import AgentError, Event, ToolCompleted
@@ -82,6 +83,13 @@ class Worker:
         """Runs of ours whose end is not yet recorded (closed by the sweep)."""
         self._room = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        # Flags, not only cancels, end the loops: Python 3.11's wait_for (redis-py
+        # wraps every send in one) swallows a cancel that comes as its awaitable
+        # completes, and a loop would then go on and hang stop().
+        self._stopping = False
+        """Stop taking, sweeping and cancelling runs."""
+        self._closing = False
+        """Stop the heartbeat too."""
         self.taken_over = 0
         self.failed_over = 0
 
@@ -93,26 +101,32 @@ class Worker:
         await self.queue.heartbeat()
         loop = asyncio.get_running_loop()
         for loop_body in (self._consume, self._heartbeats, self._sweep, self._cancels):
-            self._tasks.append(loop.create_task(self._forever(loop_body)))
+            self._tasks.append(loop.create_task(self._forever(loop_body)))  # heartbeats: [1]
         log.info("worker %s started", self.name)
 
     async def stop(self, grace_s: float) -> None:
         """Stop taking runs; give running ones ``grace_s`` while still sending heartbeats
         (so nobody takes them over); then stop everything."""
         heartbeat, others = self._tasks[1], [t for i, t in enumerate(self._tasks) if i != 1]
+        self._stopping = True
+        self._room.set()
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
         await self.runtime.stop(grace_s)
+        self._closing = True
         heartbeat.cancel()
         await asyncio.gather(heartbeat, return_exceptions=True)
         await self.queue.close()
         await self.snapshots.close()
         await self.engine.close()
 
+    def _done(self, body: Any) -> bool:
+        return self._closing if body == self._heartbeats else self._stopping
+
     async def _forever(self, body: Any) -> None:
-        """Run one loop; on Redis errors wait a moment and go on."""
-        while True:
+        """Run one loop; on Redis errors wait a moment and go on (until stopped)."""
+        while not self._done(body):
             try:
                 await body()
             except EngineError as exc:
@@ -122,24 +136,32 @@ class Worker:
     # -- the loops --------------------------------------------------------------
 
     async def _consume(self) -> None:
-        while True:
+        while not self._stopping:
             room = self.runtime.limits.active - self.runtime.active_runs()
             if room <= 0:
                 self._room.clear()
                 await self._room.wait()
                 continue
             for request in await self.queue.read(min(room, READ_BATCH), block_ms=1000):
-                self._begin(request)
+                if self._stopping:
+                    return  # left pending: taken over once our heartbeat stops
+                if request.run_id not in self._requests and request.run_id not in self._unclosed:
+                    self._begin(request)  # (a re-read pending entry may be running already)
 
     async def _heartbeats(self) -> None:
-        while True:
+        while not self._closing:
             await self.queue.heartbeat()
             await asyncio.sleep(self.heartbeat_s)
 
     async def _sweep(self) -> None:
-        """Take over dead workers' runs, and close our own runs left unpublished."""
-        while True:
+        """Take over dead workers' runs, close our own runs left unpublished, and take
+        up entries delivered to us whose delivery was lost (a Redis restart)."""
+        while not self._stopping:
             await asyncio.sleep(self.heartbeat_s)
+            for request in await self.queue.own_pending():
+                if request.run_id not in self._requests and request.run_id not in self._unclosed:
+                    log.warning("taking up run %s: its delivery was lost", request.run_id)
+                    self._unclosed[request.run_id] = request
             for request in list(self._unclosed.values()):
                 await self._take_over(request)  # raises while the engine is down
                 self._unclosed.pop(request.run_id, None)
@@ -150,12 +172,17 @@ class Worker:
                 self._unclosed.pop(request.run_id, None)
 
     async def _cancels(self) -> None:
+        """Cancel requests. A lost connection is re-made (and re-subscribed) by the
+        client's retry; when Redis stays down, the loop starts again after a pause."""
         pubsub = self.queue.cancellations()
         try:
-            await pubsub.subscribe(CANCEL_CHANNEL)
-            async for message in pubsub.listen():
-                if message.get("type") == "message":
-                    self.runtime.cancel_any(str(message["data"]))
+            async with map_redis_errors("cancellations"):
+                await pubsub.subscribe(CANCEL_CHANNEL)
+                while not self._stopping:
+                    # A bounded wait: each round health-checks the idle connection.
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        self.runtime.cancel_any(str(message["data"]))
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
@@ -171,13 +198,15 @@ class Worker:
 
     def _begin(self, request: RunRequest) -> None:
         self._requests[request.run_id] = request
-        self.runtime.start_run(
+        started = self.runtime.start_run(
             request.user_id,
             request.content,
             message_id=request.run_id,
             thread_id=request.thread_id,
             run_id=request.run_id,
         )
+        if started.duplicate:  # this worker already ran it (a pending entry read again)
+            self._requests.pop(request.run_id, None)
 
     async def _finished(self, run: Run, status: str) -> None:
         request = self._requests.pop(run.run_id, None)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from runwire.client import ReconnectingClient
-from tests.helpers import SECRET, make_settings, token_for
+from tests.helpers import SECRET, get_json, make_settings, token_for
 from tests.redis_server import RedisServer
 
 NODES = 3
@@ -184,3 +184,146 @@ async def test_killed_node_clients_resume_on_another_node(
     for user, head, tail in zip(users, first, rest, strict=True):
         _check_stream(user, [head, *tail], runs[user])
         assert watchers[user].reconnects >= 1
+
+
+class _Tab:
+    """A watching tab: a reconnecting client whose every event is recorded."""
+
+    def __init__(self, client: ReconnectingClient) -> None:
+        self.client = client
+        self.events: list[dict[str, Any]] = []
+        self.notices: list[dict[str, Any]] = []
+
+    async def read(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                frame = await self.client.recv(timeout=0.2)
+            except TimeoutError:
+                continue
+            (self.events if "offset" in frame else self.notices).append(frame)
+
+    def ended(self) -> set[str]:
+        return {e["run_id"] for e in self.events if e["type"] in ("agent_completed", "agent_error")}
+
+    def drop(self) -> None:
+        """Cut the socket without a close frame (the client reconnects and resumes)."""
+        transport = getattr(self.client.client.socket, "transport", None)
+        if transport is not None:
+            transport.abort()
+
+
+async def _wait_for(
+    predicate: Callable[[], bool], timeout: float, state: Callable[[], Any]
+) -> None:
+    """Wait until ``predicate()`` holds; fail after ``timeout`` seconds showing ``state()``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, state()
+        await asyncio.sleep(0.02)
+
+
+async def _healthy(url: str) -> None:
+    """Wait until the node at ``url`` reports its engine available."""
+    base = url.replace("ws", "http", 1).removesuffix("/ws")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while (await asyncio.to_thread(get_json, base + "/healthz"))[0] != 200:
+        assert loop.time() < deadline, f"{base} did not get its engine back"
+        await asyncio.sleep(0.02)
+
+
+async def test_twenty_redis_restarts_lose_no_event_and_refuse_no_message(
+    tmp_path: Path, report: Callable[[str], None]
+) -> None:
+    """Issue #19 as an operator tried it: workers mode, two nodes, two workers, Redis
+    with AOF (appendfsync always) restarted 20 times while runs stream and tabs drop
+    and reconnect at random moments. Every tab gets every event of its user (no gap,
+    no duplicate, every run complete), and a message sent as soon as the nodes report
+    the engine available is accepted at once."""
+    server = RedisServer(tmp_path / "redis", persistent=True)
+    server.start()
+    settings = make_settings(auth_secret=SECRET)
+    users = [f"rr-{i}" for i in range(6)]
+    rng = random.Random(19)
+    restarts, drops, right_after = 20, 0, 0
+    runs: dict[str, set[str]] = {user: set() for user in users}
+    try:
+        with gateway_processes(server.url, tmp_path, 2, "workers", 2) as nodes:
+            urls = [url for _, url in nodes]
+            stop = asyncio.Event()
+            async with AsyncExitStack() as stack:
+                senders: dict[str, ReconnectingClient] = {}
+                tabs: dict[str, list[_Tab]] = {}
+                for index, user in enumerate(users):
+                    token = token_for(settings, user)
+                    senders[user] = await stack.enter_async_context(
+                        ReconnectingClient(urls[index % 2], token)
+                    )
+                    tabs[user] = [
+                        _Tab(
+                            await stack.enter_async_context(
+                                ReconnectingClient(urls[(index + k) % 2], token)
+                            )
+                        )
+                        for k in range(2)
+                    ]
+                readers = [
+                    asyncio.create_task(tab.read(stop)) for user in users for tab in tabs[user]
+                ]
+
+                async def send(user: str, text: str) -> None:
+                    ack = await senders[user].send_message(text)  # waits out an outage
+                    runs[user].add(ack["run_id"])
+
+                for round_ in range(restarts):
+                    # At most a few runs per user at once (the per-user limit is 5).
+                    await _wait_for(
+                        lambda: all(
+                            len(runs[u] - tab.ended()) <= 1 for u in users for tab in tabs[u]
+                        ),
+                        30,
+                        lambda: {u: [sorted(runs[u] - t.ended()) for t in tabs[u]] for u in users},
+                    )
+                    sending = [
+                        asyncio.create_task(send(user, f"round {round_}: what is {round_} + 1?"))
+                        for user in users
+                    ]
+                    await asyncio.sleep(rng.uniform(0.0, 0.15))  # a random moment mid-stream
+                    for tab in rng.sample([t for u in users for t in tabs[u]], 2):
+                        tab.drop()
+                        drops += 1
+                    server.restart()
+                    if rng.random() < 0.5:
+                        rng.choice(tabs[rng.choice(users)]).drop()  # while the nodes reconnect
+                        drops += 1
+                    await asyncio.gather(*(_healthy(url) for url in urls))
+                    user = rng.choice(users)
+                    # Right after `available`, on the plain client: no engine_unavailable.
+                    ack = await senders[user].client.send_message(f"right after {round_}")
+                    runs[user].add(ack["run_id"])
+                    right_after += 1
+                    await asyncio.gather(*sending)
+
+                await _wait_for(
+                    lambda: all(runs[user] <= tab.ended() for user in users for tab in tabs[user]),
+                    60,
+                    lambda: {u: [sorted(runs[u] - t.ended()) for t in tabs[u]] for u in users},
+                )
+                stop.set()
+                await asyncio.gather(*readers)
+    finally:
+        server.stop()
+    events = 0
+    for user in users:
+        for tab in tabs[user]:
+            assert not [n for n in tab.notices if n["type"] == "resume_failed"], user
+            _check_stream(user, tab.events, runs[user])
+            assert tab.events[0]["offset"] == 1, user
+            events += len(tab.events)
+    report(
+        f"redis restarts: {restarts} restarts (AOF, workers mode, 2 nodes, 2 workers), "
+        f"{sum(len(r) for r in runs.values())} runs, {drops} tab drops, {events} events "
+        f"checked on {2 * len(users)} tabs: none missing, none twice; "
+        f"{right_after} messages right after available, all accepted"
+    )

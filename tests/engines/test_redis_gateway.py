@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from runwire.client import ClientError, StreamPosition
+from runwire.client import Client, ClientError, ReconnectingClient, StreamPosition
 from runwire.ids import UserId
 from tests.helpers import (
     GatedAgent,
@@ -276,3 +278,137 @@ async def test_any_node_answers_get_runs_from_redis(redis_server: RedisServer) -
     assert run is not None and run["status"] == "completed"
     assert run["answer"] == "echo: remember me." and run["tools"][0]["tool"] == "echo"
     assert [r["run_id"] for r in runs] == [ack["run_id"]]
+
+
+# -- Redis restarts (issue #19) ------------------------------------------------------
+
+
+def _connections_to(port: int) -> int:
+    """Established TCP connections to ``127.0.0.1:port``, counted on the client side."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "01" and int(fields[2].split(":")[1], 16) == port:
+            count += 1
+    return count
+
+
+async def _texts(client: Client, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """The next ``count`` events ``client`` receives (notices skipped)."""
+    events: list[dict[str, Any]] = []
+    while len(events) < count:
+        frame = await client.recv(timeout=timeout)
+        if "offset" in frame:
+            events.append(frame)
+    return events
+
+
+async def test_a_socket_opened_while_the_resubscribe_hangs_is_not_deaf(tmp_path: Path) -> None:
+    """Issue #19, defect 1: Redis comes back and is paused at once, so the node's
+    re-subscribe hangs in flight; a new user's first socket opened meanwhile must get
+    its live events once Redis runs again (it used to get its history, then nothing)."""
+    server = RedisServer(tmp_path / "redis", persistent=True)
+    server.start()
+    try:
+        async with (
+            running_gateway(engine=server.url) as gateway,
+            connect(gateway, "lena") as old_user,
+        ):
+            await publish_texts(gateway, "lena", ["before"])
+            assert (await _texts(old_user, 1))[0]["offset"] == 1
+            server.stop()
+            await wait_until(lambda: not gateway.engine.available, 10, "the outage noticed")
+            server.start()
+            assert server.process is not None
+            server.process.send_signal(signal.SIGSTOP)
+            try:
+                # The node's listener reconnects: its connection is accepted by the
+                # kernel, and its handshake and re-subscribe wait for the paused Redis.
+                await wait_until(lambda: _connections_to(server.port) >= 1, 10, "a reconnect")
+                stack = AsyncExitStack()
+                opening = asyncio.create_task(
+                    stack.enter_async_context(connect(gateway, "mona-new"))
+                )
+                await wait_until(
+                    lambda: gateway.engine.stats()["subscribed_users"] == 2, 5, "the subscribe"
+                )
+            finally:
+                server.process.send_signal(signal.SIGCONT)
+            async with stack:
+                new_user = await asyncio.wait_for(opening, 15)
+                await wait_until(lambda: gateway.engine.available, 15, "the engine back")
+                await publish_texts(gateway, "mona-new", ["live-1", "live-2"])
+                await publish_texts(gateway, "lena", ["after"])
+                live = await _texts(new_user, 2)
+                assert [f["data"]["text"] for f in live] == ["live-1", "live-2"]
+                assert [f["offset"] for f in live] == [1, 2]
+                assert [f["data"]["text"] for f in await _texts(old_user, 1)] == ["after"]
+                async with connect(gateway, "mona-new") as second_tab:  # not deaf either
+                    await publish_texts(gateway, "mona-new", ["live-3"])
+                    assert (await _texts(second_tab, 1))[0]["offset"] == 3
+                    assert (await _texts(new_user, 1))[0]["offset"] == 3
+    finally:
+        server.stop()
+
+
+async def test_a_message_sent_right_after_available_is_accepted(tmp_path: Path) -> None:
+    """Issue #19, defect 2: the first command on each pooled connection used to fail
+    after a restart ('Connection closed by server'), so a message sent after
+    ``engine_status`` ``available`` got ``engine_unavailable``."""
+    server = RedisServer(tmp_path / "redis", persistent=True)
+    server.start()
+    try:
+        async with (
+            running_gateway(engine=server.url) as gateway,
+            connect(gateway, "nina") as client,
+        ):
+            ack = await client.send_message("before", message_id="m-before")
+            await collect_run(client, ack["run_id"])  # every pool has used connections
+            assert (await client.get_runs())[0]["run_id"] == ack["run_id"]
+            for round_ in range(3):
+                server.restart()
+                while (await client.recv(timeout=15)) != {
+                    "type": "engine_status",
+                    "state": "available",
+                }:
+                    pass
+                again = await client.send_message(f"after {round_}")  # no engine_unavailable
+                await collect_run(client, again["run_id"])
+                assert len(await client.get_runs()) == round_ + 2
+    finally:
+        server.stop()
+
+
+async def test_a_message_refused_during_an_outage_is_retried_after_available(
+    tmp_path: Path,
+) -> None:
+    """``error`` ``engine_unavailable`` is always followed by ``engine_status``
+    ``available`` once Redis is back; ``ReconnectingClient`` waits for it and retries."""
+    server = RedisServer(tmp_path / "redis", persistent=True)
+    server.start()
+    try:
+        async with running_gateway(engine=server.url) as gateway:
+            token = token_for(gateway.settings, "olga")
+            async with ReconnectingClient(gateway.ws_url, token) as client:
+                server.stop()
+                await wait_until(lambda: not gateway.engine.available, 10, "the outage")
+                sending = asyncio.create_task(client.send_message("during", message_id="m-o"))
+                registry = gateway.metrics.registry
+                await wait_until(
+                    lambda: registry.get_sample_value(
+                        "runwire_client_errors_total", {"code": "engine_unavailable"}
+                    ),
+                    5,
+                    "the refusal",
+                )
+                await client.client.ping()  # the refusal has reached the client
+                assert not sending.done()  # it waits for `engine_status` `available`
+                server.start()
+                ack = await asyncio.wait_for(sending, 20)
+                assert client.engine_retries >= 1
+                frame: dict[str, Any] = {}
+                while frame.get("type") != "agent_completed":
+                    frame = await client.recv(timeout=10)
+                assert frame["run_id"] == ack["run_id"]
+    finally:
+        server.stop()

@@ -170,3 +170,45 @@ async def test_a_killed_workers_run_is_failed_explicitly(
     assert frames[3]["data"]["ok"] is False and frames[3]["data"]["error"] == "worker lost"
     assert frames[4]["data"]["code"] == "worker_lost"
     assert [f["seq"] for f in frames] == [1, 2, 3, 4, 5]
+
+
+async def test_cancels_reach_the_worker_after_a_redis_restart(tmp_path: Path) -> None:
+    """A worker's cancel subscription survives a Redis restart (it used to die with
+    the first error, so no cancel reached that worker again)."""
+    import redis.asyncio as aioredis
+
+    agent = GatedAgent()
+    server = RedisServer(tmp_path / "redis", persistent=True)
+    server.start()
+    probe = aioredis.Redis.from_url(server.url)
+    try:
+        async with (
+            worker(server.url, agent, "w-restart"),
+            running_gateway(engine=server.url, runs="workers") as gateway,
+            connect(gateway, "wk-erin") as client,
+        ):
+            ack = await client.send_message("long")
+            await asyncio.wait_for(agent.in_tool.wait(), 10)
+            server.restart()
+            available = {"type": "engine_status", "state": "available"}
+            while (await client.recv(timeout=15)) != available:
+                pass
+
+            async def cancel_subscribers() -> int:
+                try:
+                    reply: Any = await probe.pubsub_numsub("rw:cancel")
+                except (OSError, aioredis.RedisError):
+                    return 0
+                return int(reply[0][1])
+
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while await cancel_subscribers() < 1:
+                assert loop.time() < deadline, "the worker never subscribed to cancels again"
+                await asyncio.sleep(0.02)
+            await client.cancel(ack["run_id"])
+            frames = await collect_run(client, ack["run_id"])
+    finally:
+        await probe.aclose()
+        server.stop()
+    assert frames[-1]["data"]["status"] == "cancelled"

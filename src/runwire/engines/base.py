@@ -107,6 +107,14 @@ class Engine(Protocol):
     async def close(self) -> None:
         """Release every resource; idempotent."""
 
+    def mark_unavailable(self) -> None:
+        """A command on the engine's store failed (possibly in another client of the same
+        store, e.g. the run dispatcher). Unless the engine cannot be unavailable, it
+        reports unavailable now (``on_state(False)``), checks itself, and reports
+        available (``on_state(True)``) once the store answers again, followed by a
+        resync of every subscribed user: whoever was told of the failure learns when
+        to retry."""
+
     async def publish(self, user_id: UserId, event: Event) -> StoredEvent:
         """Assign the user's next offset, append to history and deliver to subscribers.
 
@@ -127,7 +135,14 @@ class Engine(Protocol):
         ...
 
     async def subscribe(self, user_id: UserId) -> None:
-        """Deliver this user's events to this node (counted: one per call)."""
+        """Deliver this user's events to this node (counted: one per call).
+
+        When it returns, every event published later for the user is delivered here.
+
+        Raises:
+            EngineError: the subscription could not be made (the call counts for
+                nothing; the caller does not unsubscribe).
+        """
 
     async def unsubscribe(self, user_id: UserId) -> None:
         """Undo one :meth:`subscribe`; delivery stops after the last one."""

@@ -82,6 +82,9 @@ class MemoryEngine:
         self._deliver = None
         self._streams.clear()
 
+    def mark_unavailable(self) -> None:
+        """Nothing to do: memory is always available (and nothing else shares it)."""
+
     def _stream(self, user_id: UserId) -> _Stream:
         stream = self._streams.get(user_id)
         now = self._clock()

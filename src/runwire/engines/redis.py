@@ -8,9 +8,20 @@ publishes it on the user's channel. Two nodes publishing for one user therefore
 never produce a gap, a duplicate or a reorder.
 
 Live delivery: each node subscribes only to the channels of users it holds sockets
-for. When the node's subscription connection fails it reconnects, re-subscribes and
-asks the manager to catch every subscribed user up from history (``resync``), so
+for. One :class:`~runwire.engines.subscriptions.SubscriptionSet` owns which users those
+are; the listener alone sends ``SUBSCRIBE`` / ``UNSUBSCRIBE``, from that set, and a
+subscription counts only once the server's reply confirmed it. When the subscription
+connection fails (or stops answering ``PING``) the listener reconnects, subscribes
+every wanted user again (including users added meanwhile), and once the confirmed
+channels equal the wanted users and a command succeeds, reports the engine available
+and asks the manager to catch every subscribed user up from history (``resync``), so
 events published meanwhile are filled in before newer live ones.
+
+Every other connection comes from :func:`redis_client`: retried once on a broken
+connection and health-checked when idle, so the first command after a Redis restart
+does not fail. A command that still cannot reach Redis marks the engine unavailable
+until it answers again (then available, then a resync): a client told
+``engine_unavailable`` always gets ``engine_status`` ``available`` later.
 
 The epoch lives in Redis, so it survives gateway restarts; it changes only when
 Redis loses the user's keys (restart without persistence, eviction, expiry).
@@ -30,13 +41,22 @@ import asyncio
 import contextlib
 import logging
 import time
+from asyncio import FIRST_COMPLETED
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.asyncio.retry import Retry
+from redis.backoff import ConstantBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import (
+    ConnectionError as RedisConnectionError,
+    NoScriptError,
+    RedisError,
+    TimeoutError as RedisTimeoutError,
+)
 
 from runwire.engines.base import (
     DeliverCallback,
@@ -45,6 +65,7 @@ from runwire.engines.base import (
     StoredEvent,
     StreamPosition,
 )
+from runwire.engines.subscriptions import SubscriptionSet
 from runwire.events import EVENT_TYPES, Event, EventData, decode_envelope, encode_envelope_checked
 from runwire.exceptions import EngineError
 from runwire.ids import Epoch, UserId, new_epoch
@@ -55,12 +76,20 @@ log = logging.getLogger("runwire.engines.redis")
 
 _PAYLOADS: dict[str, type[Any]] = {name: cls for cls, name in EVENT_TYPES.items()}
 _OFFSET_FIELD = b'"offset":'
-_SYNC = b"sync|"
-_SYNC_TIMEOUT_S = 5.0
-_READ_ATTEMPTS = 3
 _POOL_CONNECTIONS = 32
 _RUN_SEQ_TTL_S = 900  # a retried publish comes within seconds; the key then expires
 _POOL_TIMEOUT_S = 10.0
+_RETRY_BACKOFF_S = 0.05
+_HEALTH_CHECK_S = 1.0
+_CONNECT_TIMEOUT_S = 5.0
+_COMMAND_TIMEOUT_S = 10.0
+_SUBSCRIBE_TIMEOUT_S = 5.0
+_PING_INTERVAL_S = 1.0
+_PING_TIMEOUT_S = 5.0
+_BACKOFF_MIN_S = 0.05
+_BACKOFF_MAX_S = 2.0
+_CHANNELS_PER_COMMAND = 512
+_NODE_CHANNEL = "rw:node"
 
 # Trim the user's stream from its oldest entry while it holds more than ARGV[1]
 # entries or max bytes, or entries older than max age (ms, by the caller's clock).
@@ -193,26 +222,111 @@ def _stored(user_id: UserId, epoch: Epoch, frame: bytes) -> StoredEvent:
     return StoredEvent(user_id, epoch, offset, frame, event)
 
 
-def redis_client(url: str, *, decode_responses: bool) -> aioredis.Redis:
-    """A client on a blocking pool: a burst of commands waits for a free connection
-    (up to ``_POOL_TIMEOUT_S``) instead of failing with "too many connections". The
-    client owns its pool: ``aclose()`` closes both."""
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=_POOL_CONNECTIONS,
-        timeout=_POOL_TIMEOUT_S,
-        decode_responses=decode_responses,
-    )
+def _connection_options() -> dict[str, Any]:
+    """How every pooled Redis connection of runwire behaves: the one place that decides.
+
+    * **Retry once.** A command whose connection breaks (redis-py's ``ConnectionError``
+      or ``TimeoutError``: Redis restarted, closed the connection, is still loading its
+      data, or stopped answering) is sent once more on a new connection, 50 ms later.
+      Only commands that are safe to send twice go through these clients: reads; writes
+      that set a value (``SET``, ``EXPIRE``, ``ZADD``, ``XACK``...); the publish script,
+      which stores a repeated ``(run_id, seq)`` once; the run start script and the
+      message claims, which return the run already recorded for the message id (and
+      compare it with their own); ``PUBLISH`` of a cancel request (cancelling twice is
+      cancelling). ``XREADGROUP`` and ``XCLAIM`` are not, but
+      :class:`~runwire.engines.redis_workers.WorkQueue` makes them so: a worker takes
+      up the entries pending for it that it does not hold (a lost reply).
+    * **Health checks.** A connection idle for more than ``_HEALTH_CHECK_S`` is checked
+      with ``PING`` before its next command, so a connection Redis dropped while it was
+      idle (a restart) is replaced before use instead of failing that command.
+    * **Bounded waits.** A connect gives up after ``_CONNECT_TIMEOUT_S`` and a reply after
+      ``_COMMAND_TIMEOUT_S``, so a Redis that stopped answering fails commands (which
+      then map to :class:`EngineError`) instead of hanging them.
+
+    The engine's subscription connection is the one exception: it is never retried nor
+    re-subscribed behind the engine's back (see :meth:`RedisEngine._listen`).
+    """
+    return {
+        "retry": Retry(ConstantBackoff(_RETRY_BACKOFF_S), 1),
+        "health_check_interval": _HEALTH_CHECK_S,
+        "socket_connect_timeout": _CONNECT_TIMEOUT_S,
+        "socket_timeout": _COMMAND_TIMEOUT_S,
+        "socket_keepalive": True,
+    }
+
+
+def redis_client(
+    url: str,
+    *,
+    decode_responses: bool,
+    blocking: bool = True,
+    max_connections: int = _POOL_CONNECTIONS,
+) -> aioredis.Redis:
+    """A client whose connections survive a Redis restart (:func:`_connection_options`).
+
+    ``blocking``: a burst of commands waits for a free connection (up to
+    ``_POOL_TIMEOUT_S``) instead of failing with "too many connections"; the engine's
+    hot path uses a plain pool capped by its own semaphore instead. The client owns its
+    pool: ``aclose()`` closes both.
+    """
+    options = _connection_options()
+    pool: aioredis.ConnectionPool
+    if blocking:
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=_POOL_TIMEOUT_S,
+            decode_responses=decode_responses,
+            **options,
+        )
+    else:
+        pool = aioredis.ConnectionPool.from_url(
+            url, max_connections=max_connections, decode_responses=decode_responses, **options
+        )
     return aioredis.Redis.from_pool(pool)
 
 
+async def run_script(script: AsyncScript, *, keys: list[Any], args: list[Any]) -> Any:
+    """Run a registered script.
+
+    redis-py loads a script the server does not know (``NOSCRIPT``) and runs it again,
+    once; when the connection's retry crosses a Redis restart between that load and
+    that run, the restarted server answers ``NOSCRIPT`` once more: load and run again.
+    (Running a runwire script twice is safe, see :func:`_connection_options`.)
+    """
+    try:
+        return await script(keys=keys, args=args)
+    except NoScriptError:
+        return await script(keys=keys, args=args)
+
+
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+"""Errors that say Redis could not be reached (rather than that it refused a command)."""
+
+
 @asynccontextmanager
-async def map_redis_errors(action: str) -> AsyncIterator[None]:
-    """Translate redis-py errors into :class:`EngineError` at the adapter boundary."""
+async def map_redis_errors(
+    action: str, on_unreachable: Callable[[], None] | None = None
+) -> AsyncIterator[None]:
+    """Translate redis-py errors into :class:`EngineError` at the adapter boundary.
+
+    The one retry already happened in the connection (:func:`_connection_options`): an
+    error here is final for this call. ``on_unreachable`` is called first when the
+    error says Redis could not be reached.
+    """
     try:
         yield
     except (RedisError, OSError) as exc:
+        if on_unreachable is not None and isinstance(exc, _UNREACHABLE):
+            on_unreachable()
         raise EngineError(f"redis unavailable during {action}: {exc}") from exc
+
+
+def _user_of(channel: bytes) -> UserId | None:
+    """The user of a live channel (``rw:{<user>}:live``), ``None`` for any other."""
+    if channel.startswith(b"rw:{") and channel.endswith(b"}:live"):
+        return UserId(channel[4:-6].decode())
+    return None
 
 
 class RedisEngine:
@@ -226,6 +340,11 @@ class RedisEngine:
             the nodes' clocks in sync: skew shifts the age bound by as much).
         key_ttl_s: seconds after a user's last event before all its keys (epoch and
             offset included) expire; a later event starts a new epoch.
+
+    Availability (``available``, reported through ``on_state``) is true only while the
+    subscription connection holds every wanted user's channel *and* a command on the
+    command pool has succeeded since the last failure; each change to true is followed
+    by a resync of every subscribed user.
     """
 
     def __init__(
@@ -250,22 +369,46 @@ class RedisEngine:
         self.key_ttl_s = key_ttl_s
         # The hot path: a plain pool (no per-command condition variable) whose use is
         # capped by a semaphore, so a burst of publishes waits instead of failing.
-        pool = aioredis.ConnectionPool.from_url(url, max_connections=2 * _POOL_CONNECTIONS)
-        self._redis = aioredis.Redis.from_pool(pool)
+        self._redis = redis_client(
+            url, decode_responses=False, blocking=False, max_connections=2 * _POOL_CONNECTIONS
+        )
         self._slots = asyncio.Semaphore(_POOL_CONNECTIONS)
         self._publish_script = self._redis.register_script(_PUBLISH)
         self._position_script = self._redis.register_script(_POSITION)
         self._read_script = self._redis.register_script(_READ)
+        # The subscription connection: made by the listener, never retried by redis-py
+        # (a silent reconnect would re-subscribe without the resync that must follow).
+        # RESP2: pub/sub replies are plain arrays whatever redis-py's default protocol.
+        # No read timeout: the connection is idle between events; PINGs check it.
+        self._subscriber = aioredis.ConnectionPool.from_url(
+            url,
+            protocol=2,
+            socket_timeout=None,
+            socket_connect_timeout=_CONNECT_TIMEOUT_S,
+            socket_keepalive=True,
+        )
         self._deliver: DeliverCallback | None = None
         self._resync: Callable[[UserId], None] | None = None
         self._on_state: Callable[[bool], None] | None = None
-        self._subscriptions: dict[UserId, int] = {}
-        self._pubsub: Any = None
+        self._subscriptions = SubscriptionSet()
+        self._live_waiters: dict[UserId, list[asyncio.Future[None]]] = {}
+        self._changed = asyncio.Event()
+        """Set when the listener has something to do: send changes, verify."""
+        self._synced = False
+        """The current subscription connection was in sync at least once."""
+        self._verified = False
+        """A command succeeded since the subscription was (re)made and since the last
+        failure: the engine is available."""
+        self._failures = 0
+        self._last_reply = 0.0
+        self._backoff = _BACKOFF_MIN_S
         self._listener: asyncio.Task[None] | None = None
-        self._sync_waiters: dict[bytes, asyncio.Future[None]] = {}
+        self._closing = False
         self._ready = asyncio.Event()
         self.available = False
         self.publish_errors = 0
+        self.reconnects = 0
+        self.resyncs = 0
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -286,22 +429,30 @@ class RedisEngine:
             await self._redis.ping()
         self._listener = asyncio.get_running_loop().create_task(self._listen())
         try:
-            await asyncio.wait_for(self._ready.wait(), _SYNC_TIMEOUT_S)
+            await asyncio.wait_for(self._ready.wait(), _SUBSCRIBE_TIMEOUT_S)
         except TimeoutError:
             raise EngineError("redis subscription could not be established") from None
 
     async def close(self) -> None:
+        # The flag, not only the cancel: Python 3.11's wait_for swallows a cancel that
+        # comes as its awaitable completes; the listener checks the flag every round.
+        self._closing = True
+        self._changed.set()
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
             self._listener = None
-        if self._pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.aclose()
-            self._pubsub = None
+        for waiters in self._live_waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(EngineError("the redis engine is closed"))
+        self._live_waiters.clear()
+        with contextlib.suppress(RedisError, OSError):
+            await self._subscriber.disconnect()
         with contextlib.suppress(RedisError, OSError):
             await self._redis.aclose()
+        self.available = False
         self._deliver = None
 
     def _set_available(self, available: bool) -> None:
@@ -310,6 +461,17 @@ class RedisEngine:
             log.warning("redis engine %s", "available" if available else "UNAVAILABLE")
             if self._on_state is not None:
                 self._on_state(available)
+
+    def mark_unavailable(self) -> None:
+        """A command on this engine's Redis failed (here, or in another client of the
+        same Redis: the run dispatcher, the snapshots). Report unavailable now
+        (``on_state(False)``) and verify: as soon as Redis answers, the engine reports
+        available again (``on_state(True)``) and resyncs every user. So whoever was told
+        of the failure is told when to retry."""
+        self._failures += 1
+        self._verified = False
+        self._set_available(False)
+        self._changed.set()
 
     # -- publishing and reading -------------------------------------------------
 
@@ -322,8 +484,9 @@ class RedisEngine:
     async def publish(self, user_id: UserId, event: Event) -> StoredEvent:
         prefix, suffix = _split_frame(event, self.max_event_bytes)
         try:
-            async with self._slots, map_redis_errors("publish"):
-                epoch, offset, _duplicate = await self._publish_script(
+            async with self._slots, map_redis_errors("publish", self.mark_unavailable):
+                epoch, offset, _duplicate = await run_script(
+                    self._publish_script,
                     keys=[*_keys(user_id), _run_seq_key(user_id, event.run_id)],
                     args=[
                         self._epoch_candidate(),
@@ -346,24 +509,17 @@ class RedisEngine:
         frame = prefix + str(offset).encode() + suffix
         return StoredEvent(user_id, Epoch(epoch.decode()), offset, frame, event)
 
-    async def _retrying(self, action: str, call: Callable[[], Awaitable[Any]]) -> Any:
-        """Run a read, retrying on a dropped connection. (Publishing is not retried
-        here; the runtime retries it, and the script drops a repeated (run, seq).)"""
-        for attempt in range(_READ_ATTEMPTS):
-            try:
-                async with self._slots, map_redis_errors(action):
-                    return await call()
-            except EngineError:
-                if attempt + 1 == _READ_ATTEMPTS:
-                    raise
-                await asyncio.sleep(0.05 * (attempt + 1))
-        raise AssertionError("unreachable")  # pragma: no cover
+    async def _command(self, action: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Run one command on the pool (retried once by the connection on a broken
+        connection); a failure to reach Redis marks the engine unavailable."""
+        async with self._slots, map_redis_errors(action, self.mark_unavailable):
+            return await call()
 
     async def position(self, user_id: UserId) -> StreamPosition:
-        epoch, offset = await self._retrying(
+        epoch, offset = await self._command(
             "position",
-            lambda: self._position_script(
-                keys=list(_keys(user_id)), args=[new_epoch(), self.key_ttl_s]
+            lambda: run_script(
+                self._position_script, keys=list(_keys(user_id)), args=[new_epoch(), self.key_ttl_s]
             ),
         )
         return StreamPosition(Epoch(epoch.decode()), int(offset))
@@ -379,8 +535,8 @@ class RedisEngine:
             self.max_age_ms,
             int(self._clock() * 1000),
         ]
-        current, last, entries = await self._retrying(
-            "read", lambda: self._read_script(keys=_keys(user_id), args=args)
+        current, last, entries = await self._command(
+            "read", lambda: run_script(self._read_script, keys=list(_keys(user_id)), args=args)
         )
         current_epoch = Epoch(current.decode())
         position = StreamPosition(current_epoch, int(last))
@@ -398,86 +554,193 @@ class RedisEngine:
     async def subscribe(self, user_id: UserId) -> None:
         """Subscribe; when it returns, every later publish for the user reaches this node.
 
-        The first subscription of a user is confirmed by a round trip through the
-        user's own channel. If Redis is down, the subscription is recorded and made
-        when the listener reconnects (followed by a resync from history).
+        Counted, one per call. The listener, the only one that sends ``SUBSCRIBE`` and
+        ``UNSUBSCRIBE``, subscribes the user's channel; this waits until the server has
+        confirmed it on the current connection and no command for it is unanswered.
+        That holds whenever the call comes: before, during or after a re-subscribe
+        following a reconnect.
+
+        Raises:
+            EngineError: not confirmed within ``_SUBSCRIBE_TIMEOUT_S`` (Redis is down);
+                the call then counts for nothing.
         """
-        count = self._subscriptions.get(user_id, 0)
-        self._subscriptions[user_id] = count + 1
-        if count or self._pubsub is None:
+        subscriptions = self._subscriptions
+        subscriptions.add(user_id)
+        if subscriptions.live(user_id):
             return
-        nonce = new_epoch().encode()
-        waiter = asyncio.get_running_loop().create_future()
-        self._sync_waiters[nonce] = waiter
+        self._changed.set()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._live_waiters.setdefault(user_id, [])
+        waiters.append(waiter)
         try:
-            await self._pubsub.subscribe(_channel(user_id))
-            await self._redis.publish(_channel(user_id), _SYNC + nonce)
-            await asyncio.wait_for(waiter, _SYNC_TIMEOUT_S)
-        except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("subscription of a user not confirmed: %s", exc)
+            await asyncio.wait_for(waiter, _SUBSCRIBE_TIMEOUT_S)
+        except BaseException as exc:
+            if subscriptions.remove(user_id):
+                self._changed.set()
+            if isinstance(exc, TimeoutError):
+                raise EngineError("redis did not confirm the subscription in time") from None
+            raise
         finally:
-            self._sync_waiters.pop(nonce, None)
+            with contextlib.suppress(ValueError):
+                waiters.remove(waiter)
+            if not waiters and self._live_waiters.get(user_id) is waiters:
+                del self._live_waiters[user_id]
 
     async def unsubscribe(self, user_id: UserId) -> None:
-        count = self._subscriptions.get(user_id, 0)
-        if count <= 1:
-            self._subscriptions.pop(user_id, None)
-            if count == 1 and self._pubsub is not None:
-                with contextlib.suppress(RedisError, OSError):
-                    await self._pubsub.unsubscribe(_channel(user_id))
-        else:
-            self._subscriptions[user_id] = count - 1
+        """Undo one :meth:`subscribe`. After the user's last one its events are no
+        longer delivered (at once), and the listener unsubscribes its channel."""
+        if self._subscriptions.remove(user_id):
+            self._changed.set()
+
+    def _now_live(self, user_id: UserId) -> None:
+        for waiter in self._live_waiters.pop(user_id, ()):
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def _listen(self) -> None:
-        """Receive live events; on failure reconnect, re-subscribe and resync."""
-        delay = 0.05
-        while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        """The one owner of the subscription connection.
+
+        Per connection: subscribe every wanted user, then keep the server's channels
+        equal to the wanted users (every change, including those asked while commands
+        are in flight, is a difference the next round sends); once they are equal,
+        verify the command pool, report available and resync every user from history.
+        A ``PING`` every ``_PING_INTERVAL_S`` of silence detects a connection that no
+        longer answers. On any failure: unavailable, start over with backoff.
+        """
+        while not self._closing:
+            connection = self._subscriber.make_connection()  # type: ignore[no-untyped-call]
             try:
-                # A channel nobody publishes on keeps the connection subscribed.
-                await pubsub.subscribe("rw:node", *(_channel(u) for u in self._subscriptions))
-                self._pubsub = pubsub
-                self._ready.set()
-                self._set_available(True)
-                delay = 0.05
-                for user_id in list(self._subscriptions):
-                    if self._resync is not None:
-                        self._resync(user_id)
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        self._on_message(message["channel"], message["data"])
-            except (RedisError, OSError) as exc:
+                await asyncio.wait_for(connection.connect(), _CONNECT_TIMEOUT_S)
+                await self._serve(connection)
+            except (RedisError, OSError, TimeoutError) as exc:
                 log.warning("redis subscription lost: %s", exc)
                 self._set_available(False)
+            except Exception:  # a bug must not leave the node deaf: start over
+                log.exception("redis subscription failed")
+                self._set_available(False)
             finally:
-                self._pubsub = None
-                self._ready.clear()
+                self._subscriptions.reset()
+                self._synced = self._verified = False
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py stub gap
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+                    await connection.disconnect()
+            self.reconnects += 1
+            await asyncio.sleep(self._backoff)
+            self._backoff = min(self._backoff * 2, _BACKOFF_MAX_S)
+
+    async def _serve(self, connection: Any) -> None:
+        """Drive one subscription connection until it fails (raises)."""
+        loop = asyncio.get_running_loop()
+        self._last_reply = loop.time()
+        # A channel nobody publishes on keeps the connection in subscribed mode.
+        await connection.send_command("SUBSCRIBE", _NODE_CHANNEL)
+        reader = loop.create_task(self._read(connection))
+        verifier: asyncio.Task[None] | None = None
+        try:
+            while not self._closing:
+                if reader.done():
+                    reader.result()  # raises the connection's error
+                    raise RedisConnectionError("subscription connection closed")
+                self._changed.clear()
+                subscribe, unsubscribe = self._subscriptions.changes()
+                for start in range(0, len(subscribe), _CHANNELS_PER_COMMAND):
+                    batch = subscribe[start : start + _CHANNELS_PER_COMMAND]
+                    await connection.send_command("SUBSCRIBE", *map(_channel, batch))
+                for start in range(0, len(unsubscribe), _CHANNELS_PER_COMMAND):
+                    batch = unsubscribe[start : start + _CHANNELS_PER_COMMAND]
+                    await connection.send_command("UNSUBSCRIBE", *map(_channel, batch))
+                if not self._synced and self._subscriptions.in_sync:
+                    self._synced = True  # confirmed channels == wanted users
+                if verifier is not None and verifier.done():
+                    verifier = None
+                if self._synced and not self._verified and verifier is None:
+                    verifier = loop.create_task(self._verify())
+                changed = loop.create_task(self._changed.wait())
+                await asyncio.wait(
+                    (reader, changed), timeout=_PING_INTERVAL_S, return_when=FIRST_COMPLETED
+                )
+                changed.cancel()
+                if reader.done():
+                    continue  # its error is raised at the top
+                silence = loop.time() - self._last_reply
+                if silence > _PING_TIMEOUT_S:
+                    raise RedisTimeoutError(f"no reply on the subscription for {silence:.1f} s")
+                if silence >= _PING_INTERVAL_S:
+                    await connection.send_command("PING")
+        finally:
+            for task in (reader, verifier):
+                if task is not None:
+                    task.cancel()
+            await asyncio.gather(reader, *([verifier] if verifier else []), return_exceptions=True)
+
+    async def _read(self, connection: Any) -> None:
+        """Read the subscription connection: live events, and the server's replies to
+        ``SUBSCRIBE`` / ``UNSUBSCRIBE`` (one per channel, in order) that confirm them."""
+        loop = asyncio.get_running_loop()
+        subscriptions = self._subscriptions
+        while True:
+            reply = await connection.read_response()
+            self._last_reply = loop.time()
+            if not isinstance(reply, list) or len(reply) < 2:
+                continue
+            kind = reply[0]
+            if kind == b"message":
+                self._on_message(reply[1], reply[2])
+            elif kind == b"subscribe" or kind == b"unsubscribe":
+                user_id = _user_of(reply[1])
+                if user_id is None:
+                    continue
+                if subscriptions.replied(user_id, kind == b"subscribe"):
+                    self._now_live(user_id)
+                if not self._synced and subscriptions.in_sync:
+                    self._changed.set()
+
+    async def _verify(self) -> None:
+        """The subscription holds every wanted user: check the command pool too (a
+        ``PING``, refused while Redis is still loading its data), then report available
+        and resync every user from history. A failure reported meanwhile
+        (:meth:`mark_unavailable`) makes it check again."""
+        delay = _BACKOFF_MIN_S
+        while True:
+            failures = self._failures
+            try:
+                async with self._slots:
+                    await self._redis.ping()
+            except (RedisError, OSError) as exc:
+                log.info("redis not answering commands yet: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+                continue
+            if failures == self._failures:
+                break
+        self._verified = True
+        self._backoff = _BACKOFF_MIN_S
+        self._ready.set()
+        self._set_available(True)
+        if self._resync is not None:
+            for user_id in self._subscriptions.users():
+                self.resyncs += 1
+                self._resync(user_id)
 
     def _on_message(self, channel: bytes, data: bytes) -> None:
-        if data.startswith(_SYNC):
-            waiter = self._sync_waiters.get(data[len(_SYNC) :])
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
-            return
-        user_id = UserId(channel.decode()[4:-6])  # rw:{<user>}:live
-        if user_id not in self._subscriptions or self._deliver is None:
+        user_id = _user_of(channel)
+        if user_id is None or user_id not in self._subscriptions or self._deliver is None:
             return
         epoch, _, frame = data.partition(b"|")
         self._deliver(_stored(user_id, Epoch(epoch.decode()), frame))
 
     def stats(self) -> dict[str, int]:
+        subscriptions = self._subscriptions
         return {
             "streams": 0,
             "events": 0,
             "bytes": 0,
-            "subscriptions": sum(self._subscriptions.values()),
-            "subscribed_users": len(self._subscriptions),
+            "subscriptions": subscriptions.count,
+            "subscribed_users": len(subscriptions),
+            "unconfirmed_users": len(subscriptions.missing()),
             "available": int(self.available),
             "publish_errors": self.publish_errors,
+            "reconnects": self.reconnects,
+            "resyncs": self.resyncs,
         }
 
 

@@ -62,6 +62,7 @@ class RedisSnapshots:
         self._dirty: dict[tuple[UserId, str], None] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     def start(self) -> None:
         """Start the write-behind task."""
@@ -69,6 +70,9 @@ class RedisSnapshots:
 
     async def close(self) -> None:
         """Write what is pending (best effort), then stop."""
+        # The flag, not only the cancel: Python 3.11's wait_for swallows a cancel that
+        # comes as its awaitable completes, and the loop would go on forever.
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -85,9 +89,11 @@ class RedisSnapshots:
             self._wake.set()
 
     async def _write_behind(self) -> None:
-        while True:
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.flush_interval_s)
+            if self._closing:
+                return
             self._wake.clear()
             try:
                 await self._flush()

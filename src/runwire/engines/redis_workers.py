@@ -27,7 +27,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from runwire.agents.runtime import StartedRun
-from runwire.engines.redis import map_redis_errors, redis_client
+from runwire.engines.redis import map_redis_errors, redis_client, run_script
 from runwire.exceptions import LimitError
 from runwire.ids import RunId, ThreadId, UserId, new_run_id, new_thread_id
 
@@ -96,7 +96,8 @@ class RedisDispatcher:
             raise LimitError("shutting_down", "the gateway is shutting down")
         run_id, thread = new_run_id(), ThreadId(thread_id) if thread_id else new_thread_id()
         async with map_redis_errors("start run"):
-            status, value = await self._start(
+            status, value = await run_script(
+                self._start,
                 keys=[
                     _message_key(user_id, message_id),
                     _active_key(user_id),
@@ -108,7 +109,9 @@ class RedisDispatcher:
         if int(status) < 0:
             raise LimitError("too_many_runs", f"at most {self.per_user} runs at once per user")
         known_run, _, known_thread = str(value).partition("|")
-        return StartedRun(RunId(known_run), ThreadId(known_thread), duplicate=int(status) == 0)
+        # A start retried after its reply was lost finds its own run: not a duplicate.
+        duplicate = int(status) == 0 and known_run != run_id
+        return StartedRun(RunId(known_run), ThreadId(known_thread), duplicate=duplicate)
 
     async def cancel(self, user_id: UserId, run_id: str) -> bool:
         async with map_redis_errors("cancel"):
@@ -137,12 +140,14 @@ class RedisMessageClaims:
         self, user_id: UserId, message_id: str, run_id: RunId, thread_id: ThreadId
     ) -> StartedRun:
         key = _message_key(user_id, message_id)
+        ours = f"{run_id}|{thread_id}"
         async with map_redis_errors("claim message"):
-            if await self._redis.set(key, f"{run_id}|{thread_id}", nx=True, ex=self.ttl_s):
+            if await self._redis.set(key, ours, nx=True, ex=self.ttl_s):
                 return StartedRun(run_id, thread_id, duplicate=False)
-            known = str(await self._redis.get(key) or f"{run_id}|{thread_id}")
+            known = str(await self._redis.get(key) or ours)
+        # A SET NX retried after its reply was lost finds our own claim: not a duplicate.
         known_run, _, known_thread = known.partition("|")
-        return StartedRun(RunId(known_run), ThreadId(known_thread), duplicate=True)
+        return StartedRun(RunId(known_run), ThreadId(known_thread), duplicate=known != ours)
 
     async def close(self) -> None:
         with contextlib.suppress(RedisError, OSError):
@@ -186,6 +191,32 @@ class WorkQueue:
         return [
             _request(entry_id, fields) for _, entries in reply or [] for entry_id, fields in entries
         ]
+
+    async def own_pending(self) -> list[RunRequest]:
+        """Every entry pending for this worker, oldest first.
+
+        ``XREADGROUP`` and ``XCLAIM`` are not idempotent: when Redis executed one and
+        then the connection broke (a restart), the entries it delivered are pending
+        for this worker while the reply that carried them is lost (and the
+        connection's retry may have hidden the error). The worker compares these
+        entries with the runs it holds and takes up the others. Entries whose stream
+        entry is gone (trimmed) are acknowledged.
+        """
+        found: list[RunRequest] = []
+        after = "0"
+        async with map_redis_errors("read own runs"):
+            while True:
+                reply: Any = await self._redis.xreadgroup(
+                    GROUP, self.name, {RUNS_STREAM: after}, count=ORPHANS_PER_SWEEP
+                )
+                entries = [entry for _, stream in reply or [] for entry in stream]
+                gone = [entry_id for entry_id, fields in entries if not fields]
+                if gone:
+                    await self._redis.xack(RUNS_STREAM, GROUP, *gone)
+                found += [_request(entry_id, fields) for entry_id, fields in entries if fields]
+                if len(entries) < ORPHANS_PER_SWEEP:
+                    return found
+                after = entries[-1][0]
 
     async def orphans(self, min_idle_ms: int, count: int = ORPHANS_PER_SWEEP) -> list[RunRequest]:
         """Claim runs held by workers whose heartbeat expired; they are now ours."""
