@@ -35,8 +35,8 @@ from runwire.runs import LocalSnapshots, RunStore, SnapshotReader, page_of
 from runwire.server import HttpRequest, HttpResponse, HttpRoute, ServerOptions, start_server
 
 if TYPE_CHECKING:
-    from runwire.engines.redis_control import RedisControl
-    from runwire.engines.redis_snapshots import RedisSnapshots
+    from runwire.redis.control import RedisControl
+    from runwire.redis.snapshots import RedisSnapshots
 
 __all__ = ["Gateway", "create_control", "create_dispatcher", "create_engine", "load_agent"]
 
@@ -57,7 +57,7 @@ def _memory_engine(settings: Settings) -> Engine:
 
 def _redis_engine(settings: Settings) -> Engine:
     try:
-        from runwire.engines.redis import RedisEngine
+        from runwire.redis.engine import RedisEngine
     except ImportError as exc:
         raise ConfigError(
             f"RUNWIRE_ENGINE: the redis engine needs the redis extra ({exc})"
@@ -94,7 +94,7 @@ def create_dispatcher(settings: Settings, runtime: AgentRuntime) -> RunDispatche
     """Where runs execute: in this process (``local``) or in workers (``workers``)."""
     if settings.engine.partition("://")[0] != "redis":
         return LocalDispatcher(runtime)
-    from runwire.engines.redis_workers import RedisDispatcher, RedisMessageClaims
+    from runwire.redis.workers import RedisDispatcher, RedisMessageClaims
 
     if settings.runs != "workers":
         return LocalDispatcher(
@@ -112,7 +112,7 @@ def create_snapshot_store(settings: Settings, store: RunStore) -> RedisSnapshots
     """With a shared engine, the Redis copy of run snapshots that any node can read."""
     if settings.engine.partition("://")[0] != "redis":
         return None
-    from runwire.engines.redis_snapshots import RedisSnapshots
+    from runwire.redis.snapshots import RedisSnapshots
 
     return RedisSnapshots(
         settings.engine,
@@ -126,7 +126,7 @@ def create_control(settings: Settings, manager: WebSocketManager) -> RedisContro
     """With a shared engine, the channel that carries commands to every node."""
     if settings.engine.partition("://")[0] != "redis":
         return None
-    from runwire.engines.redis_control import RedisControl
+    from runwire.redis.control import RedisControl
 
     return RedisControl(settings.engine, manager.disconnect_user)
 

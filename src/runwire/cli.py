@@ -85,7 +85,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 async def _work(settings: Settings) -> int:
     from runwire.app import create_engine, load_agent
-    from runwire.worker import Worker
+    from runwire.redis.worker import Worker
 
     worker = Worker(settings, create_engine(settings), load_agent(settings.agent))
     await worker.start()

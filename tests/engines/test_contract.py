@@ -46,7 +46,7 @@ async def memory_engine(bounds: HistoryBounds, clock: Clock) -> Engine:
 
 def redis_engine(url: str) -> EngineFactory:
     async def make(bounds: HistoryBounds, clock: Clock) -> Engine:
-        from runwire.engines.redis import RedisEngine
+        from runwire.redis.engine import RedisEngine
 
         return RedisEngine(
             url,

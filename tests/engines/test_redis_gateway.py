@@ -153,8 +153,8 @@ async def test_a_retried_message_on_another_node_starts_no_second_run(
 async def test_a_repeated_publish_of_one_run_event_is_stored_once(
     redis_server: RedisServer,
 ) -> None:
-    from runwire.engines.redis import RedisEngine
     from runwire.events import AgentThinking, Event
+    from runwire.redis.engine import RedisEngine
 
     engine = RedisEngine(
         redis_server.url,

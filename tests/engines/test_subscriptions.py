@@ -6,8 +6,8 @@ import random
 
 from hypothesis import given, settings, strategies as st
 
-from runwire.engines.subscriptions import SubscriptionSet
 from runwire.ids import UserId
+from runwire.redis.subscriptions import SubscriptionSet
 
 A, B, C = UserId("a"), UserId("b"), UserId("c")
 

@@ -18,7 +18,7 @@ from runwire.agents.base import Agent
 from runwire.app import create_engine
 from runwire.client import ClientError
 from runwire.ids import UserId
-from runwire.worker import Worker
+from runwire.redis.worker import Worker
 from tests.helpers import (
     SECRET,
     GatedAgent,

@@ -29,6 +29,9 @@ from tests.ssot._support import (
 
 # -- statically: one emit path -------------------------------------------------------
 
+ENGINE_MODULES = ("runwire/engines/", "runwire/redis/engine.py:")
+"""Where engine adapters live: they build envelopes before taking an offset."""
+
 SOCKET_WRITERS = {
     "runwire/server.py",  # the server's I/O adapter (picows transports)
     "runwire/client.py",  # the Python client, on the other end of the wire
@@ -53,9 +56,7 @@ def emit_path_violations(package: Path) -> list[str]:
         for call in calls_of(package, builder):
             # The engines (before an offset is taken), delta coalescing, and the
             # checked variant beside the builder itself.
-            if not call.startswith(
-                ("runwire/engines/", "runwire/protocol.py:", "runwire/events.py:")
-            ):
+            if not call.startswith((*ENGINE_MODULES, "runwire/protocol.py:", "runwire/events.py:")):
                 problems.append(f"{builder} called in {call}")
     for call in calls_of(package, "Envelope"):
         if not call.startswith("runwire/events.py:"):
@@ -83,9 +84,7 @@ def test_unified_websocket_agent_communication() -> None:
         "runwire/events.py:encode_envelope_checked",
         "runwire/protocol.py:_merge",
     ]
-    assert any(
-        c.startswith("runwire/engines/") for c in calls_of(PACKAGE, "encode_envelope_checked")
-    )
+    assert any(c.startswith(ENGINE_MODULES) for c in calls_of(PACKAGE, "encode_envelope_checked"))
     assert "runwire/manager.py:WebSocketManager.flush" in socket_writes(PACKAGE)
     assert any(c.startswith("runwire/server.py:") for c in socket_writes(PACKAGE))
     assert importers_of(PACKAGE, "picows") == ["runwire/server.py"]

@@ -2,7 +2,7 @@
 
 A :class:`RunDispatcher` accepts a ``user_message`` (returning the run it started,
 idempotently per message id) and cancels runs. :class:`LocalDispatcher` runs agents
-in the gateway process; ``runwire.engines.redis_workers.RedisDispatcher`` hands them
+in the gateway process; ``runwire.redis.workers.RedisDispatcher`` hands them
 to ``runwire worker`` processes through Redis.
 """
 

@@ -1,4 +1,7 @@
-"""Engines: the port (:class:`Engine`) and its adapters, chosen by URL in one place."""
+"""Engines: the port (:class:`Engine`) and the in-memory adapter.
+
+The Redis adapter is the :mod:`runwire.redis` package.
+"""
 
 from __future__ import annotations
 

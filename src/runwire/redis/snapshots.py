@@ -21,15 +21,15 @@ import logging
 import msgspec
 from redis.exceptions import RedisError
 
-from runwire.engines.redis import map_redis_errors, redis_client
 from runwire.events import Event
 from runwire.exceptions import EngineError
 from runwire.ids import UserId
+from runwire.redis.engine import map_redis_errors, redis_client
 from runwire.runs import RunSnapshot, RunStore
 
 __all__ = ["RedisSnapshots"]
 
-log = logging.getLogger("runwire.engines.redis")
+log = logging.getLogger("runwire.redis.engine")
 
 _decode = msgspec.json.Decoder(RunSnapshot)
 

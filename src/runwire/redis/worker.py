@@ -1,6 +1,6 @@
 """``runwire worker``: runs agents for the gateways, out of their processes.
 
-A worker reads runs from Redis (``runwire.engines.redis_workers.WorkQueue``), runs
+A worker reads runs from Redis (``runwire.redis.workers.WorkQueue``), runs
 each with the ordinary :class:`~runwire.agents.runtime.AgentRuntime` (so every run
 rule holds), publishes events through the Redis engine, and acknowledges a run once
 its terminal event is stored. It keeps a heartbeat; runs held by a worker whose
@@ -28,12 +28,12 @@ from runwire.agents.base import Agent, Run
 from runwire.agents.runtime import UNPUBLISHED, AgentRuntime, RunLimits
 from runwire.config import Settings
 from runwire.engines import Engine, ResumeFailure, StoredEvent
-from runwire.engines.redis import map_redis_errors
-from runwire.engines.redis_snapshots import RedisSnapshots
-from runwire.engines.redis_workers import CANCEL_CHANNEL, RunRequest, WorkQueue
 from runwire.events import AgentError, Event, ToolCompleted
 from runwire.exceptions import EngineError
 from runwire.ids import UserId
+from runwire.redis.engine import map_redis_errors
+from runwire.redis.snapshots import RedisSnapshots
+from runwire.redis.workers import CANCEL_CHANNEL, RunRequest, WorkQueue
 from runwire.runs import RunStore
 
 __all__ = ["Worker"]

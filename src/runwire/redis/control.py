@@ -20,13 +20,13 @@ from typing import Literal
 import msgspec
 import redis.asyncio as aioredis
 
-from runwire.engines.redis import map_redis_errors
 from runwire.exceptions import CloseCode
 from runwire.ids import UserId
+from runwire.redis.engine import map_redis_errors
 
 __all__ = ["CONTROL_CHANNEL", "DisconnectCommand", "RedisControl"]
 
-log = logging.getLogger("runwire.engines.redis")
+log = logging.getLogger("runwire.redis.engine")
 
 CONTROL_CHANNEL = "rw:control"
 _RECONNECT_DELAY_S = 0.5

@@ -27,9 +27,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from runwire.agents.runtime import StartedRun
-from runwire.engines.redis import map_redis_errors, redis_client, run_script
 from runwire.exceptions import LimitError
 from runwire.ids import RunId, ThreadId, UserId, new_run_id, new_thread_id
+from runwire.redis.engine import map_redis_errors, redis_client, run_script
 
 __all__ = ["RedisDispatcher", "RedisMessageClaims", "RunRequest", "WorkQueue"]
 

@@ -8,7 +8,7 @@ publishes it on the user's channel. Two nodes publishing for one user therefore
 never produce a gap, a duplicate or a reorder.
 
 Live delivery: each node subscribes only to the channels of users it holds sockets
-for. One :class:`~runwire.engines.subscriptions.SubscriptionSet` owns which users those
+for. One :class:`~runwire.redis.subscriptions.SubscriptionSet` owns which users those
 are; the listener alone sends ``SUBSCRIBE`` / ``UNSUBSCRIBE``, from that set, and a
 subscription counts only once the server's reply confirmed it. When the subscription
 connection fails (or stops answering ``PING``) the listener reconnects, subscribes
@@ -65,14 +65,14 @@ from runwire.engines.base import (
     StoredEvent,
     StreamPosition,
 )
-from runwire.engines.subscriptions import SubscriptionSet
 from runwire.events import EVENT_TYPES, Event, EventData, decode_envelope, encode_envelope_checked
 from runwire.exceptions import EngineError
 from runwire.ids import Epoch, UserId, new_epoch
+from runwire.redis.subscriptions import SubscriptionSet
 
 __all__ = ["RedisEngine"]
 
-log = logging.getLogger("runwire.engines.redis")
+log = logging.getLogger("runwire.redis.engine")
 
 _PAYLOADS: dict[str, type[Any]] = {name: cls for cls, name in EVENT_TYPES.items()}
 _OFFSET_FIELD = b'"offset":'
@@ -234,7 +234,7 @@ def _connection_options() -> dict[str, Any]:
       message claims, which return the run already recorded for the message id (and
       compare it with their own); ``PUBLISH`` of a cancel request (cancelling twice is
       cancelling). ``XREADGROUP`` and ``XCLAIM`` are not, but
-      :class:`~runwire.engines.redis_workers.WorkQueue` makes them so: a worker takes
+      :class:`~runwire.redis.workers.WorkQueue` makes them so: a worker takes
       up the entries pending for it that it does not hold (a lost reply).
     * **Health checks.** A connection idle for more than ``_HEALTH_CHECK_S`` is checked
       with ``PING`` before its next command, so a connection Redis dropped while it was
