@@ -22,13 +22,13 @@ import redis.asyncio as aioredis
 
 from runwire.exceptions import CloseCode
 from runwire.ids import UserId
-from runwire.redis.engine import map_redis_errors
+from runwire.redis.client import map_redis_errors
+from runwire.redis.keys import CONTROL_CHANNEL
 
-__all__ = ["CONTROL_CHANNEL", "DisconnectCommand", "RedisControl"]
+__all__ = ["DisconnectCommand", "RedisControl"]
 
 log = logging.getLogger("runwire.redis.engine")
 
-CONTROL_CHANNEL = "rw:control"
 _RECONNECT_DELAY_S = 0.5
 
 

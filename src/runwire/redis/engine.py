@@ -42,18 +42,13 @@ import contextlib
 import logging
 import time
 from asyncio import FIRST_COMPLETED
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ConstantBackoff
-from redis.commands.core import AsyncScript
 from redis.exceptions import (
     ConnectionError as RedisConnectionError,
-    NoScriptError,
     RedisError,
     TimeoutError as RedisTimeoutError,
 )
@@ -68,6 +63,21 @@ from runwire.engines.base import (
 from runwire.events import EVENT_TYPES, Event, EventData, decode_envelope, encode_envelope_checked
 from runwire.exceptions import EngineError
 from runwire.ids import Epoch, UserId, new_epoch
+from runwire.redis import scripts
+from runwire.redis.client import (
+    CONNECT_TIMEOUT_S,
+    POOL_CONNECTIONS,
+    map_redis_errors,
+    redis_client,
+    run_script,
+)
+from runwire.redis.keys import (
+    NODE_CHANNEL,
+    live_channel,
+    run_seq_key,
+    stream_keys,
+    user_of_channel,
+)
 from runwire.redis.subscriptions import SubscriptionSet
 
 __all__ = ["RedisEngine"]
@@ -76,123 +86,13 @@ log = logging.getLogger("runwire.redis.engine")
 
 _PAYLOADS: dict[str, type[Any]] = {name: cls for cls, name in EVENT_TYPES.items()}
 _OFFSET_FIELD = b'"offset":'
-_POOL_CONNECTIONS = 32
 _RUN_SEQ_TTL_S = 900  # a retried publish comes within seconds; the key then expires
-_POOL_TIMEOUT_S = 10.0
-_RETRY_BACKOFF_S = 0.05
-_HEALTH_CHECK_S = 1.0
-_CONNECT_TIMEOUT_S = 5.0
-_COMMAND_TIMEOUT_S = 10.0
 _SUBSCRIBE_TIMEOUT_S = 5.0
 _PING_INTERVAL_S = 1.0
 _PING_TIMEOUT_S = 5.0
 _BACKOFF_MIN_S = 0.05
 _BACKOFF_MAX_S = 2.0
 _CHANNELS_PER_COMMAND = 512
-_NODE_CHANNEL = "rw:node"
-
-# Trim the user's stream from its oldest entry while it holds more than ARGV[1]
-# entries or max bytes, or entries older than max age (ms, by the caller's clock).
-_TRIM = """
-local function trim(stream, size_key, max_events, max_bytes, max_age_ms, now, check_age)
-  local length = redis.call('XLEN', stream)
-  local size = tonumber(redis.call('GET', size_key) or '0')
-  if not check_age and length <= max_events and size <= max_bytes then
-    return
-  end
-  while length > 0 do
-    local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
-    local fields = oldest[2]
-    local bytes = #fields[2]
-    local age = now - tonumber(fields[4])
-    if length > max_events or size > max_bytes or age > max_age_ms then
-      redis.call('XDEL', stream, oldest[1])
-      size = redis.call('DECRBY', size_key, bytes)
-      length = length - 1
-    else
-      break
-    end
-  end
-end
-"""
-
-# KEYS: epoch, offset, stream, bytes, the run's last seq. ARGV: candidate epoch, frame
-# prefix, frame suffix, max entries, max bytes, max age ms, key ttl s, channel, now ms,
-# seq, run key ttl s. An event whose (run_id, seq) is not newer than the run's last
-# stored one is not stored again (a retried publish): the reply's third item is 1 and
-# its offset is that of the run's last stored event.
-_PUBLISH = (
-    _TRIM
-    + """
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('SET', KEYS[1], epoch)
-  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
-end
-local seq = tonumber(ARGV[10])
-local last = redis.call('GET', KEYS[5])
-if last then
-  local sep = string.find(last, ':')
-  if seq <= tonumber(string.sub(last, 1, sep - 1)) then
-    return {epoch, tonumber(string.sub(last, sep + 1)), 1}
-  end
-end
-local offset = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[5], seq .. ':' .. offset, 'EX', ARGV[11])
-local frame = ARGV[2] .. offset .. ARGV[3]
-local now = tonumber(ARGV[9])
-redis.call('XADD', KEYS[3], offset .. '-1', 'f', frame, 't', now)
-redis.call('INCRBY', KEYS[4], #frame)
--- The age bound is checked every 16 events here (and always on reads).
-trim(KEYS[3], KEYS[4], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), now,
-  offset % 16 == 0)
-if offset % 64 == 1 then
-  -- Refreshing the keys' time to live every 64 events is enough: it is days long.
-  for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[7]) end
-end
-redis.call('PUBLISH', ARGV[8], epoch .. '|' .. frame)
-return {epoch, offset, 0}
-"""
-)
-
-# KEYS: epoch, offset, stream, bytes. ARGV: candidate epoch, key ttl s.
-_POSITION = """
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('SET', KEYS[1], epoch, 'EX', ARGV[2])
-  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
-end
-return {epoch, tonumber(redis.call('GET', KEYS[2]) or '0')}
-"""
-
-# KEYS: epoch, offset, stream, bytes. ARGV: after offset, count, max entries, max bytes,
-# max age ms, now ms.
-_READ = (
-    _TRIM
-    + """
-trim(KEYS[3], KEYS[4], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]),
-  true)
-local epoch = redis.call('GET', KEYS[1])
-local last = tonumber(redis.call('GET', KEYS[2]) or '0')
-local entries = redis.call('XRANGE', KEYS[3], '(' .. ARGV[1] .. '-1', '+', 'COUNT', ARGV[2])
-return {epoch or '', last, entries}
-"""
-)
-
-
-def _keys(user_id: UserId) -> tuple[str, str, str, str]:
-    base = f"rw:{{{user_id}}}"
-    return f"{base}:epoch", f"{base}:offset", f"{base}:stream", f"{base}:bytes"
-
-
-def _run_seq_key(user_id: UserId, run_id: str) -> str:
-    return f"rw:{{{user_id}}}:seq:{run_id}"
-
-
-def _channel(user_id: UserId) -> str:
-    return f"rw:{{{user_id}}}:live"
 
 
 def _split_frame(event: Event, max_event_bytes: int) -> tuple[bytes, bytes]:
@@ -220,113 +120,6 @@ def event_from_frame(frame: bytes) -> tuple[int, Event]:
 def _stored(user_id: UserId, epoch: Epoch, frame: bytes) -> StoredEvent:
     offset, event = event_from_frame(frame)
     return StoredEvent(user_id, epoch, offset, frame, event)
-
-
-def _connection_options() -> dict[str, Any]:
-    """How every pooled Redis connection of runwire behaves: the one place that decides.
-
-    * **Retry once.** A command whose connection breaks (redis-py's ``ConnectionError``
-      or ``TimeoutError``: Redis restarted, closed the connection, is still loading its
-      data, or stopped answering) is sent once more on a new connection, 50 ms later.
-      Only commands that are safe to send twice go through these clients: reads; writes
-      that set a value (``SET``, ``EXPIRE``, ``ZADD``, ``XACK``...); the publish script,
-      which stores a repeated ``(run_id, seq)`` once; the run start script and the
-      message claims, which return the run already recorded for the message id (and
-      compare it with their own); ``PUBLISH`` of a cancel request (cancelling twice is
-      cancelling). ``XREADGROUP`` and ``XCLAIM`` are not, but
-      :class:`~runwire.redis.workers.WorkQueue` makes them so: a worker takes
-      up the entries pending for it that it does not hold (a lost reply).
-    * **Health checks.** A connection idle for more than ``_HEALTH_CHECK_S`` is checked
-      with ``PING`` before its next command, so a connection Redis dropped while it was
-      idle (a restart) is replaced before use instead of failing that command.
-    * **Bounded waits.** A connect gives up after ``_CONNECT_TIMEOUT_S`` and a reply after
-      ``_COMMAND_TIMEOUT_S``, so a Redis that stopped answering fails commands (which
-      then map to :class:`EngineError`) instead of hanging them.
-
-    The engine's subscription connection is the one exception: it is never retried nor
-    re-subscribed behind the engine's back (see :meth:`RedisEngine._listen`).
-    """
-    return {
-        "retry": Retry(ConstantBackoff(_RETRY_BACKOFF_S), 1),
-        "health_check_interval": _HEALTH_CHECK_S,
-        "socket_connect_timeout": _CONNECT_TIMEOUT_S,
-        "socket_timeout": _COMMAND_TIMEOUT_S,
-        "socket_keepalive": True,
-    }
-
-
-def redis_client(
-    url: str,
-    *,
-    decode_responses: bool,
-    blocking: bool = True,
-    max_connections: int = _POOL_CONNECTIONS,
-) -> aioredis.Redis:
-    """A client whose connections survive a Redis restart (:func:`_connection_options`).
-
-    ``blocking``: a burst of commands waits for a free connection (up to
-    ``_POOL_TIMEOUT_S``) instead of failing with "too many connections"; the engine's
-    hot path uses a plain pool capped by its own semaphore instead. The client owns its
-    pool: ``aclose()`` closes both.
-    """
-    options = _connection_options()
-    pool: aioredis.ConnectionPool
-    if blocking:
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=_POOL_TIMEOUT_S,
-            decode_responses=decode_responses,
-            **options,
-        )
-    else:
-        pool = aioredis.ConnectionPool.from_url(
-            url, max_connections=max_connections, decode_responses=decode_responses, **options
-        )
-    return aioredis.Redis.from_pool(pool)
-
-
-async def run_script(script: AsyncScript, *, keys: list[Any], args: list[Any]) -> Any:
-    """Run a registered script.
-
-    redis-py loads a script the server does not know (``NOSCRIPT``) and runs it again,
-    once; when the connection's retry crosses a Redis restart between that load and
-    that run, the restarted server answers ``NOSCRIPT`` once more: load and run again.
-    (Running a runwire script twice is safe, see :func:`_connection_options`.)
-    """
-    try:
-        return await script(keys=keys, args=args)
-    except NoScriptError:
-        return await script(keys=keys, args=args)
-
-
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
-"""Errors that say Redis could not be reached (rather than that it refused a command)."""
-
-
-@asynccontextmanager
-async def map_redis_errors(
-    action: str, on_unreachable: Callable[[], None] | None = None
-) -> AsyncIterator[None]:
-    """Translate redis-py errors into :class:`EngineError` at the adapter boundary.
-
-    The one retry already happened in the connection (:func:`_connection_options`): an
-    error here is final for this call. ``on_unreachable`` is called first when the
-    error says Redis could not be reached.
-    """
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        if on_unreachable is not None and isinstance(exc, _UNREACHABLE):
-            on_unreachable()
-        raise EngineError(f"redis unavailable during {action}: {exc}") from exc
-
-
-def _user_of(channel: bytes) -> UserId | None:
-    """The user of a live channel (``rw:{<user>}:live``), ``None`` for any other."""
-    if channel.startswith(b"rw:{") and channel.endswith(b"}:live"):
-        return UserId(channel[4:-6].decode())
-    return None
 
 
 class RedisEngine:
@@ -370,12 +163,12 @@ class RedisEngine:
         # The hot path: a plain pool (no per-command condition variable) whose use is
         # capped by a semaphore, so a burst of publishes waits instead of failing.
         self._redis = redis_client(
-            url, decode_responses=False, blocking=False, max_connections=2 * _POOL_CONNECTIONS
+            url, decode_responses=False, blocking=False, max_connections=2 * POOL_CONNECTIONS
         )
-        self._slots = asyncio.Semaphore(_POOL_CONNECTIONS)
-        self._publish_script = self._redis.register_script(_PUBLISH)
-        self._position_script = self._redis.register_script(_POSITION)
-        self._read_script = self._redis.register_script(_READ)
+        self._slots = asyncio.Semaphore(POOL_CONNECTIONS)
+        self._publish_script = self._redis.register_script(scripts.PUBLISH)
+        self._position_script = self._redis.register_script(scripts.POSITION)
+        self._read_script = self._redis.register_script(scripts.READ)
         # The subscription connection: made by the listener, never retried by redis-py
         # (a silent reconnect would re-subscribe without the resync that must follow).
         # RESP2: pub/sub replies are plain arrays whatever redis-py's default protocol.
@@ -384,7 +177,7 @@ class RedisEngine:
             url,
             protocol=2,
             socket_timeout=None,
-            socket_connect_timeout=_CONNECT_TIMEOUT_S,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
             socket_keepalive=True,
         )
         self._deliver: DeliverCallback | None = None
@@ -487,7 +280,7 @@ class RedisEngine:
             async with self._slots, map_redis_errors("publish", self.mark_unavailable):
                 epoch, offset, _duplicate = await run_script(
                     self._publish_script,
-                    keys=[*_keys(user_id), _run_seq_key(user_id, event.run_id)],
+                    keys=[*stream_keys(user_id), run_seq_key(user_id, event.run_id)],
                     args=[
                         self._epoch_candidate(),
                         prefix,
@@ -496,7 +289,7 @@ class RedisEngine:
                         self.max_bytes,
                         self.max_age_ms,
                         self.key_ttl_s,
-                        _channel(user_id),
+                        live_channel(user_id),
                         int(self._clock() * 1000),
                         event.seq,
                         _RUN_SEQ_TTL_S,
@@ -519,7 +312,9 @@ class RedisEngine:
         epoch, offset = await self._command(
             "position",
             lambda: run_script(
-                self._position_script, keys=list(_keys(user_id)), args=[new_epoch(), self.key_ttl_s]
+                self._position_script,
+                keys=list(stream_keys(user_id)),
+                args=[new_epoch(), self.key_ttl_s],
             ),
         )
         return StreamPosition(Epoch(epoch.decode()), int(offset))
@@ -536,7 +331,8 @@ class RedisEngine:
             int(self._clock() * 1000),
         ]
         current, last, entries = await self._command(
-            "read", lambda: run_script(self._read_script, keys=list(_keys(user_id)), args=args)
+            "read",
+            lambda: run_script(self._read_script, keys=list(stream_keys(user_id)), args=args),
         )
         current_epoch = Epoch(current.decode())
         position = StreamPosition(current_epoch, int(last))
@@ -610,7 +406,7 @@ class RedisEngine:
         while not self._closing:
             connection = self._subscriber.make_connection()  # type: ignore[no-untyped-call]
             try:
-                await asyncio.wait_for(connection.connect(), _CONNECT_TIMEOUT_S)
+                await asyncio.wait_for(connection.connect(), CONNECT_TIMEOUT_S)
                 await self._serve(connection)
             except (RedisError, OSError, TimeoutError) as exc:
                 log.warning("redis subscription lost: %s", exc)
@@ -632,7 +428,7 @@ class RedisEngine:
         loop = asyncio.get_running_loop()
         self._last_reply = loop.time()
         # A channel nobody publishes on keeps the connection in subscribed mode.
-        await connection.send_command("SUBSCRIBE", _NODE_CHANNEL)
+        await connection.send_command("SUBSCRIBE", NODE_CHANNEL)
         reader = loop.create_task(self._read(connection))
         verifier: asyncio.Task[None] | None = None
         try:
@@ -644,10 +440,10 @@ class RedisEngine:
                 subscribe, unsubscribe = self._subscriptions.changes()
                 for start in range(0, len(subscribe), _CHANNELS_PER_COMMAND):
                     batch = subscribe[start : start + _CHANNELS_PER_COMMAND]
-                    await connection.send_command("SUBSCRIBE", *map(_channel, batch))
+                    await connection.send_command("SUBSCRIBE", *map(live_channel, batch))
                 for start in range(0, len(unsubscribe), _CHANNELS_PER_COMMAND):
                     batch = unsubscribe[start : start + _CHANNELS_PER_COMMAND]
-                    await connection.send_command("UNSUBSCRIBE", *map(_channel, batch))
+                    await connection.send_command("UNSUBSCRIBE", *map(live_channel, batch))
                 if not self._synced and self._subscriptions.in_sync:
                     self._synced = True  # confirmed channels == wanted users
                 if verifier is not None and verifier.done():
@@ -686,7 +482,7 @@ class RedisEngine:
             if kind == b"message":
                 self._on_message(reply[1], reply[2])
             elif kind == b"subscribe" or kind == b"unsubscribe":
-                user_id = _user_of(reply[1])
+                user_id = user_of_channel(reply[1])
                 if user_id is None:
                     continue
                 if subscriptions.replied(user_id, kind == b"subscribe"):
@@ -722,7 +518,7 @@ class RedisEngine:
                 self._resync(user_id)
 
     def _on_message(self, channel: bytes, data: bytes) -> None:
-        user_id = _user_of(channel)
+        user_id = user_of_channel(channel)
         if user_id is None or user_id not in self._subscriptions or self._deliver is None:
             return
         epoch, _, frame = data.partition(b"|")

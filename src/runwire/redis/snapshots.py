@@ -24,7 +24,8 @@ from redis.exceptions import RedisError
 from runwire.events import Event
 from runwire.exceptions import EngineError
 from runwire.ids import UserId
-from runwire.redis.engine import map_redis_errors, redis_client
+from runwire.redis.client import map_redis_errors, redis_client
+from runwire.redis.keys import snapshot_index_key, snapshot_key
 from runwire.runs import RunSnapshot, RunStore
 
 __all__ = ["RedisSnapshots"]
@@ -32,14 +33,6 @@ __all__ = ["RedisSnapshots"]
 log = logging.getLogger("runwire.redis.engine")
 
 _decode = msgspec.json.Decoder(RunSnapshot)
-
-
-def _snap_key(user_id: UserId, run_id: str) -> str:
-    return f"rw:{{{user_id}}}:snap:{run_id}"
-
-
-def _index_key(user_id: UserId) -> str:
-    return f"rw:{{{user_id}}}:snaps"
 
 
 class RedisSnapshots:
@@ -111,9 +104,9 @@ class RedisSnapshots:
                         snapshot = self.store.run(user_id, run_id)
                         if snapshot is None:
                             continue
-                        index = _index_key(user_id)
+                        index = snapshot_index_key(user_id)
                         pipe.set(
-                            _snap_key(user_id, run_id),
+                            snapshot_key(user_id, run_id),
                             msgspec.json.encode(snapshot),
                             ex=self.ttl_s,
                         )
@@ -127,9 +120,9 @@ class RedisSnapshots:
 
     async def runs(self, user_id: UserId, thread_id: str | None = None) -> list[RunSnapshot]:
         async with map_redis_errors("read snapshots"):
-            run_ids: list[bytes] = await self._redis.zrange(_index_key(user_id), 0, -1)  # type: ignore[assignment]
+            run_ids: list[bytes] = await self._redis.zrange(snapshot_index_key(user_id), 0, -1)  # type: ignore[assignment]
             values = (
-                await self._redis.mget([_snap_key(user_id, r.decode()) for r in run_ids])
+                await self._redis.mget([snapshot_key(user_id, r.decode()) for r in run_ids])
                 if run_ids
                 else []
             )
@@ -140,7 +133,7 @@ class RedisSnapshots:
 
     async def run(self, user_id: UserId, run_id: str) -> RunSnapshot | None:
         async with map_redis_errors("read snapshot"):
-            value = await self._redis.get(_snap_key(user_id, run_id))
+            value = await self._redis.get(snapshot_key(user_id, run_id))
         if value is not None:
             self.store.merge(user_id, _decode.decode(value))
         return self.store.run(user_id, run_id)

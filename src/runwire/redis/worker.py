@@ -31,9 +31,10 @@ from runwire.engines import Engine, ResumeFailure, StoredEvent
 from runwire.events import AgentError, Event, ToolCompleted
 from runwire.exceptions import EngineError
 from runwire.ids import UserId
-from runwire.redis.engine import map_redis_errors
+from runwire.redis.client import map_redis_errors
+from runwire.redis.keys import CANCEL_CHANNEL
 from runwire.redis.snapshots import RedisSnapshots
-from runwire.redis.workers import CANCEL_CHANNEL, RunRequest, WorkQueue
+from runwire.redis.workers import RunRequest, WorkQueue
 from runwire.runs import RunStore
 
 __all__ = ["Worker"]

@@ -29,13 +29,19 @@ from redis.exceptions import RedisError, ResponseError
 from runwire.agents.runtime import StartedRun
 from runwire.exceptions import LimitError
 from runwire.ids import RunId, ThreadId, UserId, new_run_id, new_thread_id
-from runwire.redis.engine import map_redis_errors, redis_client, run_script
+from runwire.redis.client import map_redis_errors, redis_client, run_script
+from runwire.redis.keys import (
+    CANCEL_CHANNEL,
+    RUNS_STREAM,
+    active_runs_key,
+    message_key,
+    run_owner_key,
+    worker_key,
+)
 
 __all__ = ["RedisDispatcher", "RedisMessageClaims", "RunRequest", "WorkQueue"]
 
-RUNS_STREAM = "rw:runs"
 GROUP = "workers"
-CANCEL_CHANNEL = "rw:cancel"
 ORPHANS_PER_SWEEP = 64
 
 # KEYS: message key, active set, run key, stream. ARGV: run id, thread id, per-user
@@ -53,18 +59,6 @@ redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*',
   'run_id', ARGV[1], 'thread_id', ARGV[2], 'user_id', ARGV[5], 'content', ARGV[6])
 return {1, value}
 """
-
-
-def _message_key(user_id: UserId, message_id: str) -> str:
-    return f"rw:{{{user_id}}}:msg:{message_id}"
-
-
-def _active_key(user_id: UserId) -> str:
-    return f"rw:{{{user_id}}}:active"
-
-
-def _run_key(run_id: str) -> str:
-    return f"rw:run:{run_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +93,9 @@ class RedisDispatcher:
             status, value = await run_script(
                 self._start,
                 keys=[
-                    _message_key(user_id, message_id),
-                    _active_key(user_id),
-                    _run_key(run_id),
+                    message_key(user_id, message_id),
+                    active_runs_key(user_id),
+                    run_owner_key(run_id),
                     RUNS_STREAM,
                 ],
                 args=[run_id, thread, self.per_user, self.ttl_s, user_id, content, self.stream_max],
@@ -115,7 +109,7 @@ class RedisDispatcher:
 
     async def cancel(self, user_id: UserId, run_id: str) -> bool:
         async with map_redis_errors("cancel"):
-            if not await self._redis.sismember(_active_key(user_id), run_id):
+            if not await self._redis.sismember(active_runs_key(user_id), run_id):
                 return False
             await self._redis.publish(CANCEL_CHANNEL, run_id)
         return True
@@ -139,7 +133,7 @@ class RedisMessageClaims:
     async def claim(
         self, user_id: UserId, message_id: str, run_id: RunId, thread_id: ThreadId
     ) -> StartedRun:
-        key = _message_key(user_id, message_id)
+        key = message_key(user_id, message_id)
         ours = f"{run_id}|{thread_id}"
         async with map_redis_errors("claim message"):
             if await self._redis.set(key, ours, nx=True, ex=self.ttl_s):
@@ -174,7 +168,7 @@ class WorkQueue:
     async def heartbeat(self) -> None:
         """Say this worker is alive for ``heartbeat_ttl_s``."""
         async with map_redis_errors("heartbeat"):
-            await self._redis.set(f"rw:worker:{self.name}", "1", ex=self.heartbeat_ttl_s)
+            await self._redis.set(worker_key(self.name), "1", ex=self.heartbeat_ttl_s)
 
     async def read(self, count: int, block_ms: int) -> list[RunRequest]:
         """New runs for this worker (at most ``count``; waits up to ``block_ms``)."""
@@ -229,7 +223,7 @@ class WorkQueue:
                 owner = item["consumer"]
                 if owner == self.name or item["time_since_delivered"] < min_idle_ms:
                     continue
-                if not await self._redis.exists(f"rw:worker:{owner}"):
+                if not await self._redis.exists(worker_key(owner)):
                     dead.append(item["message_id"])
             if not dead:
                 return []
@@ -243,8 +237,8 @@ class WorkQueue:
         async with map_redis_errors("finish run"):
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.xack(RUNS_STREAM, GROUP, request.entry_id)
-                pipe.srem(_active_key(request.user_id), request.run_id)
-                pipe.delete(_run_key(request.run_id))
+                pipe.srem(active_runs_key(request.user_id), request.run_id)
+                pipe.delete(run_owner_key(request.run_id))
                 await pipe.execute()
 
     def cancellations(self) -> Any:

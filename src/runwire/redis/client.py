@@ -1,0 +1,139 @@
+"""Redis clients whose connections survive a Redis restart, and error mapping.
+
+Every pooled connection runwire opens comes from :func:`redis_client`; redis-py
+errors become :class:`~runwire.exceptions.EngineError` in :func:`map_redis_errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ConstantBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import (
+    ConnectionError as RedisConnectionError,
+    NoScriptError,
+    RedisError,
+    TimeoutError as RedisTimeoutError,
+)
+
+from runwire.exceptions import EngineError
+
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "POOL_CONNECTIONS",
+    "map_redis_errors",
+    "redis_client",
+    "run_script",
+]
+
+POOL_CONNECTIONS = 32
+_POOL_TIMEOUT_S = 10.0
+_RETRY_BACKOFF_S = 0.05
+_HEALTH_CHECK_S = 1.0
+CONNECT_TIMEOUT_S = 5.0
+_COMMAND_TIMEOUT_S = 10.0
+
+
+def _connection_options() -> dict[str, Any]:
+    """How every pooled Redis connection of runwire behaves: the one place that decides.
+
+    * **Retry once.** A command whose connection breaks (redis-py's ``ConnectionError``
+      or ``TimeoutError``: Redis restarted, closed the connection, is still loading its
+      data, or stopped answering) is sent once more on a new connection, 50 ms later.
+      Only commands that are safe to send twice go through these clients: reads; writes
+      that set a value (``SET``, ``EXPIRE``, ``ZADD``, ``XACK``...); the publish script,
+      which stores a repeated ``(run_id, seq)`` once; the run start script and the
+      message claims, which return the run already recorded for the message id (and
+      compare it with their own); ``PUBLISH`` of a cancel request (cancelling twice is
+      cancelling). ``XREADGROUP`` and ``XCLAIM`` are not, but
+      :class:`~runwire.redis.workers.WorkQueue` makes them so: a worker takes
+      up the entries pending for it that it does not hold (a lost reply).
+    * **Health checks.** A connection idle for more than ``_HEALTH_CHECK_S`` is checked
+      with ``PING`` before its next command, so a connection Redis dropped while it was
+      idle (a restart) is replaced before use instead of failing that command.
+    * **Bounded waits.** A connect gives up after ``CONNECT_TIMEOUT_S`` and a reply after
+      ``_COMMAND_TIMEOUT_S``, so a Redis that stopped answering fails commands (which
+      then map to :class:`EngineError`) instead of hanging them.
+
+    The engine's subscription connection is the one exception: it is never retried nor
+    re-subscribed behind the engine's back (see :meth:`runwire.redis.engine.RedisEngine._listen`).
+    """
+    return {
+        "retry": Retry(ConstantBackoff(_RETRY_BACKOFF_S), 1),
+        "health_check_interval": _HEALTH_CHECK_S,
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        "socket_timeout": _COMMAND_TIMEOUT_S,
+        "socket_keepalive": True,
+    }
+
+
+def redis_client(
+    url: str,
+    *,
+    decode_responses: bool,
+    blocking: bool = True,
+    max_connections: int = POOL_CONNECTIONS,
+) -> aioredis.Redis:
+    """A client whose connections survive a Redis restart (:func:`_connection_options`).
+
+    ``blocking``: a burst of commands waits for a free connection (up to
+    ``_POOL_TIMEOUT_S``) instead of failing with "too many connections"; the engine's
+    hot path uses a plain pool capped by its own semaphore instead. The client owns its
+    pool: ``aclose()`` closes both.
+    """
+    options = _connection_options()
+    pool: aioredis.ConnectionPool
+    if blocking:
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=_POOL_TIMEOUT_S,
+            decode_responses=decode_responses,
+            **options,
+        )
+    else:
+        pool = aioredis.ConnectionPool.from_url(
+            url, max_connections=max_connections, decode_responses=decode_responses, **options
+        )
+    return aioredis.Redis.from_pool(pool)
+
+
+async def run_script(script: AsyncScript, *, keys: list[Any], args: list[Any]) -> Any:
+    """Run a registered script.
+
+    redis-py loads a script the server does not know (``NOSCRIPT``) and runs it again,
+    once; when the connection's retry crosses a Redis restart between that load and
+    that run, the restarted server answers ``NOSCRIPT`` once more: load and run again.
+    (Running a runwire script twice is safe, see :func:`_connection_options`.)
+    """
+    try:
+        return await script(keys=keys, args=args)
+    except NoScriptError:
+        return await script(keys=keys, args=args)
+
+
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+"""Errors that say Redis could not be reached (rather than that it refused a command)."""
+
+
+@asynccontextmanager
+async def map_redis_errors(
+    action: str, on_unreachable: Callable[[], None] | None = None
+) -> AsyncIterator[None]:
+    """Translate redis-py errors into :class:`EngineError` at the adapter boundary.
+
+    The one retry already happened in the connection (:func:`_connection_options`): an
+    error here is final for this call. ``on_unreachable`` is called first when the
+    error says Redis could not be reached.
+    """
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        if on_unreachable is not None and isinstance(exc, _UNREACHABLE):
+            on_unreachable()
+        raise EngineError(f"redis unavailable during {action}: {exc}") from exc

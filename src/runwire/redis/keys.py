@@ -1,0 +1,91 @@
+"""Every Redis key and channel name runwire uses, in one place.
+
+A user's keys share the hash tag ``{<user_id>}``, so everything the publish script
+touches for one user is in one slot (Redis Cluster ready).
+
+==================================  =============================================
+``rw:{u}:epoch`` / ``:offset``       the user's stream epoch and last offset
+``rw:{u}:stream`` / ``:bytes``       the user's history (stream) and its size
+``rw:{u}:seq:<run>``                 the run's last stored ``seq`` (publish dedupe)
+``rw:{u}:live``                      the user's live channel
+``rw:{u}:snap:<run>`` / ``:snaps``   run snapshots and their index
+``rw:{u}:msg:<id>`` / ``:active``    idempotency keys, active runs (workers)
+``rw:run:<run>``                     the worker that owns a run
+``rw:worker:<name>``                 a worker's heartbeat
+``rw:runs``                          the run queue (stream, group ``workers``)
+``rw:cancel``                        cancel requests to workers (channel)
+``rw:control``                       commands to every node (channel)
+``rw:node``                          a node's own channel (subscription liveness)
+==================================  =============================================
+"""
+
+from __future__ import annotations
+
+from runwire.ids import UserId
+
+__all__ = [
+    "CANCEL_CHANNEL",
+    "CONTROL_CHANNEL",
+    "NODE_CHANNEL",
+    "RUNS_STREAM",
+    "active_runs_key",
+    "live_channel",
+    "message_key",
+    "run_owner_key",
+    "run_seq_key",
+    "snapshot_index_key",
+    "snapshot_key",
+    "stream_keys",
+    "user_of_channel",
+    "worker_key",
+]
+
+RUNS_STREAM = "rw:runs"
+CANCEL_CHANNEL = "rw:cancel"
+CONTROL_CHANNEL = "rw:control"
+NODE_CHANNEL = "rw:node"
+
+
+def stream_keys(user_id: UserId) -> tuple[str, str, str, str]:
+    """The user's epoch, offset, stream and byte-size keys."""
+    base = f"rw:{{{user_id}}}"
+    return f"{base}:epoch", f"{base}:offset", f"{base}:stream", f"{base}:bytes"
+
+
+def run_seq_key(user_id: UserId, run_id: str) -> str:
+    return f"rw:{{{user_id}}}:seq:{run_id}"
+
+
+def live_channel(user_id: UserId) -> str:
+    return f"rw:{{{user_id}}}:live"
+
+
+def user_of_channel(channel: bytes) -> UserId | None:
+    """The user of a live channel (``rw:{<user>}:live``), ``None`` for any other."""
+    if channel.startswith(b"rw:{") and channel.endswith(b"}:live"):
+        return UserId(channel[4:-6].decode())
+    return None
+
+
+def snapshot_key(user_id: UserId, run_id: str) -> str:
+    return f"rw:{{{user_id}}}:snap:{run_id}"
+
+
+def snapshot_index_key(user_id: UserId) -> str:
+    return f"rw:{{{user_id}}}:snaps"
+
+
+def message_key(user_id: UserId, message_id: str) -> str:
+    return f"rw:{{{user_id}}}:msg:{message_id}"
+
+
+def active_runs_key(user_id: UserId) -> str:
+    return f"rw:{{{user_id}}}:active"
+
+
+def run_owner_key(run_id: str) -> str:
+    return f"rw:run:{run_id}"
+
+
+def worker_key(name: str) -> str:
+    return f"rw:worker:{name}"
