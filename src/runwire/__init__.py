@@ -21,6 +21,7 @@ from runwire.exceptions import (
     ProtocolError,
     RunClosedError,
     RunwireError,
+    ToolCallError,
 )
 from runwire.manager import WebSocketManager
 
@@ -43,6 +44,7 @@ __all__ = [
     "RunwireError",
     "Settings",
     "ToolCall",
+    "ToolCallError",
     "ToolError",
     "WebSocketManager",
     "__version__",
