@@ -38,7 +38,7 @@ def serving(tmp_path: Path, agent: str) -> Iterator[tuple[str, str]]:
     process = subprocess.Popen(
         [*RUNWIRE, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    assert process.stdout is not None
+    assert process.stdout is not None and process.stderr is not None
     try:
         banner = process.stdout.readline()  # blocks until the gateway listens
         assert "gateway on http://127.0.0.1:" in banner, banner + process.stderr.read()
