@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
+from langchain_core.messages import AIMessage
 from langchain_core.tools import BaseTool, ToolException, tool
 from langgraph.checkpoint.memory import InMemorySaver
 
@@ -300,3 +301,27 @@ async def test_cancelled_while_publishing_the_graph_task_is_still_cancelled() ->
     with pytest.raises(asyncio.CancelledError):
         await task
     assert cancelled.is_set()
+
+
+async def test_text_too_big_for_one_event_is_split_and_reasoning_goes_by_paragraph() -> None:
+    answer = "x" * 10_000  # one token, five times max_event_bytes
+
+    def respond(messages: list[Any]) -> AIMessage:
+        thoughts = "First idea.\n\nSecond idea."  # streamed as "First idea.\n", "\nSecond idea."
+        return AIMessage(content=answer, additional_kwargs={"reasoning_content": thoughts})
+
+    agent = LangGraphAgent(ScriptedChatModel(respond=respond))
+    async with (
+        running_gateway(agent, max_event_bytes=2048) as gateway,
+        connect(gateway, "alice") as client,
+    ):
+        ack = await client.send_message("long answer please")
+        frames = await collect_run(client, ack["run_id"])
+    assert_run_rules(frames)
+    assert [t["text"] for t in _of(frames, "agent_thinking")] == ["First idea.", "Second idea."]
+    deltas = _of(frames, "agent_message_delta")
+    assert len(deltas) > 5 and all(len(d["text"]) < 2048 for d in deltas)
+    assert _deltas(frames) == answer
+    # The whole answer cannot be one agent_completed either (docs/agents.md section 2).
+    assert frames[-1]["type"] == "agent_error"
+    assert frames[-1]["data"]["code"] == "event_rejected"
