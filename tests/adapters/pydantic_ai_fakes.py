@@ -33,15 +33,17 @@ async def calculator_stream(messages: list[ModelMessage], info: AgentInfo) -> As
     """Multiplies with the ``multiply`` tool (thinking first); after a tool result,
     states it; ``call <tool>`` calls that tool; otherwise answers with the first thing
     the user said in the conversation (to show memory)."""
-    last = messages[-1]
-    returns = [p for p in getattr(last, "parts", ()) if isinstance(p, ToolReturnPart)]
-    if returns:
-        if returns[0].outcome != "success":
+    # Tool results: ToolReturnParts, or (pydantic-ai before 2.x's outcome 'retried')
+    # RetryPromptParts, told apart by part_kind so the deprecated class is not touched.
+    results = [p for p in messages[-1].parts if p.part_kind in ("tool-return", "retry-prompt")]
+    if results:
+        first = results[0]
+        if not isinstance(first, ToolReturnPart) or first.outcome != "success":
             for word in ("The ", "tool ", "failed, ", "sorry."):
                 yield word
             return
         yield "It is "
-        yield f"{returns[0].content}."
+        yield f"{first.content}."
         return
     question = _prompts(messages)[-1]
     numbers = re.findall(r"\d+", question)
