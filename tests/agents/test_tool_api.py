@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from runwire import Run, ToolCallError
+from runwire.exceptions import EventRejected
 from tests.helpers import Frame, assert_run_rules, collect_run, connect, running_gateway
 
 
@@ -162,3 +163,24 @@ async def test_async_with_ends_once_even_when_the_block_ended_the_call() -> None
     ]
     assert frames[2]["data"]["error"] == "chose to fail"
     assert frames[4]["data"]["result"] == 4
+
+
+async def test_a_refused_say_is_not_part_of_the_answer() -> None:
+    async def agent(run: Run, message: str) -> None:
+        await run.say("kept ")
+        try:
+            await run.say("x" * 5_000)  # over max_event_bytes: refused, nothing sent
+        except EventRejected:
+            await run.say("and this.")
+
+    async with (
+        running_gateway(agent, max_event_bytes=2048) as gateway,  # type: ignore[arg-type]
+        connect(gateway, "alice") as client,
+    ):
+        ack = await client.send_message("go")
+        frames = await collect_run(client, ack["run_id"])
+    assert [f["data"]["text"] for f in frames if f["type"] == "agent_message_delta"] == [
+        "kept ",
+        "and this.",
+    ]
+    assert frames[-1]["data"] == {"output": "kept and this.", "status": "completed"}

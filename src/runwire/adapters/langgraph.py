@@ -62,7 +62,8 @@ class LangGraphAgent:
         nodes: only events from these nodes reach the user (model text, reasoning and
             tool calls; include your ``ToolNode``'s name to keep its tool calls).
             ``None``: every node.
-        steps: node name -> ``agent_thinking`` text emitted each time that node starts.
+        steps: node name -> ``agent_thinking`` text emitted each time that node starts
+            (whether or not ``nodes`` lists it).
         config: a base ``RunnableConfig`` (``recursion_limit``, callbacks, your own
             ``configurable`` keys); ``thread_id`` and ``user_id`` are set per run.
         make_input: builds the graph's input from the user's message, instead of the
