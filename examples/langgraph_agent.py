@@ -90,11 +90,12 @@ def chat_model() -> BaseChatModel:
     if os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY"):
         from langchain_openai import ChatOpenAI
 
-        return ChatOpenAI(
+        real: BaseChatModel = ChatOpenAI(
             model=os.environ.get("OPENAI_MODEL", "gpt-4o-mini"),
             api_key=os.environ.get("OPENAI_API_KEY", "not-needed"),
             streaming=True,
         )
+        return real
     return FakeChatModel()
 
 

@@ -79,19 +79,19 @@ async def test_a_graph_run_streams_the_five_events_in_order_with_paired_tool_cal
 
 
 @pytest.mark.parametrize(
-    ("error", "shown"),
+    ("error", "text", "shown"),
     [
-        (ValueError("password=hunter2"), "tool failed (ValueError)"),
-        (ToolException("no such account"), "no such account"),
+        (ValueError, "password=hunter2", "tool failed (ValueError)"),
+        (ToolException, "no such account", "no such account"),
     ],
 )
 async def test_a_tool_that_raises_ends_ok_false_and_the_graph_goes_on(
-    error: Exception, shown: str
+    error: type[Exception], text: str, shown: str
 ) -> None:
     @tool
     def lookup() -> str:
         """Look something up."""
-        raise error
+        raise error(text)  # a new exception each run: its traceback dies with the run
 
     model = ScriptedChatModel(respond=calculator_script)
     frames = await _one_run(LangGraphAgent(build_graph(model, [lookup])), "call lookup")
