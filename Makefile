@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,redis]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,redis,langgraph,pydantic-ai]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -19,14 +19,14 @@ run: $(STAMP)  ## start the gateway: in-memory engine, demo agent, chat page
 
 test: $(STAMP)  ## lint, types, the SSOT guard and every test
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 	$(BIN)/ssotcheck
 	$(BIN)/python docs/_gen_config.py --check
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check . && $(BIN)/ruff format --check src tests bench examples
 
 types: $(STAMP)
 	$(BIN)/mypy

@@ -71,6 +71,24 @@ async def collect_run(client: Client, run_id: str, timeout: float = 10.0) -> lis
             return frames
 
 
+def assert_run_rules(frames: list[Frame]) -> None:
+    """agent_started first, one terminal last, every tool_executing closed, seq 1..n."""
+    types = [frame["type"] for frame in frames]
+    assert types[0] == "agent_started"
+    assert types[-1] in ("agent_completed", "agent_error")
+    assert sum(t in ("agent_completed", "agent_error") for t in types) == 1
+    assert [frame["seq"] for frame in frames] == list(range(1, len(frames) + 1))
+    open_calls: set[str] = set()
+    for frame in frames:
+        data = frame["data"]
+        if frame["type"] == "tool_executing":
+            assert data["call_id"] not in open_calls
+            open_calls.add(data["call_id"])
+        elif frame["type"] == "tool_completed":
+            open_calls.remove(data["call_id"])
+    assert not open_calls
+
+
 # -- agents ------------------------------------------------------------------
 
 

@@ -26,6 +26,7 @@ PUBLIC = [
     "RunwireError",
     "Settings",
     "ToolCall",
+    "ToolCallError",
     "ToolError",
     "WebSocketManager",
     "__version__",

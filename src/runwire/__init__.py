@@ -33,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "RunwireError": "runwire.exceptions",
     "Settings": "runwire.config",
     "ToolCall": "runwire.agents.base",
+    "ToolCallError": "runwire.exceptions",
     "ToolError": "runwire.agents.base",
     "WebSocketManager": "runwire.manager",
     "create_manager": "runwire.manager",
@@ -59,6 +60,7 @@ __all__ = [
     "RunwireError",
     "Settings",
     "ToolCall",
+    "ToolCallError",
     "ToolError",
     "WebSocketManager",
     "__version__",
@@ -98,5 +100,6 @@ if TYPE_CHECKING:
         LimitError,
         RunClosedError,
         RunwireError,
+        ToolCallError,
     )
     from runwire.manager import WebSocketManager, create_manager

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from runwire.adapters import adapt
 from runwire.agents.base import Agent
 from runwire.agents.dispatch import LocalDispatcher, RunDispatcher
 from runwire.agents.runtime import AgentRuntime, RunLimits
@@ -134,6 +135,11 @@ def create_control(settings: Settings, manager: WebSocketManager) -> RedisContro
 def load_agent(path: str) -> Agent:
     """Import ``module:attribute`` and return the agent it names.
 
+    The attribute is an agent (``async def agent(run, message) -> str``) or an object
+    of a supported framework, wrapped by its adapter with the default options
+    (:func:`runwire.adapters.adapt`): a LangGraph graph, a LangChain Runnable, a
+    pydantic-ai ``Agent``.
+
     Raises:
         ConfigError: the module or attribute does not exist, or is not callable.
     """
@@ -142,6 +148,9 @@ def load_agent(path: str) -> Agent:
         agent = getattr(importlib.import_module(module_name), attribute or "agent")
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"RUNWIRE_AGENT: cannot load {path!r}: {exc}") from None
+    adapted = adapt(agent)
+    if adapted is not None:
+        return adapted
     if not callable(agent):
         raise ConfigError(f"RUNWIRE_AGENT: {path!r} is not callable")
     return agent  # type: ignore[no-any-return]

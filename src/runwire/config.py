@@ -86,7 +86,9 @@ class Settings(BaseSettings):
     )
     agent: str = Field(
         "runwire.agents.demo:demo_agent",
-        description="Import path `module:function` of the agent that answers user messages.",
+        description="Import path `module:attribute` of the agent that answers user messages:"
+        " an async function, or a LangGraph graph, LangChain Runnable or pydantic-ai `Agent`"
+        " (wrapped by its adapter; docs/agents.md).",
     )
     state_dir: Path = Field(
         Path(".runwire"), description="Directory for dev-mode state (the generated dev secret)."

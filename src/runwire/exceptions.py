@@ -11,6 +11,7 @@
     ├── EngineError                the engine failed to publish or read
     ├── EventRejected              an event cannot be encoded or is too big; nothing stored
     ├── RunClosedError             an agent emitted after its run ended
+    ├── ToolCallError              a tool call used out of turn (id in use, end of a call not open)
     └── ConnectionClosed           the peer left; carries ``code`` and ``reason``
 
 :class:`CloseCode` is the one table of close codes, each with its reconnect advice.
@@ -32,6 +33,7 @@ __all__ = [
     "ProtocolError",
     "RunClosedError",
     "RunwireError",
+    "ToolCallError",
     "should_reconnect",
 ]
 
@@ -133,6 +135,13 @@ class EventRejected(RunwireError):
 
 class RunClosedError(RunwireError):
     """An agent tried to emit after its run reached its terminal event."""
+
+
+class ToolCallError(RunwireError):
+    """A tool call was used against the run rules: a call id that is not a 1-128
+    character string or was already used in the run, or an end (``complete``,
+    ``fail``, :meth:`Run.tool_call <runwire.agents.base.Run.tool_call>`) for a call
+    that is not open. Raised before anything is emitted."""
 
 
 class ConnectionClosed(RunwireError):

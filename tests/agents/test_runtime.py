@@ -8,6 +8,7 @@ from runwire import Run, tool
 from runwire.events import CRITICAL_EVENT_TYPES
 from tests.helpers import (
     GatedAgent,
+    assert_run_rules,
     collect_run,
     connect,
     failing_agent,
@@ -17,29 +18,11 @@ from tests.helpers import (
 )
 
 
-def _assert_run_rules(frames: list[dict[str, object]]) -> None:
-    """agent_started first, one terminal last, every tool_executing closed, seq 1..n."""
-    types = [frame["type"] for frame in frames]
-    assert types[0] == "agent_started"
-    assert types[-1] in ("agent_completed", "agent_error")
-    assert sum(t in ("agent_completed", "agent_error") for t in types) == 1
-    assert [frame["seq"] for frame in frames] == list(range(1, len(frames) + 1))
-    open_calls: set[str] = set()
-    for frame in frames:
-        data = frame["data"]
-        assert isinstance(data, dict)
-        if frame["type"] == "tool_executing":
-            open_calls.add(data["call_id"])
-        elif frame["type"] == "tool_completed":
-            open_calls.remove(data["call_id"])
-    assert not open_calls
-
-
 async def test_an_agent_that_raises_ends_in_agent_error_with_a_safe_message() -> None:
     async with running_gateway(failing_agent) as gateway, connect(gateway, "alice") as client:
         ack = await client.send_message("boom")
         frames = await collect_run(client, ack["run_id"])
-    _assert_run_rules(frames)
+    assert_run_rules(frames)
     assert [f["type"] for f in frames] == [
         "agent_started",
         "tool_executing",
@@ -56,7 +39,7 @@ async def test_a_tool_error_is_reported_and_the_agent_can_recover() -> None:
     async with running_gateway(tool_error_agent) as gateway, connect(gateway, "alice") as client:
         ack = await client.send_message("missing")
         frames = await collect_run(client, ack["run_id"])
-    _assert_run_rules(frames)
+    assert_run_rules(frames)
     assert frames[2]["data"]["error"] == "no such key"
     assert frames[-1]["data"] == {"output": "not found", "status": "completed"}
 
@@ -70,7 +53,7 @@ async def test_a_run_over_its_timeout_ends_in_agent_error_timeout() -> None:
         ack = await client.send_message("slow")
         frames = await collect_run(client, ack["run_id"])
         assert gateway.runtime.active_runs() == 0
-    _assert_run_rules(frames)
+    assert_run_rules(frames)
     assert frames[-2]["data"]["ok"] is False and frames[-2]["data"]["error"] == "timeout"
     assert frames[-1]["type"] == "agent_error" and frames[-1]["data"]["code"] == "timeout"
 
@@ -83,7 +66,7 @@ async def test_cancel_mid_tool_closes_the_tool_and_completes_as_cancelled() -> N
         await client.cancel(ack["run_id"])
         frames = await collect_run(client, ack["run_id"])
         assert gateway.runtime.active_runs() == 0
-    _assert_run_rules(frames)
+    assert_run_rules(frames)
     assert [f["type"] for f in frames] == [
         "agent_started",
         "agent_thinking",
@@ -129,7 +112,7 @@ async def test_concurrent_tool_calls_keep_seq_and_offset_in_the_same_order() -> 
     async with running_gateway(agent) as gateway, connect(gateway, "alice") as client:
         ack = await client.send_message("squares")
         frames = await collect_run(client, ack["run_id"])
-    _assert_run_rules(frames)
+    assert_run_rules(frames)
     offsets = [frame["offset"] for frame in frames]
     assert offsets == sorted(offsets) == list(range(offsets[0], offsets[0] + len(frames)))
     assert frames[-1]["data"]["output"] == "30"
@@ -144,7 +127,7 @@ async def test_the_demo_agent_uses_its_tools_and_streams_word_by_word() -> None:
     ):
         ack = await client.send_message("what is 17 * 23?")
         frames = await collect_run(client, ack["run_id"])
-    _assert_run_rules(frames)
+    assert_run_rules(frames)
     assert [t for t in (f["type"] for f in frames) if t in CRITICAL_EVENT_TYPES][:5] == [
         "agent_started",
         "agent_thinking",

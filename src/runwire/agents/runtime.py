@@ -324,7 +324,7 @@ class AgentRuntime:
 
     async def _close_calls(self, run: Run, reason: str) -> None:
         for call in run.open_calls:
-            await call.complete(ok=False, error=reason)
+            await call._close(reason)
 
     def _forget(self, run: Run) -> None:
         self._active.pop(run.run_id, None)
