@@ -196,6 +196,7 @@ class Gateway:
                 handshake_timeout_s=settings.handshake_timeout_s,
                 heartbeat_interval_s=settings.heartbeat_interval_s,
                 heartbeat_timeout_s=settings.heartbeat_timeout_s,
+                close_timeout_s=settings.close_timeout_s,
             ),
             self.manager,
             self.authenticator,

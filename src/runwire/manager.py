@@ -72,7 +72,10 @@ class FrameWriter(Protocol):
         """Write text frames, in order, with as few transport writes as possible."""
 
     def close(self, code: int, reason: str) -> None:
-        """Send a close frame and close the transport (abort if the peer does not read)."""
+        """Send a close frame; the transport closes once the peer answers, or is aborted."""
+
+    def abort(self) -> None:
+        """Drop the transport now, without waiting for the peer's close frame."""
 
 
 FrameHandler = Callable[["Connection", ClientFrame], None]
@@ -581,6 +584,7 @@ class WebSocketManager:
                 log.warning("connections still open after %.1f s; dropping them", timeout_s)
         for connections in list(self._by_user.values()):
             for connection in list(connections.values()):
+                connection.writer.abort()
                 self.closed(connection, code)
 
     def spawn_in_order(self, connection: Connection, coroutine: Coroutine[Any, Any, Any]) -> None:

@@ -7,6 +7,9 @@ feeds client frames to it, and implements :class:`~runwire.manager.FrameWriter`:
 several pending frames go out in one transport write, with hand-built headers
 (server frames are unmasked, so a frame is a 2-10 byte header plus the payload).
 
+Closing (RFC 6455 section 7): after its close frame the server reads on until the
+client's close frame or ``close_timeout_s``, so the client always sees the code.
+
 HTTP is GET-only (a picows limit): each response closes its connection.
 """
 
@@ -76,6 +79,7 @@ class ServerOptions:
     handshake_timeout_s: float
     heartbeat_interval_s: float
     heartbeat_timeout_s: float
+    close_timeout_s: float
 
 
 def _send_close(transport: WSTransport, code: int, reason: str = "") -> None:
@@ -93,7 +97,15 @@ def _frame_header(length: int) -> bytes:
 
 
 class _PicowsWriter:
-    """:class:`~runwire.manager.FrameWriter` over a picows transport."""
+    """:class:`~runwire.manager.FrameWriter` over a picows transport, and its closing handshake.
+
+    Closing (RFC 6455 7.1): :meth:`close` sends the close frame and leaves the TCP
+    connection open, so the peer reads the frame and the code even while it is still
+    sending; the listener keeps reading (data frames are ignored) until the peer's
+    close frame, then :meth:`finish` half-closes the TCP connection and the
+    transport closes at the peer's FIN. A peer that never answers, never closes or
+    never reads is aborted ``close_timeout_s`` after the close frame.
+    """
 
     __slots__ = ("_abort_timer", "_close_timeout_s", "_paused", "transport")
 
@@ -108,22 +120,54 @@ class _PicowsWriter:
         return not self._paused
 
     def write_frames(self, frames: list[bytes]) -> None:
+        transport = self.transport
+        if transport.is_close_frame_sent:
+            return  # nothing follows a close frame (RFC 6455 5.5.1)
         if len(frames) == 1:
-            self.transport.send(WSMsgType.TEXT, frames[0])
+            transport.send(WSMsgType.TEXT, frames[0])
             return
         parts: list[bytes] = []
         for frame in frames:
             parts.append(_frame_header(len(frame)))
             parts.append(frame)
-        self.transport.underlying_transport.write(b"".join(parts))
+        transport.underlying_transport.write(b"".join(parts))
 
     def close(self, code: int, reason: str) -> None:
-        _send_close(self.transport, code, reason)
-        self.transport.disconnect(graceful=True)
-        # A peer that stopped reading never lets a graceful close finish.
-        self._abort_timer = asyncio.get_running_loop().call_later(
-            self._close_timeout_s, self.transport.disconnect, False
-        )
+        """Start the closing handshake; idempotent (the first close frame is the one sent)."""
+        transport = self.transport
+        if transport.is_close_frame_sent or transport.is_disconnected:
+            return
+        _send_close(transport, code, reason)
+        self._arm_abort()
+
+    def finish(self) -> None:
+        """Both close frames are exchanged: the server closes TCP first (RFC 6455 7.1.1).
+
+        It half-closes (FIN after the close frame) and reads on until the peer's FIN,
+        instead of closing outright: closing with unread data (a peer that sent more
+        after its close frame) would reset the connection, and a reset can destroy
+        the close frame before the peer reads it.
+        """
+        underlying = self.transport.underlying_transport
+        if not self.transport.is_disconnected and not underlying.is_closing():
+            underlying.write_eof()
+            self._arm_abort()  # a peer that never closes, or never reads
+
+    def abort(self) -> None:
+        """Drop the TCP connection now (no more waiting for the peer)."""
+        self.transport.disconnect(graceful=False)
+
+    def pause(self) -> None:
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
+
+    def _arm_abort(self) -> None:
+        if self._abort_timer is None:
+            self._abort_timer = asyncio.get_running_loop().call_later(
+                self._close_timeout_s, self.abort
+            )
 
     def cancel_timers(self) -> None:
         if self._abort_timer is not None:
@@ -131,16 +175,29 @@ class _PicowsWriter:
             self._abort_timer = None
 
 
+_CLOSE = WSMsgType.CLOSE
+
+
 class _RejectListener(WSListener):
     """Accepts the upgrade only to close at once with a code a browser can read."""
 
-    def __init__(self, code: CloseCode, reason: str) -> None:
+    def __init__(self, code: CloseCode, reason: str, close_timeout_s: float) -> None:
         self.code = code
         self.reason = reason
+        self.close_timeout_s = close_timeout_s
+        self.writer: _PicowsWriter | None = None
 
     def on_ws_connected(self, transport: WSTransport) -> None:
-        _send_close(transport, self.code, self.reason)
-        transport.disconnect(graceful=True)
+        self.writer = _PicowsWriter(transport, self.close_timeout_s)
+        self.writer.close(self.code, self.reason)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type is _CLOSE and self.writer is not None:
+            self.writer.finish()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if self.writer is not None:
+            self.writer.cancel_timers()
 
 
 class _ConnectionListener(WSListener):
@@ -168,21 +225,31 @@ class _ConnectionListener(WSListener):
         except LimitError as exc:
             self.manager.metrics.connections_rejected.labels(exc.code).inc()
             code = CloseCode.GOING_AWAY if exc.code == "shutting_down" else CloseCode.RATE_LIMITED
-            _send_close(transport, code, exc.message)
-            transport.disconnect(graceful=True)
+            self.writer.close(code, exc.message)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         connection = self.connection
-        if connection is None:
+        writer = self.writer
+        if writer is None:
             return
         msg_type = frame.msg_type
+        if transport.is_close_frame_sent:
+            # Closing: wait for the peer's close frame, ignore the rest (RFC 6455 7.1.1).
+            if msg_type is _CLOSE:
+                writer.finish()
+            return
+        if connection is None:
+            return
         if msg_type is WSMsgType.TEXT and frame.fin:
             self.manager.receive(connection, frame.get_payload_as_bytes())
-        elif msg_type is WSMsgType.CLOSE:
+        elif msg_type is _CLOSE:
             self.close_code = int(getattr(frame.get_close_code(), "value", 1005))
+            code, reason = self.close_code, ""
+            if connection.session.close_code is not None:  # ours was due first
+                code, reason = connection.session.close_code, connection.session.close_reason
             # Echo the peer's code; 1005 ("no code") must never be sent (RFC 6455 7.4.1).
-            _send_close(transport, 1000 if self.close_code == 1005 else self.close_code)
-            transport.disconnect(graceful=True)
+            writer.close(1000 if code == 1005 else code, reason)
+            writer.finish()
         elif msg_type in (WSMsgType.BINARY, WSMsgType.TEXT, WSMsgType.CONTINUATION):
             self.manager.close_connection(
                 connection,
@@ -200,11 +267,11 @@ class _ConnectionListener(WSListener):
 
     def pause_writing(self) -> None:
         if self.writer is not None:
-            self.writer._paused = True
+            self.writer.pause()
 
     def resume_writing(self) -> None:
         if self.writer is not None:
-            self.writer._paused = False
+            self.writer.resume()
         if self.connection is not None:
             self.manager.writable_again(self.connection)
 
@@ -273,10 +340,11 @@ async def start_server(
             metrics.connections_rejected.labels("auth").inc()
             log.info("connection refused: %s", exc.reason)
             return WSUpgradeResponseWithListener(
-                upgrade, _RejectListener(CloseCode.UNAUTHORIZED, exc.reason)
+                upgrade,
+                _RejectListener(CloseCode.UNAUTHORIZED, exc.reason, options.close_timeout_s),
             )
         listener = _ConnectionListener(
-            manager, user_id, _resume_request(query), options.heartbeat_timeout_s
+            manager, user_id, _resume_request(query), options.close_timeout_s
         )
         return WSUpgradeResponseWithListener(upgrade, listener)
 
