@@ -1,18 +1,28 @@
-"""The RFC 6455 closing handshake of the gateway, over a real TCP socket.
+"""RFC 6455 conformance of the gateway, frame by frame, over a real TCP socket.
 
-Every case talks to a running gateway with hand-built frames (tests/rawws.py) and
-asserts the exact documented outcome (docs/protocol.md section 12): the close code,
-and what happens to the TCP connection after the close frame. After every close the
-gateway decides, its close frame is followed by nothing and the TCP connection stays
-open (the server keeps reading) until the client's close frame; then the server
-closes it. A client that never answers, or never reads, is aborted after
-``close_timeout_s``.
+Every case sends hand-built frames (tests/rawws.py) to a running gateway and asserts
+the exact documented outcome (docs/protocol.md sections 1 and 12): the close code,
+and what happens to the TCP connection after the close frame.
+
+Two closing behaviours are asserted:
+
+- **handshake**: the server's close frame is followed by nothing; the TCP connection
+  stays open (the server keeps reading) until the client's close frame, then the
+  server closes it. Every close runwire decides itself works this way.
+- **fail fast**: framing picows cannot parse past (reserved opcode, fragmented or
+  oversized control frame, unmasked frame, bad length, invalid close code or reason
+  in the client's close): close frame, then the TCP connection is closed at once
+  (RFC 6455 7.1.7), without waiting for the client.
+
+A client's own close frame is answered and the TCP connection closed at once
+(the handshake is complete).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections.abc import Iterator
 
 import pytest
@@ -23,7 +33,9 @@ from tests.helpers import make_settings, publish_texts, running_gateway, scripte
 from tests.rawws import (
     OP_BINARY,
     OP_CLOSE,
+    OP_CONTINUATION,
     OP_PING,
+    OP_PONG,
     OP_TEXT,
     RawWebSocket,
     close_payload,
@@ -62,6 +74,213 @@ async def assert_handshake(ws: RawWebSocket, code: int) -> None:
     assert not await ws.wait_closed(timeout=5), "TCP reset instead of closed"
 
 
+async def assert_fail_fast(ws: RawWebSocket, code: int) -> None:
+    """The server's close frame has ``code``; then the server closes TCP by itself."""
+    close = await ws.recv_close()
+    assert close.close_code == code, close
+    await ws.wait_closed(timeout=5)
+
+
+# -- frames the listener rejects: closing handshake ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        pytest.param(encode_frame(OP_TEXT, PING, rsv=4), 1002, id="rsv1-text"),
+        pytest.param(encode_frame(OP_TEXT, PING, rsv=2), 1002, id="rsv2-text"),
+        pytest.param(encode_frame(OP_TEXT, PING, rsv=1), 1002, id="rsv3-text"),
+        pytest.param(encode_frame(OP_TEXT, PING, rsv=7), 1002, id="rsv123-text"),
+        pytest.param(encode_frame(OP_PING, b"x", rsv=4), 1002, id="rsv1-ping"),
+        pytest.param(encode_frame(OP_PONG, b"x", rsv=2), 1002, id="rsv2-pong"),
+        pytest.param(encode_frame(OP_BINARY, b"x", rsv=1), 1002, id="rsv3-binary"),
+        pytest.param(encode_frame(OP_CONTINUATION, b"x"), 1002, id="continuation-no-start"),
+        pytest.param(
+            encode_frame(OP_CONTINUATION, b"x", fin=False), 1002, id="continuation-no-start-fin0"
+        ),
+        pytest.param(encode_frame(OP_TEXT, b'{"type":', fin=False), 4400, id="fragmented-text"),
+        pytest.param(encode_frame(OP_BINARY, PING), 4400, id="binary"),
+        pytest.param(encode_frame(OP_BINARY, PING, fin=False), 4400, id="fragmented-binary"),
+        pytest.param(encode_frame(OP_TEXT, b'{"type":"ping","id":"\xff"}'), 1007, id="utf8-ff"),
+        pytest.param(encode_frame(OP_TEXT, b'{"type":"\xc3"}'), 1007, id="utf8-truncated"),
+        pytest.param(encode_frame(OP_TEXT, b'"\xed\xa0\x80"'), 1007, id="utf8-surrogate"),
+        pytest.param(encode_frame(OP_TEXT, b'"\xc0\xaf"'), 1007, id="utf8-overlong"),
+        pytest.param(encode_frame(OP_TEXT, b"\xf4\x90\x80\x80"), 1007, id="utf8-above-10ffff"),
+        pytest.param(encode_frame(OP_TEXT, b"{not json"), 4400, id="not-json"),
+        pytest.param(encode_frame(OP_TEXT, b"x" * 2000), 1009, id="over-max_frame_bytes"),
+    ],
+)
+async def test_frame_closes_with_the_documented_code_after_a_handshake(
+    frame: bytes, code: int
+) -> None:
+    async with (
+        running_gateway(max_frame_bytes=1024, close_timeout_s=HANDSHAKE_S) as gateway,
+        RawWebSocket.connect(gateway) as ws,
+    ):
+        await connected(ws)
+        await ws.send(frame)
+        await assert_handshake(ws, code)
+        await wait_for_no_connections(gateway)
+
+
+async def test_a_fragmented_text_message_gets_4400_even_with_its_continuation() -> None:
+    async with (
+        running_gateway(close_timeout_s=HANDSHAKE_S) as gateway,
+        RawWebSocket.connect(gateway) as ws,
+    ):
+        await connected(ws)
+        await ws.send(
+            encode_frame(OP_TEXT, PING[:10], fin=False) + encode_frame(OP_CONTINUATION, PING[10:])
+        )
+        await assert_handshake(ws, 4400)
+
+
+# -- framing picows fails: close frame, then TCP closed ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        *[
+            pytest.param(encode_frame(opcode, b"x"), 1002, id=f"opcode-{opcode:#x}")
+            for opcode in (3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF)
+        ],
+        pytest.param(encode_frame(OP_PING, b"x", fin=False), 1002, id="fragmented-ping"),
+        pytest.param(encode_frame(OP_PONG, b"x", fin=False), 1002, id="fragmented-pong"),
+        pytest.param(
+            encode_frame(OP_CLOSE, close_payload(1000), fin=False), 1002, id="fragmented-close"
+        ),
+        pytest.param(encode_frame(OP_PING, b"x" * 126), 1002, id="ping-126-bytes"),
+        pytest.param(encode_frame(OP_PONG, b"x" * 200), 1002, id="pong-200-bytes"),
+        pytest.param(encode_frame(OP_CLOSE, close_payload(1000, b"x" * 124)), 1002, id="close-126"),
+        pytest.param(encode_frame(OP_TEXT, PING, mask=None), 1002, id="unmasked"),
+        pytest.param(
+            struct.pack("!BBH", 0x81, 0x80 | 126, 5) + b"\0\0\0\0" + b"hello",
+            1002,
+            id="16-bit-length-under-126",
+        ),
+        pytest.param(
+            struct.pack("!BBQ", 0x81, 0x80 | 127, 300) + b"\0\0\0\0" + b"x" * 300,
+            1002,
+            id="64-bit-length-under-65536",
+        ),
+        pytest.param(encode_frame(OP_TEXT, length=5000), 1009, id="over-4x-max_frame_bytes"),
+    ],
+)
+async def test_broken_framing_fails_the_connection(frame: bytes, code: int) -> None:
+    async with (
+        running_gateway(max_frame_bytes=1024, close_timeout_s=HANDSHAKE_S) as gateway,
+        RawWebSocket.connect(gateway) as ws,
+    ):
+        await connected(ws)
+        await ws.send(frame)
+        await assert_fail_fast(ws, code)
+        await wait_for_no_connections(gateway)
+
+
+# -- the client's close frame ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        1000,
+        1001,
+        1002,
+        1003,
+        1007,
+        1008,
+        1009,
+        1010,
+        1011,
+        1012,
+        1013,
+        1014,
+        3000,
+        3999,
+        4000,
+        4999,
+    ],
+)
+async def test_a_valid_close_code_is_echoed(code: int) -> None:
+    async with running_gateway() as gateway, RawWebSocket.connect(gateway) as ws:
+        await connected(ws)
+        await ws.send_close(code, "bye, ünïcode".encode())
+        close = await ws.recv_close()
+        assert close.close_code == code
+        await ws.wait_closed(timeout=5)
+        await wait_for_no_connections(gateway)
+        assert closed_total(gateway, str(code)) == 1
+
+
+async def test_an_empty_close_frame_gets_1000() -> None:
+    async with running_gateway() as gateway, RawWebSocket.connect(gateway) as ws:
+        await connected(ws)
+        await ws.send_frame(OP_CLOSE, b"")
+        close = await ws.recv_close()
+        assert close.close_code == 1000  # never 0, never 1005
+        await ws.wait_closed(timeout=5)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(close_payload(code), id=str(code))
+        for code in (0, 1, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535)
+    ]
+    + [pytest.param(b"\x03", id="1-byte-payload")],
+)
+async def test_an_invalid_close_code_gets_1002(payload: bytes) -> None:
+    async with running_gateway() as gateway, RawWebSocket.connect(gateway) as ws:
+        await connected(ws)
+        await ws.send_frame(OP_CLOSE, payload)
+        close = await ws.recv_close()
+        assert close.close_code == 1002
+        await ws.wait_closed(timeout=5)
+        await wait_for_no_connections(gateway)
+        assert closed_total(gateway, "1002") == 1
+
+
+@pytest.mark.parametrize("reason", [b"\xff", b"ok \xc3", b"\xed\xa0\x80"])
+async def test_a_close_reason_that_is_not_utf8_gets_1007(reason: bytes) -> None:
+    async with running_gateway() as gateway, RawWebSocket.connect(gateway) as ws:
+        await connected(ws)
+        await ws.send_frame(OP_CLOSE, close_payload(1000, reason))
+        close = await ws.recv_close()
+        assert close.close_code == 1007
+        await ws.wait_closed(timeout=5)
+
+
+async def test_pings_are_answered_with_their_payload_and_pongs_ignored() -> None:
+    async with running_gateway() as gateway, RawWebSocket.connect(gateway) as ws:
+        await connected(ws)
+        await ws.send_frame(OP_PONG, b"unsolicited")
+        await ws.send_frame(OP_PING, b"x" * 125)
+        await ws.send_frame(OP_PING, b"")
+        first, second = await ws.recv_frame(), await ws.recv_frame()
+        assert (first.opcode, first.payload) == (OP_PONG, b"x" * 125)
+        assert (second.opcode, second.payload) == (OP_PONG, b"")
+        await ws.send_frame(OP_TEXT, PING)
+        reply = await ws.recv_frame()
+        assert reply.payload == b'{"type":"pong","id":"p1"}'
+
+
+async def test_a_ping_fragment_between_text_frames_is_still_a_violation() -> None:
+    # RFC 6455 5.4 allows control frames between fragments; runwire has no fragments,
+    # so a text frame with fin=0 closes 4400 before anything else is looked at.
+    async with (
+        running_gateway(close_timeout_s=HANDSHAKE_S) as gateway,
+        RawWebSocket.connect(gateway) as ws,
+    ):
+        await connected(ws)
+        await ws.send(
+            encode_frame(OP_TEXT, b'{"type"', fin=False)
+            + encode_frame(OP_PING, b"in between")
+            + encode_frame(OP_CONTINUATION, b':"ping","id":"x"}')
+        )
+        await assert_handshake(ws, 4400)
+
+
 # -- the closing handshake ------------------------------------------------------------
 
 
@@ -84,6 +303,7 @@ async def flood(ws: RawWebSocket, frame: bytes, stop: asyncio.Event) -> int:
         pytest.param(None, 4429, id="rate-limit-flood-4429"),
         pytest.param(encode_frame(OP_TEXT, b"x" * 2000), 1009, id="oversize-1009"),
         pytest.param(encode_frame(OP_BINARY, b"x"), 4400, id="binary-4400"),
+        pytest.param(encode_frame(OP_TEXT, b"x", rsv=4), 1002, id="rsv-1002"),
     ],
 )
 async def test_a_client_still_sending_gets_the_close_code_and_the_tcp_waits_for_its_close(
@@ -210,6 +430,15 @@ async def test_nothing_is_sent_after_the_close_frame() -> None:
         assert await ws.open_for(STILL_OPEN_S)  # wait_closed raises on any byte
         await ws.send_close(4400)
         await ws.wait_closed(timeout=5)
+
+
+def test_the_close_codes_the_server_may_send_are_exactly_the_valid_ones() -> None:
+    from runwire.exceptions import CloseCode
+    from runwire.server import _valid_close_code
+
+    valid = {c for c in range(65536) if _valid_close_code(c)}
+    assert valid == {*range(1000, 1004), *range(1007, 1015), *range(3000, 5000)}
+    assert all(_valid_close_code(code) for code in CloseCode)
 
 
 # -- helpers --------------------------------------------------------------------------
