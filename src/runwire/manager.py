@@ -597,7 +597,11 @@ class WebSocketManager:
                 await asyncio.wait([previous])
             await coroutine
 
-        connection.reply_tail = self._spawn(connection, after_previous())
+        task = self._spawn(connection, after_previous())
+        # Cancelled before it ran (the connection closed): `coroutine` never started;
+        # close it, or it warns "never awaited" when collected. A no-op otherwise.
+        task.add_done_callback(lambda _: coroutine.close())
+        connection.reply_tail = task
 
     def send(self, connection: Connection, frame: msgspec.Struct | None) -> None:
         """Queue a control frame (``None``: only flush what is queued) on one connection."""
