@@ -441,6 +441,19 @@ def test_the_close_codes_the_server_may_send_are_exactly_the_valid_ones() -> Non
     assert all(_valid_close_code(code) for code in CloseCode)
 
 
+def test_the_browser_client_gives_up_on_exactly_the_codes_not_to_retry() -> None:
+    import re
+    from pathlib import Path
+
+    from runwire.exceptions import CloseCode, should_reconnect
+
+    script = (Path(__file__).parents[1] / "src/runwire/web/runwire.js").read_text()
+    match = re.search(r"FATAL_CLOSE_CODES = Object.freeze\(\[([\d, ]+)\]\)", script)
+    assert match is not None
+    fatal = {int(code) for code in match.group(1).split(",")}
+    assert fatal == {code for code in CloseCode if not should_reconnect(code)}
+
+
 # -- helpers --------------------------------------------------------------------------
 
 

@@ -32,7 +32,7 @@ export const EVENT_TYPES = Object.freeze([
 export const TERMINAL_EVENT_TYPES = Object.freeze(["agent_completed", "agent_error"]);
 
 /** Close codes after which reconnecting cannot help (sign in again, or fix the client). */
-export const FATAL_CLOSE_CODES = Object.freeze([1000, 1009, 4400, 4401, 4403]);
+export const FATAL_CLOSE_CODES = Object.freeze([1000, 1002, 1007, 1009, 4400, 4401, 4403]);
 
 /** Connection states, in the order they usually happen. */
 export const STATES = Object.freeze(["idle", "connecting", "connected", "reconnecting", "resumed", "closed"]);
@@ -50,7 +50,7 @@ export class RunwireError extends Error {
   }
 }
 
-/** The connection closed for good (4401 unauthorized, 4403, 4400, 1009, or close()). */
+/** The connection closed for good (4401 unauthorized, 4403, 4400, 1002, 1007, 1009, or close()). */
 export class RunwireClosedError extends RunwireError {
   constructor(closeCode, reason) {
     super("closed", `connection closed (${closeCode}${reason ? ` ${reason}` : ""})`);
