@@ -49,6 +49,9 @@ class FakeSocket:
     def close(self, code: int, reason: str) -> None:
         self.closed_with = code
 
+    def abort(self) -> None:
+        self.closed_with = self.closed_with or 1006
+
 
 @dataclass
 class LogicalClient:

@@ -8,6 +8,7 @@ import random
 import pytest
 
 from runwire.exceptions import ConnectionClosed
+from runwire.ids import UserId
 from tests.helpers import (
     GatedAgent,
     collect_run,
@@ -131,3 +132,27 @@ async def test_graceful_shutdown_ends_runs_and_closes_every_socket_with_1001() -
         assert _residue(gateway) == CLEAN
     assert frames[-2]["type"] == "tool_completed" and frames[-2]["data"]["ok"] is False
     assert frames[-1]["type"] == "agent_error" and frames[-1]["data"]["code"] == "shutdown"
+
+
+async def test_a_reply_cancelled_before_it_started_leaves_no_unawaited_coroutine() -> None:
+    # A ping answered in order, on a connection that goes away before the reply task
+    # ran: the task is cancelled unstarted, and its reply coroutine must be closed
+    # (else "coroutine ... was never awaited" at garbage collection).
+    import gc
+    import warnings
+
+    async with running_gateway() as gateway, connect(gateway, "alice"):
+        (connection,) = gateway.manager.connections_of(UserId("alice"))
+        ran = asyncio.Event()
+
+        async def reply() -> None:
+            ran.set()
+
+        gateway.manager.spawn_in_order(connection, reply())
+        gateway.manager.closed(connection)  # before the task's first step
+        await asyncio.sleep(0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            gc.collect()
+        assert not ran.is_set()
+        assert not [w for w in caught if "never awaited" in str(w.message)]

@@ -231,6 +231,7 @@ class Gateway:
                 handshake_timeout_s=settings.handshake_timeout_s,
                 heartbeat_interval_s=settings.heartbeat_interval_s,
                 heartbeat_timeout_s=settings.heartbeat_timeout_s,
+                close_timeout_s=settings.close_timeout_s,
                 allowed_origins=settings.allowed_origins,
             ),
             self.manager,

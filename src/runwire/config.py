@@ -223,6 +223,12 @@ class Settings(BaseSettings):
         20.0, gt=0, description="Time to wait for the pong before dropping the socket."
     )
     handshake_timeout_s: float = Field(5.0, gt=0, description="Time allowed for the HTTP upgrade.")
+    close_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="After the server's close frame, time the client has to answer with its own"
+        " (RFC 6455 closing handshake) before the TCP connection is aborted.",
+    )
     shutdown_grace_s: float = Field(
         5.0, ge=0, description="On stop, time given to runs and sockets before cancelling."
     )

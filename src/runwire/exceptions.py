@@ -43,6 +43,10 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    """RFC 6455 framing broken (RSV bits, bad opcode, bad close code...); not 4400."""
+    INVALID_PAYLOAD = 1007
+    """A text frame (or close reason) that is not valid UTF-8."""
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
     PROTOCOL_VIOLATION = 4400
@@ -53,12 +57,12 @@ class CloseCode(IntEnum):
 
 
 _RECONNECT: dict[int, bool] = {
-    1002: False,  # protocol error (framing): reconnecting would repeat it
     1003: False,  # unsupported data
-    1007: False,  # invalid UTF-8
     1008: False,  # policy violation
     CloseCode.NORMAL: False,
     CloseCode.GOING_AWAY: True,
+    CloseCode.PROTOCOL_ERROR: False,  # framing: reconnecting would repeat it
+    CloseCode.INVALID_PAYLOAD: False,
     CloseCode.MESSAGE_TOO_BIG: False,
     CloseCode.INTERNAL_ERROR: True,
     CloseCode.PROTOCOL_VIOLATION: False,

@@ -76,7 +76,10 @@ class FrameWriter(Protocol):
         """Write text frames, in order, with as few transport writes as possible."""
 
     def close(self, code: int, reason: str) -> None:
-        """Send a close frame and close the transport (abort if the peer does not read)."""
+        """Send a close frame; the transport closes once the peer answers, or is aborted."""
+
+    def abort(self) -> None:
+        """Drop the transport now, without waiting for the peer's close frame."""
 
 
 FrameHandler = Callable[["Connection", ClientFrame], None]
@@ -628,6 +631,7 @@ class WebSocketManager:
                 log.warning("connections still open after %.1f s; dropping them", timeout_s)
         for connections in list(self._by_user.values()):
             for connection in list(connections.values()):
+                connection.writer.abort()
                 self.closed(connection, code)
 
     def spawn_in_order(self, connection: Connection, coroutine: Coroutine[Any, Any, Any]) -> None:
@@ -640,7 +644,11 @@ class WebSocketManager:
                 await asyncio.wait([previous])
             await coroutine
 
-        connection.reply_tail = self._spawn(connection, after_previous())
+        task = self._spawn(connection, after_previous())
+        # Cancelled before it ran (the connection closed): `coroutine` never started;
+        # close it, or it warns "never awaited" when collected. A no-op otherwise.
+        task.add_done_callback(lambda _: coroutine.close())
+        connection.reply_tail = task
 
     def send(self, connection: Connection, frame: msgspec.Struct | None) -> None:
         """Queue a control frame (``None``: only flush what is queued) on one connection."""

@@ -11,10 +11,12 @@ from prometheus_client.registry import Collector
 __all__ = ["CLOSE_CODE_LABELS", "RUN_STATUS_LABELS", "Metrics", "Tally", "label_of"]
 
 CLOSE_CODE_LABELS = frozenset(
-    {"1000", "1001", "1002", "1003", "1005", "1006", "1007", "1008", "1009", "1011"}
+    {str(code) for code in (*range(1000, 1004), 1005, 1006, *range(1007, 1015))}
     | {"4400", "4401", "4403", "4409", "4429"}
 )
-"""The ``code`` label values of ``runwire_connections_closed``; any other is ``other``."""
+"""The ``code`` label values of ``runwire_connections_closed``: the RFC 6455 / IANA
+codes and runwire's own; any other (an application code 3000-4999 a client chose) is
+``other``, so clients cannot add label values."""
 
 RUN_STATUS_LABELS = frozenset(
     {"completed", "cancelled", "shutdown", "timeout", "agent_failed", "event_rejected"}

@@ -104,6 +104,14 @@ def _nests_deeper(value: object, limit: int) -> bool:
     return False
 
 
+def _is_utf8(payload: bytes) -> bool:
+    try:
+        payload.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _is_delta(event: Event | None) -> bool:
     return event is not None and type(event.data) is AgentMessageDelta
 
@@ -186,7 +194,7 @@ class Session:
 
         Valid frames become available from :meth:`frames_received`. Invalid ones
         queue an ``error`` frame (unknown type, invalid fields) or request a close:
-        1009 too big, 4400 not a JSON object, 4429 over the rate limit.
+        1009 too big, 4429 over the rate limit, 1007 not UTF-8, 4400 not a JSON object.
         """
         if self.state >= State.CLOSING:
             return
@@ -200,7 +208,11 @@ class Session:
         try:
             raw = msgspec.json.decode(payload)
         except msgspec.DecodeError:
-            self.close(CloseCode.PROTOCOL_VIOLATION, "frame is not valid JSON")
+            # msgspec rejects invalid UTF-8 too; telling it apart costs only on this path.
+            if isinstance(payload, bytes) and not _is_utf8(payload):
+                self.close(CloseCode.INVALID_PAYLOAD, "text frame is not valid UTF-8")
+            else:
+                self.close(CloseCode.PROTOCOL_VIOLATION, "frame is not valid JSON")
             return
         except RecursionError:
             self.close(CloseCode.PROTOCOL_VIOLATION, f"frame nests deeper than {MAX_NESTING}")

@@ -68,7 +68,7 @@ export class RunwireError extends Error {
   }
 }
 
-/** The connection closed for good (4401 unauthorized, 4403, 4400, 1009, or close()). */
+/** The connection closed for good (4401 unauthorized, 4403, 4400, 1002, 1007, 1009, or close()). */
 export class RunwireClosedError extends RunwireError {
   constructor(closeCode, reason) {
     super("closed", `connection closed (${closeCode}${reason ? ` ${reason}` : ""})`);
