@@ -24,13 +24,9 @@ from runwire.exceptions import CloseCode
 from runwire.ids import UserId
 from runwire.runs import RunSnapshot
 from tests.helpers import GatedAgent, running_gateway, token_for
-from tests.web.conftest import CHROMIUM
+from tests.web.conftest import require_browser
 
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install chromium)",
-        allow_module_level=True,
-    )
+require_browser()
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
