@@ -99,7 +99,8 @@ class Settings(BaseSettings):
     )
     agent: str = Field(
         "runwire.agents.demo:demo_agent",
-        description="Import path `module:function` of the agent that answers user messages.",
+        description="Import path `module:function` of the agent that answers user messages;"
+        " a module that is not installed is imported from the current folder.",
     )
     state_dir: Path = Field(
         default_factory=_per_user_state_dir,
