@@ -13,6 +13,7 @@ import importlib
 import logging
 import os
 import re
+import signal
 import sys
 from importlib import resources
 from types import TracebackType
@@ -279,12 +280,28 @@ class Gateway:
         await self.engine.close()
 
     async def serve_forever(self) -> None:
-        """Run until cancelled, then stop gracefully (starts the gateway if needed)."""
+        """Run until cancelled, or until SIGINT or SIGTERM when the loop runs in the
+        main thread, then stop gracefully (starts the gateway if needed).
+
+        A signal makes it return normally, so ``asyncio.run(main())`` ends on Ctrl+C
+        without a ``KeyboardInterrupt`` traceback.
+        """
         if self._server is None:
             await self.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        handled: list[signal.Signals] = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(signum, stop.set)
+            except (ValueError, RuntimeError, NotImplementedError):
+                continue  # not the main thread, or no signal support on this loop
+            handled.append(signum)
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
+            for signum in handled:
+                loop.remove_signal_handler(signum)
             await self.stop()
 
     async def __aenter__(self) -> Gateway:
