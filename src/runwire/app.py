@@ -387,6 +387,7 @@ class Gateway:
             "/api/runs": self._api_runs,
             "/api/runs/": self._api_run,
             "/api/threads": self._api_threads,
+            "/api/info": self._api_info,
         }
         if self.settings.mode is Mode.DEV:
             routes["/api/dev-token"] = self._dev_token
@@ -434,6 +435,12 @@ class Gateway:
         except AuthError as exc:
             return _json(401, {"error": exc.reason})
         return _json(200, {"threads": self.runs.threads(user_id)})
+
+    def _api_info(self, _: HttpRequest) -> HttpResponse:
+        """How to sign in, for the page: always 200 (it must not probe routes that
+        answer errors, which browsers log as console errors)."""
+        dev = self.settings.mode is Mode.DEV
+        return _json(200, {"mode": self.settings.mode.value, "dev_sign_in": dev})
 
     def _healthz(self, _: HttpRequest) -> HttpResponse:
         available = self.engine.available
