@@ -3,9 +3,11 @@
 Each test takes its code blocks from README.md by section and runs them: the
 commands of "Try it" (against `make run`), the agent file of "Write an agent" (as a
 script in a folder of its own, and served by `runwire serve`), the client of
-"Connect a client". The only thing a test adds is the environment a reader may set
-as the README says: ``RUNWIRE_PORT`` (a free port, as 8765 may be taken on this
-machine) and ``XDG_CONFIG_HOME`` (where this test's dev secret lives).
+"Connect a client", and the nodes, worker and chat of "Scale out". What a test adds
+is only what a reader may set as the README says: ``RUNWIRE_PORT`` (a free port, as
+8765 may be taken on this machine) and ``XDG_CONFIG_HOME`` (where this test's dev
+secret lives); "Scale out" gets this test's Redis and free ports in place of its
+fixed ones.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import IO, Any
 import pytest
 
 from tests.helpers import collect_run, connect, running_gateway
+from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -229,3 +232,59 @@ async def test_the_readme_agent_obeys_the_run_rules() -> None:
     assert frames[2]["data"]["tool"] == "lookup"
     assert frames[2]["data"]["args"] == {"city": "Paris"}
     assert frames[-1]["data"]["output"] == "About 2,100,000 people."
+
+
+def test_scale_out_runs_a_message_through_two_nodes_and_a_worker(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """The block runs as written with this test's Redis and free ports in place of
+    6379, 8765 and 8766 (taken, perhaps, on this machine)."""
+    block = _blocks("Scale out", "sh")[0]
+    ports = {"8765": str(_free_port()), "8766": str(_free_port())}
+    script = block.replace("redis://127.0.0.1:6379/0", redis_server.url)
+    for fixed, free in ports.items():
+        script = script.replace(f"--port {fixed}", f"--port {free}")
+        script = script.replace(f"127.0.0.1:{fixed}/ws", f"127.0.0.1:{free}/ws")
+    assert script.count(ports["8765"]) == 1 and script.count(ports["8766"]) == 2
+    exports, starts, [chat] = _split_scale_out(script)
+    env = _env(tmp_path)
+    shell = subprocess.run(
+        ["bash", "-c", f"{exports}\nenv"], env=env, capture_output=True, text=True, check=True
+    )
+    for line in shell.stdout.splitlines():
+        if line.startswith("RUNWIRE_"):
+            name, _, value = line.partition("=")
+            env[name] = value
+    assert env["RUNWIRE_RUNS"] == "workers" and len(env["RUNWIRE_AUTH_SECRET"]) == 64
+    with (
+        _started(starts[0], ROOT, env) as node1,
+        _started(starts[1], ROOT, env) as node2,
+        _started(starts[2], ROOT, env) as worker,
+    ):
+        for process, ready in ((node1, "gateway on"), (node2, "gateway on"), (worker, "worker")):
+            assert process.stdout is not None
+            _read_until(process.stdout, ready)
+        result = _run(chat, ROOT, env)
+        assert result.returncode == 0, result.stderr
+        assert "17 * 23 = 391. Your message has 4 words and 16 characters." in result.stdout
+        # Run by the worker: neither node runs agents with RUNWIRE_RUNS=workers.
+        assert node1.poll() is None and node2.poll() is None and worker.poll() is None
+
+
+def _split_scale_out(script: str) -> tuple[str, list[str], list[str]]:
+    lines = _commands(script)
+    exports = "\n".join(line for line in lines if line.startswith("export "))
+    starts = [line.removesuffix("&").strip() for line in lines if line.endswith("&")]
+    chats = [line for line in lines if " chat " in line]
+    assert len(starts) == 3, lines
+    return exports, starts, chats
+
+
+@pytest.mark.parametrize("heading", ["The two commands", "Development"])
+def test_every_make_command_the_readme_names_is_a_target(heading: str, tmp_path: Path) -> None:
+    """`make test` is this suite and `make run` is run above; these are dry runs."""
+    commands = [c for block in _blocks(heading, "sh") for c in _commands(block)]
+    assert commands and all(re.fullmatch(r"make [a-z-]+", c) for c in commands), commands
+    for command in commands:
+        dry = _run(command.replace("make ", "make -n ", 1), ROOT, _env(tmp_path))
+        assert dry.returncode == 0, (command, dry.stderr)
