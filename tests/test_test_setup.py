@@ -7,7 +7,9 @@ whole Redis suite runs that way with ``make test-no-redis``.
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,34 @@ def test_a_missing_browser_names_the_command_and_the_opt_out(tmp_path: Path) -> 
     assert problem is not None
     assert "sudo apt-get install chromium" in problem and f"{SKIP_VARIABLE}=1" in problem
     assert missing_browser(Path(__file__)) is None  # any existing file counts
+
+
+TEST_DEPS = Path(__file__).resolve().parents[1] / "scripts" / "test-deps"
+
+
+def _test_deps(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """scripts/test-deps as a user who is not root (a stand-in `id` says 1000)."""
+    fake = tmp_path / "fakebin"
+    fake.mkdir(exist_ok=True)
+    (fake / "id").write_text("#!/bin/sh\necho 1000\n")
+    (fake / "id").chmod(0o755)
+    path = f"{fake}:{os.environ['PATH']}"
+    return subprocess.run(
+        ["bash", str(TEST_DEPS)],
+        env={"PATH": path, "CHROMIUM": str(tmp_path / "no-chromium"), **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_make_test_without_chromium_stops_naming_the_command(tmp_path: Path) -> None:
+    result = _test_deps(tmp_path)
+    assert result.returncode == 1
+    assert "Run:  sudo apt-get install chromium" in result.stderr
+    assert "SKIP_BROWSER_TESTS=1 make test" in result.stderr
+
+
+def test_make_test_without_chromium_goes_on_when_told_to_skip(tmp_path: Path) -> None:
+    result = _test_deps(tmp_path, SKIP_BROWSER_TESTS="1")
+    assert (result.returncode, result.stderr) == (0, "")
