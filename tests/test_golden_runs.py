@@ -83,6 +83,26 @@ def test_the_page_folds_each_sequence_to_the_same_snapshot(index: int) -> None:
     assert _compared(run, case["expected"]) == case["expected"]
 
 
+def test_the_page_lists_the_threads_of_its_runs_as_the_server_does() -> None:
+    """The sidebar's thread list and counts come from the runs the page holds
+    (runstore.js threadsOf), folded as RunStore.threads() folds them."""
+    store = RunStore(runs_per_user=len(CASES), max_users=1)
+    user = UserId("golden")
+    for index, case in enumerate(CASES):  # as fold_golden.mjs spreads them
+        for envelope in case["events"]:
+            shifted = {
+                **envelope,
+                "run_id": f"{envelope['run_id']}_{index}",
+                "thread_id": f"{envelope['thread_id']}_{index % 2}",
+                "offset": envelope["offset"] + index * 1000,
+                "ts": envelope["ts"] + index * 10_000,
+            }
+            store.observe(user, shifted["offset"], _event(shifted))
+    expected = [msgspec.to_builtins(summary) for summary in store.threads(user)]
+    assert len(expected) == 2 and sum(thread["runs"] for thread in expected) == len(CASES)
+    assert _node_fold()["threads"] == expected
+
+
 def test_runwire_js_constants_are_pythons() -> None:
     constants = _node_fold()["constants"]
     assert constants["PROTOCOL"] == SUBPROTOCOL

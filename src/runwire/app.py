@@ -8,9 +8,13 @@ agent runtime and the server, and stops them in the reverse order.
 from __future__ import annotations
 
 import asyncio
+import errno
 import importlib
 import logging
+import os
 import re
+import signal
+import sys
 from importlib import resources
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -22,6 +26,7 @@ from runwire.agents.base import Agent
 from runwire.agents.dispatch import LocalDispatcher, RunDispatcher
 from runwire.agents.runtime import AgentRuntime, RunLimits
 from runwire.auth import Authenticator, issue_token, token_from_headers
+from runwire.banner import BANNER_LOGGER, banner
 from runwire.config import Mode, Settings, load_settings
 from runwire.engines.base import Engine, StoredEvent
 from runwire.engines.memory import HistoryBounds, MemoryEngine
@@ -42,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["Gateway", "create_control", "create_dispatcher", "create_engine", "load_agent"]
 
 log = logging.getLogger("runwire")
+banner_log = logging.getLogger(BANNER_LOGGER)
 
 
 def _memory_engine(settings: Settings) -> Engine:
@@ -132,8 +138,24 @@ def create_control(settings: Settings, manager: WebSocketManager) -> RedisContro
     return RedisControl(settings.engine, manager.disconnect_user)
 
 
+def _import(module_name: str) -> Any:
+    """Import ``module_name``; a module not installed is looked for in the current
+    folder too (as ``python -m`` would), so ``RUNWIRE_AGENT=myagent:agent runwire
+    serve`` works next to ``myagent.py`` without ``PYTHONPATH``. Installed modules win."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        top = module_name.partition(".")[0]
+        here = os.getcwd()
+        if exc.name != top or here in sys.path:
+            raise
+    sys.path.append(here)
+    return importlib.import_module(module_name)
+
+
 def load_agent(path: str) -> Agent:
-    """Import ``module:attribute`` and return the agent it names.
+    """Import ``module:attribute`` and return the agent it names (``module`` alone
+    means ``module:agent``). Modules not installed are imported from the current folder.
 
     The attribute is an agent (``async def agent(run, message) -> str``) or an object
     of a supported framework, wrapped by its adapter with the default options
@@ -145,7 +167,7 @@ def load_agent(path: str) -> Agent:
     """
     module_name, _, attribute = path.partition(":")
     try:
-        agent = getattr(importlib.import_module(module_name), attribute or "agent")
+        agent = getattr(_import(module_name), attribute or "agent")
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"RUNWIRE_AGENT: cannot load {path!r}: {exc}") from None
     adapted = adapt(agent)
@@ -223,24 +245,32 @@ class Gateway:
         if self._control is not None:
             await self._control.start()
         settings = self.settings
-        self._server = await start_server(
-            ServerOptions(
-                host=settings.host,
-                port=settings.port,
-                max_frame_bytes=settings.max_frame_bytes,
-                handshake_timeout_s=settings.handshake_timeout_s,
-                heartbeat_interval_s=settings.heartbeat_interval_s,
-                heartbeat_timeout_s=settings.heartbeat_timeout_s,
-                close_timeout_s=settings.close_timeout_s,
-                allowed_origins=settings.allowed_origins,
-            ),
-            self.manager,
-            self.authenticator,
-            self._routes(),
-            self.metrics,
-        )
+        try:
+            self._server = await start_server(
+                ServerOptions(
+                    host=settings.host,
+                    port=settings.port,
+                    max_frame_bytes=settings.max_frame_bytes,
+                    handshake_timeout_s=settings.handshake_timeout_s,
+                    heartbeat_interval_s=settings.heartbeat_interval_s,
+                    heartbeat_timeout_s=settings.heartbeat_timeout_s,
+                    close_timeout_s=settings.close_timeout_s,
+                    allowed_origins=settings.allowed_origins,
+                ),
+                self.manager,
+                self.authenticator,
+                self._routes(),
+                self.metrics,
+            )
+        except OSError as exc:
+            await self.stop()  # the engine and the loop monitor are already running
+            raise ConfigError(_listen_error(settings, exc)) from None
         self.port = self._server.sockets[0].getsockname()[1]
-        log.info("runwire listening on %s", self.url)
+        dev_secret = settings.mode is Mode.DEV and settings.auth_secret is None
+        banner_log.log(
+            logging.WARNING if dev_secret else logging.INFO,
+            "\n".join(banner(settings, self.url, self.ws_url)),
+        )
 
     async def stop(self) -> None:
         """Stop: no new sockets or runs; runs end (``shutdown``); sockets close with 1001."""
@@ -260,12 +290,28 @@ class Gateway:
         await self.engine.close()
 
     async def serve_forever(self) -> None:
-        """Run until cancelled, then stop gracefully (starts the gateway if needed)."""
+        """Run until cancelled, or until SIGINT or SIGTERM when the loop runs in the
+        main thread, then stop gracefully (starts the gateway if needed).
+
+        A signal makes it return normally, so ``asyncio.run(main())`` ends on Ctrl+C
+        without a ``KeyboardInterrupt`` traceback.
+        """
         if self._server is None:
             await self.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        handled: list[signal.Signals] = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(signum, stop.set)
+            except (ValueError, RuntimeError, NotImplementedError):
+                continue  # not the main thread, or no signal support on this loop
+            handled.append(signum)
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
+            for signum in handled:
+                loop.remove_signal_handler(signum)
             await self.stop()
 
     async def __aenter__(self) -> Gateway:
@@ -351,6 +397,7 @@ class Gateway:
             "/api/runs": self._api_runs,
             "/api/runs/": self._api_run,
             "/api/threads": self._api_threads,
+            "/api/info": self._api_info,
         }
         if self.settings.mode is Mode.DEV:
             routes["/api/dev-token"] = self._dev_token
@@ -398,6 +445,12 @@ class Gateway:
         except AuthError as exc:
             return _json(401, {"error": exc.reason})
         return _json(200, {"threads": self.runs.threads(user_id)})
+
+    def _api_info(self, _: HttpRequest) -> HttpResponse:
+        """How to sign in, for the page: always 200 (it must not probe routes that
+        answer errors, which browsers log as console errors)."""
+        dev = self.settings.mode is Mode.DEV
+        return _json(200, {"mode": self.settings.mode.value, "dev_sign_in": dev})
 
     def _healthz(self, _: HttpRequest) -> HttpResponse:
         available = self.engine.available
@@ -454,6 +507,22 @@ class Gateway:
         }
         for name, (documentation, read) in gauges.items():
             self.metrics.gauge(name, documentation, read)
+
+
+def _listen_error(settings: Settings, exc: OSError) -> str:
+    """One line saying why the gateway cannot listen, and which setting to change."""
+    where = f"{settings.host}:{settings.port}"
+    choose = "choose another with --port N or RUNWIRE_PORT=N (make run PORT=N)"
+    if exc.errno == errno.EADDRINUSE:
+        return f"RUNWIRE_PORT: port {settings.port} on {settings.host} is already in use; {choose}"
+    if exc.errno == errno.EACCES:
+        return (
+            f"RUNWIRE_PORT: not allowed to listen on {where} (ports below 1024 need root); {choose}"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL or exc.errno is None or exc.errno < 0:
+        # EADDRNOTAVAIL: not an address of this machine; gaierror: not a host name.
+        return f"RUNWIRE_HOST: cannot listen on {where}: {exc.strerror or exc}"
+    return f"cannot listen on {where}: {exc.strerror or exc}"
 
 
 _CONTENT_TYPES = {

@@ -12,6 +12,8 @@ This is the only module of runwire that reads the process environment.
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import secrets
 import tomllib
@@ -39,13 +41,24 @@ CONFIG_FILE_VARIABLE = f"{ENV_PREFIX}CONFIG_FILE"
 # The TOML file chosen by load_settings() for the Settings being built right now.
 _toml_file: ContextVar[Path | None] = ContextVar("runwire_toml_file", default=None)
 
+log = logging.getLogger("runwire.config")
+
+# Unknown RUNWIRE_* variables already warned about (once per process each).
+_warned: set[str] = set()
+
+
+def _per_user_state_dir() -> Path:
+    """`$XDG_CONFIG_HOME/runwire`, else `~/.config/runwire`"""
+    base = os.environ.get("XDG_CONFIG_HOME")
+    return (Path(base) if base else Path.home() / ".config") / "runwire"
+
 
 class Mode(StrEnum):
     """How strict the gateway is about secrets.
 
-    ``dev`` generates and keeps a signing secret in ``state_dir`` when none is
-    configured and serves the dev token endpoint; ``production`` refuses to start
-    without an explicit secret or public key.
+    ``dev`` generates and keeps a signing secret in ``state_dir`` (per user by
+    default) when none is configured and serves the dev token endpoint;
+    ``production`` refuses to start without an explicit secret or public key.
     """
 
     DEV = "dev"
@@ -88,10 +101,14 @@ class Settings(BaseSettings):
         "runwire.agents.demo:demo_agent",
         description="Import path `module:attribute` of the agent that answers user messages:"
         " an async function, or a LangGraph graph, LangChain Runnable or pydantic-ai `Agent`"
-        " (wrapped by its adapter; docs/agents.md).",
+        " (wrapped by its adapter; docs/agents.md); a module that is not installed is"
+        " imported from the current folder.",
     )
     state_dir: Path = Field(
-        Path(".runwire"), description="Directory for dev-mode state (the generated dev secret)."
+        default_factory=_per_user_state_dir,
+        description="Directory for dev-mode state: the generated dev secret (`dev-secret`)."
+        " Per user by default, so `runwire token`, `runwire serve` and a `Gateway` in any"
+        " folder of the same user sign and accept the same dev tokens.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level of the `runwire` loggers."
@@ -338,6 +355,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     """
     if config_file is None and os.environ.get(CONFIG_FILE_VARIABLE):
         config_file = Path(os.environ[CONFIG_FILE_VARIABLE])
+    _warn_unknown_variables()
     if config_file is not None:
         if not config_file.is_file():
             raise ConfigError(f"{CONFIG_FILE_VARIABLE}: no such file: {config_file}")
@@ -349,6 +367,22 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         raise ConfigError(_describe(exc)) from None
     finally:
         _toml_file.reset(token)
+
+
+def _warn_unknown_variables() -> None:
+    """Log a warning, once per process, for each ``RUNWIRE_*`` variable that names no
+    setting (a typo such as ``RUNWIRE_PROT`` would otherwise be ignored silently),
+    naming the closest known variable."""
+    known = [f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields]
+    known.append(CONFIG_FILE_VARIABLE)
+    for name in sorted(os.environ):
+        upper = name.upper()  # variables match case-insensitively, as pydantic-settings does
+        if not upper.startswith(ENV_PREFIX) or upper in known or name in _warned:
+            continue
+        _warned.add(name)
+        closest = difflib.get_close_matches(upper, known, n=1, cutoff=0.6)
+        hint = f"did you mean {closest[0]}?" if closest else "see docs/configuration.md"
+        log.warning("runwire: ignoring %s: no such setting; %s", name, hint)
 
 
 def _check_toml(path: Path) -> None:

@@ -422,7 +422,13 @@ def config_table_problems(markdown: str, settings: type[BaseModel], env_prefix: 
         cells = table.pop(name)
         if cells[env].strip("`") != f"{env_prefix}{name.upper()}":
             problems.append(f"{name}: environment variable {cells[env]}")
-        if cells[default].strip("`") not in default_spellings(field.default):
+        if field.default_factory is not None:
+            # A computed default (state_dir: per user) is documented by its rule, the
+            # factory's docstring, never by the value it computes on this machine.
+            rule = (field.default_factory.__doc__ or "").strip()
+            if cells[default] != rule:
+                problems.append(f"{name}: default {cells[default]} (Settings: {rule!r})")
+        elif cells[default].strip("`") not in default_spellings(field.default):
             problems.append(f"{name}: default {cells[default]} (Settings: {field.default!r})")
     problems += [f"{name}: not a field of {settings.__name__}" for name in table]
     return problems

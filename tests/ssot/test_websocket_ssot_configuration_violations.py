@@ -82,10 +82,14 @@ def test_default_configuration_checks_fail_on_a_second_default(tmp_path: Path) -
     stale = stale.replace(f"`{ENV_PREFIX}HOST`", "`HOST`", 1)
     stale = "\n".join(line for line in stale.splitlines() if not line.startswith("| `mode` |"))
     stale += "\n| `colour` | `RUNWIRE_COLOUR` | str | `blue` |  | Not a setting. |\n"
+    # A computed default is checked against its rule (the factory's docstring).
+    rule = "`$XDG_CONFIG_HOME/runwire`, else `~/.config/runwire`"
+    stale = stale.replace(f"| {rule} |", "| `.runwire` |", 1)
     assert config_table_problems(stale, Settings, ENV_PREFIX) == [
         "host: environment variable `HOST`",
         f"port: default `8080` (Settings: {port!r})",
         "mode: missing from the table",
+        f"state_dir: default `.runwire` (Settings: {rule!r})",
         "colour: not a field of Settings",
     ]
     assert host  # the table row for host stayed, only its variable changed

@@ -24,13 +24,9 @@ from runwire.exceptions import CloseCode
 from runwire.ids import UserId
 from runwire.runs import RunSnapshot
 from tests.helpers import GatedAgent, running_gateway, token_for
-from tests.web.conftest import CHROMIUM
+from tests.web.conftest import require_browser
 
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install chromium)",
-        allow_module_level=True,
-    )
+require_browser()
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -211,8 +207,9 @@ async def test_two_tabs_of_a_user_share_a_run_and_another_user_sees_none_of_it(
         thread_id = await tab1.evaluate("window.runwireApp.state.currentThread")
         reads = SnapshotReads(monkeypatch, gateway)
         await bob_tab.goto(f"{gateway.url}/#thread={thread_id}")
+        await bob_tab.reload()  # a fresh load of that URL reads his runs from the gateway
         await wait_for(reads.answered, "bob's get_runs")
-        assert reads.answers == [("bob", thread_id, [])]
+        assert reads.answers == [("bob", None, [])]  # all of his runs: none
         await expect(bob_tab.get_by_test_id("empty-thread")).to_be_visible()
         await expect(bob_tab.get_by_test_id("run")).to_have_count(0)
 
@@ -335,8 +332,10 @@ async def test_reload_rebuilds_the_thread_over_the_socket_not_http(
         await expect(run).to_have_attribute("data-status", "completed")
         await expect(run.get_by_test_id("run-input")).to_have_text("hello")
         await expect(run.get_by_test_id("answer")).to_have_text("echo: hello.")
-        assert reads.answers == [("alice", thread_id, [run_id])]
-        assert not [url for url in requested if "/api/runs" in url], requested
+        # One read of all her runs (the thread list and the view come from it).
+        assert reads.answers == [("alice", None, [run_id])]
+        assert await page.evaluate("window.runwireApp.state.currentThread") == thread_id
+        assert not [url for url in requested if "/api/" in url], requested
 
 
 async def test_production_mode_signs_in_with_a_pasted_token(browser: Browser) -> None:

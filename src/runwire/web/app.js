@@ -5,15 +5,17 @@
 // or adopted from a snapshot when the tab joins it midway; a snapshot
 // carries `last_offset`, and an event at or below a run's `last_offset` is never
 // applied twice. The view of the current thread is synced from the model after every
-// change, touching only the DOM that differs.
+// change, touching only the DOM that differs. The thread list (titles, run counts) is
+// derived from the same model (runstore.js threadsOf), so it always matches the view.
 //
-// Snapshots are read over the socket (`getRuns` / `getRun`) when it is up: any node
-// answers those, also for a user it did not serve before. Only while the socket is
-// down does the page ask this node's HTTP API (`/api/runs`), which knows only the
-// runs this node has seen.
+// At sign-in, and whenever events were lost (`resume_failed`), the model is rebuilt
+// from all of the user's run snapshots. They are read over the socket (`getRunsPage`
+// / `getRun`) when it is up: any node answers those, also for a user it did not serve
+// before. Only while the socket is down does the page ask this node's HTTP API
+// (`/api/runs`), which knows only the runs this node has seen.
 
-import { RunwireClient } from "./runwire.js";
-import { applyEvent, newRun } from "./runstore.js";
+import { RunwireClient, parseJson, stringifyJson } from "./runwire.js";
+import { applyEvent, newRun, threadsOf } from "./runstore.js";
 
 const TOKEN_KEY = "runwire.token";
 // "dev" when the token came from /api/dev-token (the page can mint fresh ones).
@@ -28,7 +30,6 @@ const state = {
   renewable: false, // the token comes from /api/dev-token: refreshed before it runs out
   client: null,
   userId: null,
-  threads: new Map(), // thread_id -> {thread_id, title, runs, last_ts}
   currentThread: null,
   runs: new Map(), // run_id -> run model
   loading: new Map(), // run_id -> events buffered while its snapshot is fetched
@@ -88,10 +89,11 @@ function formatWhen(ts) {
   return date.toLocaleDateString([], { month: "short", day: "numeric" });
 }
 
+/** A tool's args or result as text; big integers exactly as the server sent them. */
 function formatValue(value) {
   if (typeof value === "string") return value;
   try {
-    return JSON.stringify(value, null, 1).replace(/\n\s*/g, " ");
+    return stringifyJson(value, 1).replace(/\n\s*/g, " ");
   } catch {
     return String(value);
   }
@@ -126,7 +128,7 @@ async function api(path) {
   }
   if (response.status === 404) return null;
   if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
-  return response.json();
+  return parseJson(await response.text());
 }
 
 /** Whether to read snapshots over the socket: it is open, or opening for the first time. */
@@ -154,15 +156,29 @@ async function readSnapshots(fromSocket, fromHttp) {
   return fromHttp();
 }
 
-/** The runs of a thread, oldest first; null if the gateway could not say. */
-function loadRuns(threadId) {
+/** One page of the user's runs, oldest first: `{runs, more}`, or null if unknown. */
+function loadRunsPage(before) {
   return readSnapshots(
-    (client) => client.getRuns(threadId, { timeout: SNAPSHOT_TIMEOUT_MS }),
+    (client) => client.getRunsPage(null, { timeout: SNAPSHOT_TIMEOUT_MS, before }),
     async () => {
-      const body = await api(`/api/runs?thread_id=${encodeURIComponent(threadId)}`);
-      return body === null ? null : body.runs;
+      const query = before ? `?before=${encodeURIComponent(before)}` : "";
+      const body = await api(`/api/runs${query}`);
+      return body === null ? null : { runs: body.runs, more: body.more === true };
     },
   );
+}
+
+/** Every run snapshot the gateway holds for the user, oldest first; null if unknown. */
+async function loadAllRuns() {
+  const all = [];
+  let before;
+  for (;;) {
+    const page = await loadRunsPage(before);
+    if (page === null) return all.length ? all : null;
+    all.unshift(...page.runs);
+    if (!page.more || page.runs.length === 0) return all;
+    before = page.runs[0].run_id;
+  }
 }
 
 /** One run's snapshot; null if the gateway holds none. */
@@ -173,12 +189,13 @@ function loadRun(runId) {
   );
 }
 
-function showBanner(text, action = null) {
+function showBanner(text, action = null, label = "Reconnect") {
   const banner = $("banner");
   setText($("banner-text"), text);
   const button = $("banner-action");
   button.hidden = action === null;
   button.onclick = action;
+  setText(button, label);
   banner.hidden = false;
 }
 
@@ -191,12 +208,15 @@ function hideBanner() {
 async function showSignIn(message = "") {
   $("chat-view").hidden = true;
   $("who").hidden = true;
+  $("threads-toggle").hidden = true;
+  setThreadsOpen(false);
   $("signin-view").hidden = false;
   setBadge("idle");
   let production = false;
   try {
-    // Dev mode answers 400 (no user given); production has no such route (404).
-    production = (await fetch("/api/dev-token")).status === 404;
+    // Always 200: the page never probes a route that answers an error (a console error).
+    const info = await (await fetch("/api/info")).json();
+    production = info.dev_sign_in !== true;
   } catch {
     production = false;
   }
@@ -262,7 +282,6 @@ function stop() {
   state.client = null;
   state.token = null;
   state.userId = null;
-  state.threads.clear();
   state.runs.clear();
   state.loading.clear();
   state.pending = [];
@@ -308,6 +327,7 @@ function start(token, { renewable = state.renewable } = {}) {
   showUser(claims && typeof claims.sub === "string" ? claims.sub : "");
   $("signin-view").hidden = true;
   $("chat-view").hidden = false;
+  $("threads-toggle").hidden = false;
   hideBanner();
 
   const client = new RunwireClient();
@@ -322,8 +342,8 @@ function start(token, { renewable = state.renewable } = {}) {
     if (limits && limits.max_message_chars) $("message-input").maxLength = limits.max_message_chars;
     hideBanner();
   });
-  client.addEventListener("resume_failed", () => {
-    if (client === state.client) rebuild();
+  client.addEventListener("resume_failed", (event) => {
+    if (client === state.client) rebuild(event.detail.reason);
   });
   client.addEventListener("event", (event) => {
     if (client === state.client) onEvent(event.detail);
@@ -339,9 +359,10 @@ function start(token, { renewable = state.renewable } = {}) {
   });
   const sub = claims && typeof claims.sub === "string" ? claims.sub : "";
   client.connect(wsUrl(), tokenSource(sub)).catch(() => {}); // failures arrive as `close` events
+  updateSend();
 
-  loadThreads();
   openThread(threadFromHash(), { focus: true });
+  loadEverything();
 }
 
 function onFatalClose(code, reason) {
@@ -359,6 +380,7 @@ function showUser(userId) {
   state.userId = userId;
   setText($("user-name"), userId);
   setText($("user-avatar"), (userId || "?").slice(0, 1).toUpperCase());
+  $("user-avatar").title = userId;
   $("who").hidden = false;
 }
 
@@ -383,12 +405,42 @@ function setBadge(connectionState, detail = {}) {
         : "";
 }
 
-/** After `resume_failed` (events were lost): forget every run and rebuild from snapshots. */
-function rebuild() {
+/** Adopt every run snapshot the gateway holds (sign-in, or a rebuild). */
+async function loadEverything() {
+  const generation = state.generation;
+  let snapshots;
+  try {
+    snapshots = await loadAllRuns();
+  } catch {
+    return null;
+  }
+  if (generation !== state.generation || snapshots === null) return null;
+  for (const snapshot of snapshots) adoptSnapshot(snapshot);
+  renderThreads();
+  renderThread();
+  return snapshots;
+}
+
+/**
+ * After `resume_failed` (events were lost): forget every run and rebuild from the
+ * snapshots. If runs this tab showed are gone from the gateway too (a memory-engine
+ * gateway restarted, say), say so, and leave a thread that no longer exists.
+ */
+async function rebuild(reason) {
+  const before = new Set(state.runs.keys());
   state.runs.clear();
   state.loading.clear();
-  loadThreads();
-  openThread(state.currentThread);
+  renderThreads();
+  renderThread();
+  const snapshots = await loadEverything();
+  if (snapshots === null) return;
+  const kept = new Set(snapshots.map((snapshot) => snapshot.run_id));
+  const lost = [...before].filter((runId) => !kept.has(runId)).length;
+  if (lost === 0) return;
+  const runs = `${lost} earlier ${lost === 1 ? "run" : "runs"}`;
+  const why = reason === "epoch_changed" ? "The gateway restarted and lost its history" : "The gateway no longer holds some history";
+  showBanner(`${why}: ${runs} of this list ${lost === 1 ? "is" : "are"} gone.`, hideBanner, "Dismiss");
+  if (state.currentThread !== null && runsOfThread(state.currentThread).length === 0) selectThread(null);
 }
 
 // -- threads ------------------------------------------------------------------------
@@ -398,37 +450,14 @@ function threadFromHash() {
   return match ? decodeURIComponent(match[1]) : null;
 }
 
-async function loadThreads() {
-  let body;
-  try {
-    body = await api("/api/threads");
-  } catch {
-    return;
-  }
-  if (body === null) return;
-  for (const thread of body.threads) {
-    const known = state.threads.get(thread.thread_id);
-    if (!known || known.last_ts <= thread.last_ts) state.threads.set(thread.thread_id, thread);
-  }
-  renderThreads();
-  renderTitle();
+/** The thread list, from the runs this tab holds (the same model as the view). */
+function threads() {
+  return threadsOf(state.runs.values());
 }
 
 function renderTitle() {
-  const thread = state.threads.get(state.currentThread);
+  const thread = threads().find((t) => t.thread_id === state.currentThread);
   setText($("thread-title"), thread ? thread.title || "Untitled" : "New thread");
-}
-
-function touchThread(threadId, title, ts, isNew) {
-  let thread = state.threads.get(threadId);
-  if (!thread) {
-    thread = { thread_id: threadId, title: title.slice(0, 80), runs: 0, last_ts: ts };
-    state.threads.set(threadId, thread);
-  }
-  if (isNew) thread.runs += 1;
-  thread.last_ts = Math.max(thread.last_ts, ts);
-  renderThreads();
-  if (threadId === state.currentThread) renderTitle();
 }
 
 function threadRunning(threadId) {
@@ -440,9 +469,9 @@ function threadRunning(threadId) {
 
 function renderThreads() {
   const list = $("thread-list");
-  const threads = [...state.threads.values()].sort((a, b) => b.last_ts - a.last_ts);
-  $("threads-empty").hidden = threads.length > 0;
-  const items = threads.map((thread) => {
+  const all = threads();
+  $("threads-empty").hidden = all.length > 0;
+  const items = all.map((thread) => {
     const current = thread.thread_id === state.currentThread;
     const running = threadRunning(thread.thread_id);
     const runs = `${thread.runs} ${thread.runs === 1 ? "run" : "runs"}`;
@@ -475,31 +504,23 @@ function renderThreads() {
     const again = list.querySelector(`[data-thread-id="${CSS.escape(focused)}"]`);
     if (again) again.focus();
   }
+  renderTitle();
 }
 
 function selectThread(threadId) {
+  setThreadsOpen(false);
   if (threadId === state.currentThread) return;
   if (threadId === null) history.pushState(null, "", location.pathname);
   else location.hash = `thread=${encodeURIComponent(threadId)}`;
   openThread(threadId, { focus: true });
 }
 
-async function openThread(threadId, { focus = false } = {}) {
+/** Show a thread from the model (loadEverything fills it at sign-in). */
+function openThread(threadId, { focus = false } = {}) {
   state.currentThread = threadId;
   renderThreads();
   renderThread();
   if (focus) $("message-input").focus();
-  if (threadId === null) return;
-  let runs;
-  try {
-    runs = await loadRuns(threadId);
-  } catch {
-    return;
-  }
-  if (runs === null) return;
-  for (const snapshot of runs) adoptSnapshot(snapshot);
-  if (runs.length) touchThread(threadId, runs[0].input, runs.at(-1).started_ts, false);
-  if (state.currentThread === threadId) renderThread();
 }
 
 // -- the run model ------------------------------------------------------------------
@@ -526,7 +547,7 @@ function onEvent(event) {
     const created = newRun(event.run_id, event.thread_id);
     state.runs.set(created.run_id, created);
     apply(created, event);
-    touchThread(created.thread_id, created.input, event.ts, true);
+    renderThreads();
     changed(created, event);
     return;
   }
@@ -558,7 +579,7 @@ async function fetchRun(runId, threadId) {
   }
   const run = state.runs.get(runId);
   if (run !== undefined) {
-    touchThread(run.thread_id, run.input, run.started_ts || Date.now(), false);
+    renderThreads();
     changed(run, null);
   }
 }
@@ -591,10 +612,10 @@ function apply(run, event) {
 }
 
 function changed(run, event) {
-  if (event !== null && (event.type === "agent_completed" || event.type === "agent_error")) {
-    renderThreads();
-  }
+  const ended = event !== null && (event.type === "agent_completed" || event.type === "agent_error");
+  if (ended) renderThreads();
   if (run.thread_id !== state.currentThread) return;
+  if (ended) announce(run);
   if (event !== null && event.type === "agent_started") dropPlaceholder(run);
   let view = state.views.get(run.run_id);
   if (view === undefined) {
@@ -863,6 +884,7 @@ async function sendMessage(event) {
   if (!content || state.client === null) return;
   input.value = "";
   resizeComposer();
+  updateSend();
   showComposerError("");
   // A new thread gets its id here, so its run shows live before the ack arrives.
   let threadId = state.currentThread;
@@ -894,7 +916,7 @@ async function sendMessage(event) {
     if (run === undefined) {
       run = newRun(ack.run_id, ack.thread_id, { input: content, started_ts: Date.now() });
       state.runs.set(run.run_id, run);
-      touchThread(ack.thread_id, content, run.started_ts, true);
+      renderThreads();
     }
     changed(run, null);
   } catch (error) {
@@ -902,6 +924,7 @@ async function sendMessage(event) {
     removePending(pending);
     if (input.value === "") input.value = content;
     resizeComposer();
+    updateSend();
     showComposerError(`Not sent: ${error.detail || error.message}`);
     if (state.currentThread === threadId) {
       $("empty-thread").hidden = state.views.size > 0 || state.pending.some((p) => p.threadId === threadId);
@@ -912,6 +935,35 @@ async function sendMessage(event) {
 function removePending(pending) {
   state.pending = state.pending.filter((p) => p !== pending);
   pending.element.remove();
+}
+
+/** Send is enabled only for a message with text in it, on a signed-in page. */
+function updateSend() {
+  $("send").disabled = $("message-input").value.trim() === "" || state.client === null;
+}
+
+/** Tell screen readers, politely, how a run of the open thread ended. */
+function announce(run) {
+  const answer = run.answer || run.output || "";
+  const text =
+    run.status === "error" && run.error
+      ? `The agent failed: ${run.error.message}`
+      : run.status === "cancelled"
+        ? "The run was cancelled."
+        : `The agent answered: ${answer}`;
+  // Cleared first, so the same words twice are announced twice.
+  const region = $("announcer");
+  region.textContent = "";
+  requestAnimationFrame(() => {
+    region.textContent = text;
+  });
+}
+
+/** The thread list as a drawer (narrow screens): open or closed. */
+function setThreadsOpen(open) {
+  const toggle = $("threads-toggle");
+  toggle.setAttribute("aria-expanded", open ? "true" : "false");
+  document.body.classList.toggle("threads-open", open);
 }
 
 function resizeComposer() {
@@ -935,7 +987,21 @@ function init() {
       $("composer").requestSubmit();
     }
   });
-  input.addEventListener("input", resizeComposer);
+  input.addEventListener("input", () => {
+    resizeComposer();
+    updateSend();
+  });
+  $("threads-toggle").addEventListener("click", () =>
+    setThreadsOpen($("threads-toggle").getAttribute("aria-expanded") !== "true"),
+  );
+  $("threads-scrim").addEventListener("click", () => setThreadsOpen(false));
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && document.body.classList.contains("threads-open")) {
+      setThreadsOpen(false);
+      $("threads-toggle").focus();
+    }
+  });
+  updateSend();
   window.addEventListener("popstate", () => {
     if (state.token !== null) openThread(threadFromHash());
   });

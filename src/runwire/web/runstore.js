@@ -83,3 +83,29 @@ export function applyEvent(run, event, clockOffsetMs = 0) {
   }
   return true;
 }
+
+/**
+ * The thread list of a set of runs, as the server's RunStore.threads() gives it: one
+ * entry per thread with its title (the oldest run's input, 80 characters), how many
+ * runs it holds and when the newest started; most recent first. The page draws its
+ * thread list from this, over the same runs it shows, so counts and view never differ.
+ */
+export function threadsOf(runs) {
+  const ordered = [...runs].sort((a, b) => a.started_ts - b.started_ts || a.last_offset - b.last_offset);
+  const threads = new Map();
+  for (const run of ordered) {
+    const known = threads.get(run.thread_id);
+    if (known === undefined) {
+      threads.set(run.thread_id, {
+        thread_id: run.thread_id,
+        title: run.input.slice(0, 80),
+        runs: 1,
+        last_ts: run.started_ts,
+      });
+    } else {
+      known.runs += 1;
+      known.last_ts = Math.max(known.last_ts, run.started_ts);
+    }
+  }
+  return [...threads.values()].sort((a, b) => b.last_ts - a.last_ts);
+}

@@ -58,6 +58,38 @@ export function refreshDelay(expiresAt, now, margin) {
   return Math.min(MAX_TIMER_MS, Math.max(remaining - margin, remaining / 2));
 }
 
+const INTEGER_TEXT = /^-?\d+$/;
+
+/** JSON.parse reviver: an integer beyond 2^53 becomes an exact BigInt, read from its
+ * source text where the engine gives it (`context.source`; Chromium does), instead of
+ * a rounded float. Everything else is what JSON.parse makes of it. */
+function exactNumbers(key, value, context) {
+  if (typeof value !== "number" || Number.isSafeInteger(value)) return value;
+  const source = context && context.source;
+  return typeof source === "string" && INTEGER_TEXT.test(source) ? BigInt(source) : value;
+}
+
+/**
+ * Parse JSON keeping every integer exact: those beyond Number.MAX_SAFE_INTEGER become
+ * BigInts (where the engine supports JSON.parse source access; elsewhere they stay
+ * rounded numbers). runwire.js parses every frame with it.
+ */
+export function parseJson(text) {
+  return JSON.parse(text, exactNumbers);
+}
+
+/** JSON.stringify that writes BigInts (from parseJson) back as exact JSON numbers. */
+export function stringifyJson(value, space) {
+  return JSON.stringify(
+    value,
+    (key, item) => {
+      if (typeof item !== "bigint") return item;
+      return typeof JSON.rawJSON === "function" ? JSON.rawJSON(item.toString()) : item.toString();
+    },
+    space,
+  );
+}
+
 /** The server refused a request (an `error` frame), or the connection ended first. */
 export class RunwireError extends Error {
   constructor(code, message) {
@@ -276,11 +308,25 @@ export class RunwireClient extends EventTarget {
    * @param {{id?: string, timeout?: number}} [options]
    */
   async getRuns(threadId, options = {}) {
+    return (await this.getRunsPage(threadId, options)).runs;
+  }
+
+  /**
+   * One page of run snapshots, as `getRuns`, with paging: resolves with
+   * `{runs, more}`; while `more` is true, older runs exist: ask again with `before` =
+   * the first run's `run_id`.
+   *
+   * @param {string} [threadId] only the runs of this thread
+   * @param {{id?: string, timeout?: number, before?: string, limit?: number}} [options]
+   */
+  async getRunsPage(threadId, options = {}) {
     const id = options.id || randomId();
     const frame = { type: "get_runs", id };
     if (threadId) frame.thread_id = threadId;
+    if (options.before) frame.before = options.before;
+    if (options.limit) frame.limit = options.limit;
     const reply = await this._request(frame, id, options.timeout);
-    return reply.runs;
+    return { runs: reply.runs, more: reply.more === true };
   }
 
   /**
@@ -375,7 +421,7 @@ export class RunwireClient extends EventTarget {
   _receive(data) {
     let frame;
     try {
-      frame = JSON.parse(data);
+      frame = parseJson(data);
     } catch {
       return;
     }
