@@ -181,3 +181,22 @@ def get_json(url: str, token: str | None = None) -> tuple[int, Any]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+class Listener:
+    """An engine listener for engine-level tests: passes deliveries to ``deliver`` and
+    records resync requests and availability changes."""
+
+    def __init__(self, deliver: Any = None) -> None:
+        self._deliver = deliver if deliver is not None else (lambda stored: None)
+        self.resyncs: list[str] = []
+        self.states: list[bool] = []
+
+    def deliver(self, stored: Any) -> None:
+        self._deliver(stored)
+
+    def resync(self, user_id: str) -> None:
+        self.resyncs.append(user_id)
+
+    def engine_state_changed(self, available: bool) -> None:
+        self.states.append(available)

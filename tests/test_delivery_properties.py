@@ -24,7 +24,7 @@ from runwire.events import AgentMessageDelta, Event
 from runwire.ids import UserId
 from runwire.manager import Connection, ResumeRequest, create_manager
 from runwire.metrics import Metrics
-from tests.helpers import make_settings
+from tests.helpers import Listener, make_settings
 
 USERS = ["ann", "ben", "cat"]
 CLIENTS_PER_USER = 2
@@ -110,7 +110,7 @@ async def _run_program(program: list[tuple[Any, ...]]) -> None:
     def deliver(stored: StoredEvent) -> None:
         manager.deliver(stored)
 
-    await engine.start(deliver)
+    await engine.start(Listener(deliver))
     clients = [LogicalClient(user) for user in USERS for _ in range(CLIENTS_PER_USER)]
     published = dict.fromkeys(USERS, 0)
 

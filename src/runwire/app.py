@@ -26,116 +26,54 @@ from runwire.agents.base import Agent
 from runwire.agents.dispatch import LocalDispatcher, RunDispatcher
 from runwire.agents.runtime import AgentRuntime, RunLimits
 from runwire.auth import Authenticator, issue_token, token_from_headers
+from runwire.backends import Backend, backend_for
 from runwire.banner import BANNER_LOGGER, banner
 from runwire.config import Mode, Settings, load_settings
 from runwire.engines.base import Engine, StoredEvent
-from runwire.engines.memory import HistoryBounds, MemoryEngine
-from runwire.events import MAX_RUNS_PAGE, AgentCompleted, AgentError, Event
+from runwire.events import MAX_RUNS_PAGE, Event
 from runwire.exceptions import AuthError, CloseCode, ConfigError
 from runwire.handlers import ClientFrameHandler
 from runwire.ids import UserId
 from runwire.loopwatch import LoopLagMonitor
 from runwire.manager import WebSocketManager, create_manager
-from runwire.metrics import RUN_STATUS_LABELS, Metrics, label_of
-from runwire.runs import LocalSnapshots, RunStore, SnapshotReader, page_of
+from runwire.metrics import Metrics
+from runwire.pipeline import Pipeline
+from runwire.runs import RunStore, SnapshotReader, page_of
 from runwire.server import HttpRequest, HttpResponse, HttpRoute, ServerOptions, start_server
 
 if TYPE_CHECKING:
-    from runwire.redis.control import RedisControl
-    from runwire.redis.snapshots import RedisSnapshots
+    pass
 
-__all__ = ["Gateway", "create_control", "create_dispatcher", "create_engine", "load_agent"]
+__all__ = ["Gateway", "create_dispatcher", "create_engine", "load_agent"]
 
 log = logging.getLogger("runwire")
 banner_log = logging.getLogger(BANNER_LOGGER)
 
 
-def _memory_engine(settings: Settings) -> Engine:
-    return MemoryEngine(
-        HistoryBounds(
-            max_events=settings.history_max_events,
-            max_bytes=settings.history_max_bytes,
-            ttl_s=settings.history_ttl_s,
-            max_users=settings.history_max_users,
-            max_event_bytes=settings.event_size_limit,
-        )
-    )
-
-
-def _redis_engine(settings: Settings) -> Engine:
-    try:
-        from runwire.redis.engine import RedisEngine
-    except ImportError as exc:
-        raise ConfigError(
-            f"RUNWIRE_ENGINE: the redis engine needs the redis extra ({exc})"
-        ) from None
-    return RedisEngine(
-        settings.engine,
-        max_events=settings.history_max_events,
-        max_bytes=settings.history_max_bytes,
-        max_age_s=settings.history_ttl_s,
-        key_ttl_s=settings.redis_key_ttl_s,
-        max_event_bytes=settings.event_size_limit,
-    )
-
-
-ENGINES = {"memory": _memory_engine, "redis": _redis_engine}
-"""URL scheme of ``RUNWIRE_ENGINE`` to engine constructor."""
-
-
 def create_engine(settings: Settings) -> Engine:
-    """The engine named by ``settings.engine``.
+    """The engine named by ``settings.engine`` (its backend's).
 
     Raises:
-        ConfigError: unknown scheme.
+        ConfigError: unknown scheme, or its extra is missing.
     """
-    scheme = settings.engine.partition("://")[0]
-    constructor = ENGINES.get(scheme)
-    if constructor is None:
-        known = ", ".join(f"{name}://" for name in ENGINES)
-        raise ConfigError(f"RUNWIRE_ENGINE: unknown engine {scheme!r} (known: {known})")
-    return constructor(settings)
+    return backend_for(settings).engine(settings)
 
 
-def create_dispatcher(settings: Settings, runtime: AgentRuntime) -> RunDispatcher:
-    """Where runs execute: in this process (``local``) or in workers (``workers``)."""
-    if settings.engine.partition("://")[0] != "redis":
-        return LocalDispatcher(runtime)
-    from runwire.redis.workers import RedisDispatcher, RedisMessageClaims
+def create_dispatcher(
+    settings: Settings, runtime: AgentRuntime, backend: Backend | None = None
+) -> RunDispatcher:
+    """Where runs execute: in this process (``local``) or in workers (``workers``).
 
-    if settings.runs != "workers":
-        return LocalDispatcher(
-            runtime, RedisMessageClaims(settings.engine, ttl_s=settings.idempotency_ttl_s)
-        )
-    return RedisDispatcher(
-        settings.engine,
-        per_user=settings.max_concurrent_runs_per_user,
-        ttl_s=settings.idempotency_ttl_s,
-        stream_max=settings.runs_stream_max,
-    )
-
-
-def create_snapshot_store(settings: Settings, store: RunStore) -> RedisSnapshots | None:
-    """With a shared engine, the Redis copy of run snapshots that any node can read."""
-    if settings.engine.partition("://")[0] != "redis":
-        return None
-    from runwire.redis.snapshots import RedisSnapshots
-
-    return RedisSnapshots(
-        settings.engine,
-        store,
-        runs_per_user=settings.snapshot_runs_per_user,
-        ttl_s=settings.idempotency_ttl_s,
-    )
-
-
-def create_control(settings: Settings, manager: WebSocketManager) -> RedisControl | None:
-    """With a shared engine, the channel that carries commands to every node."""
-    if settings.engine.partition("://")[0] != "redis":
-        return None
-    from runwire.redis.control import RedisControl
-
-    return RedisControl(settings.engine, manager.disconnect_user)
+    Raises:
+        ConfigError: ``workers`` with a backend that has no run queue.
+    """
+    backend = backend or backend_for(settings)
+    if settings.runs == "workers":
+        if backend.workers is None:
+            raise ConfigError("RUNWIRE_RUNS: workers need a shared engine (redis://...)")
+        return backend.workers(settings)
+    claims = backend.message_claims(settings) if backend.message_claims is not None else None
+    return LocalDispatcher(runtime, claims)
 
 
 def _import(module_name: str) -> Any:
@@ -190,19 +128,29 @@ class Gateway:
         self.agent = agent if agent is not None else load_agent(self.settings.agent)
         self.authenticator = Authenticator(self.settings)
         self.metrics = Metrics()
-        self.engine = create_engine(self.settings)
+        backend = backend_for(self.settings)
+        self.engine = backend.engine(self.settings)
         self.runs = RunStore(
             runs_per_user=self.settings.snapshot_runs_per_user,
             max_users=self.settings.history_max_users,
         )
-        self._snapshot_writer = create_snapshot_store(self.settings, self.runs)
-        self.snapshots: SnapshotReader = self._snapshot_writer or LocalSnapshots(self.runs)
+        self._shared_snapshots = (
+            backend.snapshots(self.settings, self.runs) if backend.snapshots is not None else None
+        )
+        self.snapshots: SnapshotReader = backend.snapshot_reader(self._shared_snapshots, self.runs)
         self.manager: WebSocketManager = create_manager(
             engine=self.engine, settings=self.settings, metrics=self.metrics
         )
+        self.pipeline = Pipeline(
+            self.engine,
+            self.runs,
+            snapshots=self._shared_snapshots,
+            sink=self.manager,
+            metrics=self.metrics,
+        )
         self.runtime = AgentRuntime(
             self.agent,
-            self._publish,
+            self.pipeline.publish,
             RunLimits(
                 per_user=self.settings.max_concurrent_runs_per_user,
                 active=self.settings.max_active_runs,
@@ -213,7 +161,7 @@ class Gateway:
             ),
             on_slow_step=lambda _run, _held_s: self.metrics.slow_steps.inc(),
         )
-        self.dispatcher = create_dispatcher(self.settings, self.runtime)
+        self.dispatcher = create_dispatcher(self.settings, self.runtime, backend)
         self.manager.set_frame_handler(
             ClientFrameHandler(
                 self.manager,
@@ -225,8 +173,11 @@ class Gateway:
                 reply_max_bytes=self.settings.reply_size_limit,
             )
         )
-        self._observe_deliveries = not isinstance(self.engine, MemoryEngine)
-        self._control = create_control(self.settings, self.manager)
+        self._control = (
+            backend.control(self.settings, self.manager.disconnect_user)
+            if backend.control is not None
+            else None
+        )
         self._server: asyncio.Server | None = None
         self._loop_lag = LoopLagMonitor(self.metrics.event_loop_lag.observe)
         self.port = self.settings.port
@@ -236,11 +187,9 @@ class Gateway:
 
     async def start(self) -> None:
         """Connect the engine and start listening."""
-        await self.engine.start(
-            self._deliver, resync=self.manager.resync, on_state=self.manager.engine_state_changed
-        )
-        if self._snapshot_writer is not None:
-            self._snapshot_writer.start()
+        await self.pipeline.start()
+        if self._shared_snapshots is not None:
+            self._shared_snapshots.start()
         self._loop_lag.start()
         if self._control is not None:
             await self._control.start()
@@ -282,8 +231,8 @@ class Gateway:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
-        if self._snapshot_writer is not None:
-            await self._snapshot_writer.close()
+        if self._shared_snapshots is not None:
+            await self._shared_snapshots.close()
         await self._loop_lag.stop()
         if self._control is not None:
             await self._control.close()
@@ -360,31 +309,7 @@ class Gateway:
 
     async def publish(self, user_id: UserId, event: Event) -> StoredEvent:
         """Store ``event`` in the user's stream and deliver it (the one publish path)."""
-        return await self._publish(user_id, event)
-
-    async def _publish(self, user_id: UserId, event: Event) -> StoredEvent:
-        engine = self.engine
-        if isinstance(engine, MemoryEngine):
-            stored = engine.publish_nowait(user_id, event)  # never waits: no coroutine
-        else:
-            stored = await engine.publish(user_id, event)
-        self.runs.observe(user_id, stored.offset, event)
-        if self._snapshot_writer is not None:
-            self._snapshot_writer.executed(user_id, event)
-        self.metrics.published.pending += 1
-        data = event.data
-        if isinstance(data, AgentCompleted):
-            self.metrics.runs_finished.labels(data.status).inc()
-        elif isinstance(data, AgentError):
-            self.metrics.runs_finished.labels(label_of(data.code, RUN_STATUS_LABELS)).inc()
-        return stored
-
-    def _deliver(self, stored: StoredEvent) -> None:
-        if self._observe_deliveries:
-            # Shared engine: runs executed elsewhere (other nodes, workers) reach this
-            # node's snapshots through the users it serves.
-            self.runs.observe(stored.user_id, stored.offset, stored.event)
-        self.manager.deliver(stored)
+        return await self.pipeline.publish(user_id, event)
 
     def _routes(self) -> dict[str, HttpRoute]:
         routes: dict[str, HttpRoute] = {

@@ -31,6 +31,7 @@ from runwire.events import (
 )
 from runwire.exceptions import EventRejected
 from runwire.ids import Epoch, UserId
+from tests.helpers import Listener
 
 Clock = Callable[[], float]
 EngineFactory = Callable[[HistoryBounds, Clock], Awaitable[Engine]]
@@ -110,7 +111,7 @@ async def make_engine(
 
     async def make(bounds: HistoryBounds = DEFAULT_BOUNDS) -> Engine:
         engine = await engine_factory(bounds, clock)
-        await engine.start(delivered.append)
+        await engine.start(Listener(delivered.append))
         engines.append(engine)
         return engine
 

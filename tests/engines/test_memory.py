@@ -6,6 +6,7 @@ from runwire.engines.base import ResumeFailure, ResumeFailureReason, StoredEvent
 from runwire.engines.memory import HistoryBounds, MemoryEngine
 from runwire.events import AgentMessageDelta, Event, encode_envelope
 from runwire.ids import UserId
+from tests.helpers import Listener
 
 ALICE, BOB, CAROL, DAVE = UserId("alice"), UserId("bob"), UserId("carol"), UserId("dave")
 
@@ -39,7 +40,7 @@ def event(seq: int = 1) -> Event:
 
 async def started(engine: MemoryEngine) -> list[StoredEvent]:
     delivered: list[StoredEvent] = []
-    await engine.start(delivered.append)
+    await engine.start(Listener(delivered.append))
     return delivered
 
 

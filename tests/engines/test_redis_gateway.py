@@ -12,6 +12,7 @@ from runwire.client import Client, ClientError, ReconnectingClient, StreamPositi
 from runwire.ids import UserId
 from tests.helpers import (
     GatedAgent,
+    Listener,
     collect_run,
     connect,
     get_json,
@@ -164,7 +165,7 @@ async def test_a_repeated_publish_of_one_run_event_is_stored_once(
         key_ttl_s=3600,
         max_event_bytes=65_536,
     )
-    await engine.start(lambda stored: None)
+    await engine.start(Listener())
     try:
         user = UserId("gina-x4")
         first = Event.of(AgentThinking("a"), run_id="r1", thread_id="t", seq=1, ts=0)

@@ -32,6 +32,9 @@ from runwire.ids import Epoch, UserId
 __all__ = [
     "DeliverCallback",
     "Engine",
+    "EngineCapabilities",
+    "EngineListener",
+    "ImmediateEngine",
     "ResumeFailure",
     "ResumeFailureReason",
     "StoredEvent",
@@ -84,25 +87,49 @@ DeliverCallback = Callable[[StoredEvent], None]
 """Called by the engine, on the event loop, for each event of a subscribed user."""
 
 
-class Engine(Protocol):
-    """Port to the per-user event streams (memory or Redis)."""
+@dataclass(frozen=True, slots=True)
+class EngineCapabilities:
+    """What an engine is, declared by the engine (never guessed from its type or URL)."""
 
+    shared: bool
+    """Several processes share the streams: a node is delivered events of runs that
+    other processes executed (and builds their snapshots from those deliveries)."""
+    durable: bool
+    """History survives a restart of this process."""
+    immediate: bool
+    """:meth:`ImmediateEngine.publish_nowait` exists: publishing stores and delivers
+    synchronously, without a coroutine (the hot path uses it)."""
+
+
+class EngineListener(Protocol):
+    """Everything an engine reports, to one object (the process's pipeline)."""
+
+    def deliver(self, stored: StoredEvent) -> None:
+        """An event of a subscribed user, in offset order per user."""
+
+    def resync(self, user_id: UserId) -> None:
+        """Live delivery may have missed events of ``user_id`` (a lost subscription):
+        catch its connections up from history."""
+
+    def engine_state_changed(self, available: bool) -> None:
+        """The engine became available or unavailable."""
+
+
+class Engine(Protocol):
+    """Port to the per-user event streams.
+
+    Adding an engine is one module implementing this port (and, for a shared store,
+    a :class:`~runwire.backends.Backend` for its URL scheme); it must pass the engine
+    contract suite ``tests/engines/test_contract.py``.
+    """
+
+    capabilities: EngineCapabilities
     available: bool
     """Whether the engine can publish and read right now (memory: always)."""
 
-    async def start(
-        self,
-        deliver: DeliverCallback,
-        *,
-        resync: Callable[[UserId], None] | None = None,
-        on_state: Callable[[bool], None] | None = None,
-    ) -> None:
-        """Connect; from now on events of subscribed users are passed to ``deliver``.
-
-        ``resync(user_id)`` is called when live delivery may have missed events of a
-        subscribed user (after a lost subscription): the node then catches up from
-        history. ``on_state(available)`` is called when availability changes.
-        """
+    async def start(self, listener: EngineListener) -> None:
+        """Connect; from now on the engine reports to ``listener``: events of
+        subscribed users, resync requests, availability changes."""
 
     async def close(self) -> None:
         """Release every resource; idempotent."""
@@ -110,8 +137,9 @@ class Engine(Protocol):
     def mark_unavailable(self) -> None:
         """A command on the engine's store failed (possibly in another client of the same
         store, e.g. the run dispatcher). Unless the engine cannot be unavailable, it
-        reports unavailable now (``on_state(False)``), checks itself, and reports
-        available (``on_state(True)``) once the store answers again, followed by a
+        reports unavailable now (``engine_state_changed(False)``), checks itself,
+        and reports available (``engine_state_changed(True)``) once the store answers
+        again, followed by a
         resync of every subscribed user: whoever was told of the failure learns when
         to retry."""
 
@@ -149,4 +177,12 @@ class Engine(Protocol):
 
     def stats(self) -> dict[str, int]:
         """Sizes of the engine's structures (users, events, bytes) for metrics."""
+        ...
+
+
+class ImmediateEngine(Engine, Protocol):
+    """An engine whose publish never waits (``capabilities.immediate``)."""
+
+    def publish_nowait(self, user_id: UserId, event: Event) -> StoredEvent:
+        """:meth:`Engine.publish` without a coroutine."""
         ...

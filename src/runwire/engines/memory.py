@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from runwire.engines.base import (
-    DeliverCallback,
+    EngineCapabilities,
+    EngineListener,
     ResumeFailure,
     ResumeFailureReason,
     StoredEvent,
@@ -63,23 +64,18 @@ class MemoryEngine:
         self.bounds = bounds
         self._clock = clock
         self._streams: OrderedDict[UserId, _Stream] = OrderedDict()
-        self._deliver: DeliverCallback | None = None
+        self._reports: EngineListener | None = None
         self.evicted_streams = 0
         self.evicted_events = 0
 
     available = True
+    capabilities = EngineCapabilities(shared=False, durable=False, immediate=True)
 
-    async def start(
-        self,
-        deliver: DeliverCallback,
-        *,
-        resync: Callable[[UserId], None] | None = None,
-        on_state: Callable[[bool], None] | None = None,
-    ) -> None:
-        self._deliver = deliver
+    async def start(self, listener: EngineListener) -> None:
+        self._reports = listener
 
     async def close(self) -> None:
-        self._deliver = None
+        self._reports = None
         self._streams.clear()
 
     def mark_unavailable(self) -> None:
@@ -160,8 +156,8 @@ class MemoryEngine:
             or now - times[0] > bounds.ttl_s
         ):
             self._trim(stream, now)
-        if stream.subscribers and self._deliver is not None:
-            self._deliver(stored)
+        if stream.subscribers and self._reports is not None:
+            self._reports.deliver(stored)
         return stored
 
     async def position(self, user_id: UserId) -> StreamPosition:

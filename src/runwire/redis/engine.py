@@ -54,7 +54,8 @@ from redis.exceptions import (
 )
 
 from runwire.engines.base import (
-    DeliverCallback,
+    EngineCapabilities,
+    EngineListener,
     ResumeFailure,
     ResumeFailureReason,
     StoredEvent,
@@ -180,9 +181,8 @@ class RedisEngine:
             socket_connect_timeout=CONNECT_TIMEOUT_S,
             socket_keepalive=True,
         )
-        self._deliver: DeliverCallback | None = None
-        self._resync: Callable[[UserId], None] | None = None
-        self._on_state: Callable[[bool], None] | None = None
+        self._reports: EngineListener | None = None
+        """Where events, resyncs and availability go (the process's pipeline)."""
         self._subscriptions = SubscriptionSet()
         self._live_waiters: dict[UserId, list[asyncio.Future[None]]] = {}
         self._changed = asyncio.Event()
@@ -199,25 +199,21 @@ class RedisEngine:
         self._closing = False
         self._ready = asyncio.Event()
         self.available = False
+        self.capabilities = EngineCapabilities(shared=True, durable=True, immediate=False)
+        """Durable as far as Redis persists (AOF/RDB); a lost stream gets a new epoch."""
         self.publish_errors = 0
         self.reconnects = 0
         self.resyncs = 0
 
     # -- lifecycle --------------------------------------------------------------
 
-    async def start(
-        self,
-        deliver: DeliverCallback,
-        *,
-        resync: Callable[[UserId], None] | None = None,
-        on_state: Callable[[bool], None] | None = None,
-    ) -> None:
-        """Connect and start the subscription listener.
+    async def start(self, listener: EngineListener) -> None:
+        """Connect and start the subscription listener; report to ``listener``.
 
         Raises:
             EngineError: Redis cannot be reached at start-up.
         """
-        self._deliver, self._resync, self._on_state = deliver, resync, on_state
+        self._reports = listener
         async with map_redis_errors("start"):
             await self._redis.ping()
         self._listener = asyncio.get_running_loop().create_task(self._listen())
@@ -246,20 +242,20 @@ class RedisEngine:
         with contextlib.suppress(RedisError, OSError):
             await self._redis.aclose()
         self.available = False
-        self._deliver = None
+        self._reports = None
 
     def _set_available(self, available: bool) -> None:
         if available != self.available:
             self.available = available
             log.warning("redis engine %s", "available" if available else "UNAVAILABLE")
-            if self._on_state is not None:
-                self._on_state(available)
+            if self._reports is not None:
+                self._reports.engine_state_changed(available)
 
     def mark_unavailable(self) -> None:
         """A command on this engine's Redis failed (here, or in another client of the
         same Redis: the run dispatcher, the snapshots). Report unavailable now
         (``on_state(False)``) and verify: as soon as Redis answers, the engine reports
-        available again (``on_state(True)``) and resyncs every user. So whoever was told
+        available again (``engine_state_changed(True)``) and resyncs every user. So whoever was told
         of the failure is told when to retry."""
         self._failures += 1
         self._verified = False
@@ -512,17 +508,17 @@ class RedisEngine:
         self._backoff = _BACKOFF_MIN_S
         self._ready.set()
         self._set_available(True)
-        if self._resync is not None:
+        if self._reports is not None:
             for user_id in self._subscriptions.users():
                 self.resyncs += 1
-                self._resync(user_id)
+                self._reports.resync(user_id)
 
     def _on_message(self, channel: bytes, data: bytes) -> None:
         user_id = user_of_channel(channel)
-        if user_id is None or user_id not in self._subscriptions or self._deliver is None:
+        if user_id is None or user_id not in self._subscriptions or self._reports is None:
             return
         epoch, _, frame = data.partition(b"|")
-        self._deliver(_stored(user_id, Epoch(epoch.decode()), frame))
+        self._reports.deliver(_stored(user_id, Epoch(epoch.decode()), frame))
 
     def stats(self) -> dict[str, int]:
         subscriptions = self._subscriptions

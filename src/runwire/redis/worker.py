@@ -30,7 +30,7 @@ from runwire.config import Settings
 from runwire.engines import Engine, ResumeFailure, StoredEvent
 from runwire.events import AgentError, Event, ToolCompleted
 from runwire.exceptions import EngineError
-from runwire.ids import UserId
+from runwire.pipeline import Pipeline
 from runwire.redis.client import map_redis_errors
 from runwire.redis.keys import CANCEL_CHANNEL
 from runwire.redis.snapshots import RedisSnapshots
@@ -66,9 +66,11 @@ class Worker:
             runs_per_user=settings.snapshot_runs_per_user,
             ttl_s=settings.idempotency_ttl_s,
         )
+        # The one publish path, as in the gateway; a worker holds no sockets (no sink).
+        self.pipeline = Pipeline(engine, self.store, snapshots=self.snapshots)
         self.runtime = AgentRuntime(
             agent,
-            self._publish,
+            self.pipeline.publish,
             RunLimits(
                 per_user=settings.max_active_runs,  # the gateways enforce the per-user bound
                 active=settings.max_active_runs,
@@ -96,7 +98,7 @@ class Worker:
 
     async def start(self) -> None:
         """Connect, join the consumer group and start the loops."""
-        await self.engine.start(_ignore)
+        await self.pipeline.start()
         self.snapshots.start()
         await self.queue.setup()
         await self.queue.heartbeat()
@@ -188,13 +190,6 @@ class Worker:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
 
-    async def _publish(self, user_id: UserId, event: Event) -> StoredEvent:
-        """Publish, and keep the run's snapshot (written to Redis for every node)."""
-        stored = await self.engine.publish(user_id, event)
-        self.store.observe(user_id, stored.offset, event)
-        self.snapshots.executed(user_id, event)
-        return stored
-
     # -- runs -------------------------------------------------------------------
 
     def _begin(self, request: RunRequest) -> None:
@@ -256,7 +251,7 @@ class Worker:
                     seq=seq,
                     ts=time.time_ns() // 1_000_000,
                 )
-                await self._publish(request.user_id, event)
+                await self.pipeline.publish(request.user_id, event)
         await self.queue.finished(request)
 
     async def _events_of(self, request: RunRequest) -> list[StoredEvent]:
@@ -275,7 +270,3 @@ class Worker:
             found.extend(s for s in batch if s.event.run_id == request.run_id)
             after = batch[-1].offset
         return found
-
-
-def _ignore(stored: StoredEvent) -> None:
-    """Workers subscribe to no user: they only publish."""

@@ -1,0 +1,123 @@
+"""The one path of an event: publish, store, snapshot, deliver.
+
+:class:`Pipeline` is shared by the gateway and the worker. Publishing goes through
+the engine (which gives the event its offset and keeps it in history), then into
+the process's run snapshots; delivery to sockets happens when the engine hands the
+event back (at once for a node-local engine, through Redis for a shared one).
+
+It is also the engine's listener: everything an engine reports (events of
+subscribed users, "resync this user", availability) arrives at one object with
+one interface (:class:`~runwire.engines.base.EngineListener`) and goes on to the
+snapshots and to the :class:`DeliverySink` (the manager), never back into the
+engine's caller.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, cast
+
+from runwire.engines.base import Engine, ImmediateEngine, StoredEvent
+from runwire.events import AgentCompleted, AgentError, Event
+from runwire.ids import UserId
+from runwire.metrics import RUN_STATUS_LABELS, Metrics, label_of
+from runwire.runs import RunStore
+
+__all__ = ["DeliverySink", "Pipeline", "SnapshotWriter"]
+
+
+class DeliverySink(Protocol):
+    """Where stored events and engine notices go on a gateway (the manager)."""
+
+    def deliver(self, stored: StoredEvent) -> object:
+        """Queue ``stored`` on the connections of its user."""
+        ...
+
+    def resync(self, user_id: UserId) -> None:
+        """Live delivery may have missed events of ``user_id``: catch it up."""
+
+    def engine_state_changed(self, available: bool) -> None:
+        """The engine became available or unavailable."""
+
+
+class SnapshotWriter(Protocol):
+    """A shared copy of the snapshots of runs this process executes (Redis)."""
+
+    def executed(self, user_id: UserId, event: Event) -> None:
+        """``event`` of a run executed here was published."""
+
+
+class Pipeline:
+    """publish -> store -> snapshot -> deliver, for one process.
+
+    Args:
+        engine: the user streams.
+        store: this process's run snapshots.
+        snapshots: the shared snapshot copy, when the engine is shared.
+        sink: where deliveries go (``None`` in a worker, which holds no sockets).
+        metrics: counters to keep (``None`` in a worker).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        store: RunStore,
+        *,
+        snapshots: SnapshotWriter | None = None,
+        sink: DeliverySink | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self._snapshots = snapshots
+        self._sink = sink
+        self._metrics = metrics
+        self._immediate = engine.capabilities.immediate
+        # A shared engine delivers runs executed elsewhere: their snapshots are
+        # built from those deliveries. A local engine delivers only what this
+        # process published, which publish() already observed.
+        self._observe_deliveries = engine.capabilities.shared
+
+    async def start(self) -> None:
+        """Connect the engine, with this pipeline as its listener."""
+        await self.engine.start(self)
+
+    async def publish(self, user_id: UserId, event: Event) -> StoredEvent:
+        """Store ``event`` in the user's stream, snapshot it, and have it delivered.
+
+        Raises:
+            EventRejected: the event cannot be encoded or is too big (no offset taken).
+            EngineError: the engine is unavailable.
+        """
+        engine = self.engine
+        if self._immediate:
+            stored = cast(ImmediateEngine, engine).publish_nowait(user_id, event)  # hot path
+        else:
+            stored = await engine.publish(user_id, event)
+        self.store.observe(user_id, stored.offset, event)
+        if self._snapshots is not None:
+            self._snapshots.executed(user_id, event)
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.published.pending += 1
+            data = event.data
+            if isinstance(data, AgentCompleted):
+                metrics.runs_finished.labels(data.status).inc()
+            elif isinstance(data, AgentError):
+                metrics.runs_finished.labels(label_of(data.code, RUN_STATUS_LABELS)).inc()
+        return stored
+
+    # -- the engine's listener ------------------------------------------------------
+
+    def deliver(self, stored: StoredEvent) -> None:
+        if self._observe_deliveries:
+            self.store.observe(stored.user_id, stored.offset, stored.event)
+        if self._sink is not None:
+            self._sink.deliver(stored)
+
+    def resync(self, user_id: UserId) -> None:
+        if self._sink is not None:
+            self._sink.resync(user_id)
+
+    def engine_state_changed(self, available: bool) -> None:
+        if self._sink is not None:
+            self._sink.engine_state_changed(available)

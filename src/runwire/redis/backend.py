@@ -1,0 +1,65 @@
+"""The ``redis://`` backend: every shared part, configured from :class:`Settings`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from runwire.backends import Backend
+from runwire.config import Settings
+from runwire.exceptions import CloseCode
+from runwire.ids import UserId
+from runwire.redis.control import RedisControl
+from runwire.redis.engine import RedisEngine
+from runwire.redis.snapshots import RedisSnapshots
+from runwire.redis.workers import RedisDispatcher, RedisMessageClaims
+from runwire.runs import RunStore
+
+__all__ = ["BACKEND"]
+
+
+def _engine(settings: Settings) -> RedisEngine:
+    return RedisEngine(
+        settings.engine,
+        max_events=settings.history_max_events,
+        max_bytes=settings.history_max_bytes,
+        max_age_s=settings.history_ttl_s,
+        key_ttl_s=settings.redis_key_ttl_s,
+        max_event_bytes=settings.event_size_limit,
+    )
+
+
+def _claims(settings: Settings) -> RedisMessageClaims:
+    return RedisMessageClaims(settings.engine, ttl_s=settings.idempotency_ttl_s)
+
+
+def _workers(settings: Settings) -> RedisDispatcher:
+    return RedisDispatcher(
+        settings.engine,
+        per_user=settings.max_concurrent_runs_per_user,
+        ttl_s=settings.idempotency_ttl_s,
+        stream_max=settings.runs_stream_max,
+    )
+
+
+def _snapshots(settings: Settings, store: RunStore) -> RedisSnapshots:
+    return RedisSnapshots(
+        settings.engine,
+        store,
+        runs_per_user=settings.snapshot_runs_per_user,
+        ttl_s=settings.idempotency_ttl_s,
+    )
+
+
+def _control(
+    settings: Settings, on_disconnect: Callable[[UserId, CloseCode, str], object]
+) -> RedisControl:
+    return RedisControl(settings.engine, on_disconnect)
+
+
+BACKEND = Backend(
+    engine=_engine,
+    message_claims=_claims,
+    workers=_workers,
+    snapshots=_snapshots,
+    control=_control,
+)
