@@ -12,34 +12,31 @@ import errno
 import importlib
 import logging
 import os
-import re
 import signal
 import sys
-from importlib import resources
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-
-import msgspec
 
 from runwire.adapters import adapt
 from runwire.agents.base import Agent
 from runwire.agents.dispatch import LocalDispatcher, RunDispatcher
 from runwire.agents.runtime import AgentRuntime, RunLimits
-from runwire.auth import Authenticator, issue_token, token_from_headers
+from runwire.auth import Authenticator
 from runwire.backends import Backend, backend_for
 from runwire.banner import BANNER_LOGGER, banner
 from runwire.config import Mode, Settings, load_settings
 from runwire.engines.base import Engine, StoredEvent
-from runwire.events import MAX_RUNS_PAGE, Event
-from runwire.exceptions import AuthError, CloseCode, ConfigError
+from runwire.events import Event
+from runwire.exceptions import CloseCode, ConfigError
 from runwire.handlers import ClientFrameHandler
+from runwire.http.routes import http_routes
 from runwire.ids import UserId
 from runwire.loopwatch import LoopLagMonitor
 from runwire.manager import WebSocketManager, create_manager
 from runwire.metrics import Metrics
 from runwire.pipeline import Pipeline
-from runwire.runs import RunStore, SnapshotReader, page_of
-from runwire.server import HttpRequest, HttpResponse, HttpRoute, ServerOptions, start_server
+from runwire.runs import RunStore, SnapshotReader
+from runwire.server import HttpRoute, ServerOptions, start_server
 
 if TYPE_CHECKING:
     pass
@@ -312,90 +309,23 @@ class Gateway:
         return await self.pipeline.publish(user_id, event)
 
     def _routes(self) -> dict[str, HttpRoute]:
-        routes: dict[str, HttpRoute] = {
-            "/": lambda _: _static("index.html"),
-            "/assets/": lambda request: _static(request.path.removeprefix("/assets/")),
-            "/healthz": self._healthz,
-            "/metrics": lambda _: HttpResponse(
-                200, self.metrics.render(), "text/plain; version=0.0.4; charset=utf-8"
-            ),
-            "/api/runs": self._api_runs,
-            "/api/runs/": self._api_run,
-            "/api/threads": self._api_threads,
-            "/api/info": self._api_info,
-        }
-        if self.settings.mode is Mode.DEV:
-            routes["/api/dev-token"] = self._dev_token
-        return routes
-
-    def _caller(self, request: HttpRequest) -> UserId:
-        """The verified user of an API request (``Authorization: Bearer``)."""
-        return self.authenticator.verify(token_from_headers(request.headers))
-
-    def _api_runs(self, request: HttpRequest) -> HttpResponse:
-        try:
-            user_id = self._caller(request)
-        except AuthError as exc:
-            return _json(401, {"error": exc.reason})
-        query = request.query
-        thread_id = query["thread_id"][0] if "thread_id" in query else None
-        before = query["before"][0] if "before" in query else None
-        try:
-            limit = int(query["limit"][0]) if "limit" in query else MAX_RUNS_PAGE
-        except ValueError:
-            limit = 0
-        if not 1 <= limit <= MAX_RUNS_PAGE:
-            return _json(400, {"error": f"limit must be 1-{MAX_RUNS_PAGE}"})
-        page = page_of(
-            self.runs.runs(user_id, thread_id),
-            limit=limit,
-            before=before,
-            max_bytes=self.settings.reply_size_limit,
+        return http_routes(
+            settings=self.settings,
+            authenticator=self.authenticator,
+            runs=self.runs,
+            metrics=self.metrics,
+            health=self._health,
         )
-        return _json(200, {"runs": page.runs, "more": page.more})
 
-    def _api_run(self, request: HttpRequest) -> HttpResponse:
-        try:
-            user_id = self._caller(request)
-        except AuthError as exc:
-            return _json(401, {"error": exc.reason})
-        snapshot = self.runs.run(user_id, request.path.removeprefix("/api/runs/"))
-        if snapshot is None:
-            return _json(404, {"error": "not_found"})
-        return _json(200, snapshot)
-
-    def _api_threads(self, request: HttpRequest) -> HttpResponse:
-        try:
-            user_id = self._caller(request)
-        except AuthError as exc:
-            return _json(401, {"error": exc.reason})
-        return _json(200, {"threads": self.runs.threads(user_id)})
-
-    def _api_info(self, _: HttpRequest) -> HttpResponse:
-        """How to sign in, for the page: always 200 (it must not probe routes that
-        answer errors, which browsers log as console errors)."""
-        dev = self.settings.mode is Mode.DEV
-        return _json(200, {"mode": self.settings.mode.value, "dev_sign_in": dev})
-
-    def _healthz(self, _: HttpRequest) -> HttpResponse:
-        available = self.engine.available
-        body = {
-            "status": "ok" if available else "degraded",
-            "engine_available": available,
+    def _health(self) -> dict[str, Any]:
+        """The state ``GET /healthz`` reports (``engine_available`` decides 200 or 503)."""
+        return {
+            "engine_available": self.engine.available,
             "mode": self.settings.mode.value,
             "engine": self.settings.engine.partition("://")[0],
             "connections": self.manager.connection_count,
             "active_runs": self.dispatcher.active_runs(),
         }
-        return _json(200 if available else 503, body)
-
-    def _dev_token(self, request: HttpRequest) -> HttpResponse:
-        user = (request.query.get("user") or [""])[0].strip()
-        try:
-            token = issue_token(self.settings, user)
-        except ValueError as exc:
-            return _json(400, {"error": str(exc)})
-        return _json(200, {"user_id": user, "token": token, "mode": "dev"})
 
     def _register_gauges(self) -> None:
         gauges: dict[str, tuple[str, Any]] = {
@@ -448,28 +378,3 @@ def _listen_error(settings: Settings, exc: OSError) -> str:
         # EADDRNOTAVAIL: not an address of this machine; gaierror: not a host name.
         return f"RUNWIRE_HOST: cannot listen on {where}: {exc.strerror or exc}"
     return f"cannot listen on {where}: {exc.strerror or exc}"
-
-
-_CONTENT_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".svg": "image/svg+xml",
-    ".png": "image/png",
-}
-_ASSET_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-
-
-def _static(name: str) -> HttpResponse:
-    """A file shipped in ``runwire/web`` (flat names only: no traversal)."""
-    suffix = name[name.rfind(".") :] if "." in name else ""
-    if not _ASSET_NAME.match(name) or suffix not in _CONTENT_TYPES:
-        return HttpResponse(404, b"not found\n")
-    asset = resources.files("runwire.web").joinpath(name)
-    if not asset.is_file():
-        return HttpResponse(404, b"not found\n")
-    return HttpResponse(200, asset.read_bytes(), _CONTENT_TYPES[suffix])
-
-
-def _json(status: int, body: object) -> HttpResponse:
-    return HttpResponse(status, msgspec.json.encode(body), "application/json")
