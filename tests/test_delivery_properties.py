@@ -22,8 +22,9 @@ from runwire.app import create_engine
 from runwire.engines import StoredEvent
 from runwire.events import AgentMessageDelta, Event
 from runwire.ids import UserId
-from runwire.manager import Connection, ResumeRequest, create_manager
+from runwire.manager import Connection, create_manager
 from runwire.metrics import Metrics
+from runwire.resume import ResumeRequest
 from tests.helpers import Listener, make_settings
 
 USERS = ["ann", "ben", "cat"]

@@ -33,7 +33,6 @@ from runwire.events import (
     EngineStatus,
     Limits,
     Resume,
-    Resumed,
     ResumeFailed,
     TokenExpiring,
 )
@@ -41,6 +40,7 @@ from runwire.exceptions import CloseCode, EngineError, LimitError
 from runwire.ids import ConnectionId, Epoch, UserId, new_connection_id
 from runwire.metrics import CLOSE_CODE_LABELS, Metrics, label_of
 from runwire.protocol import EventAdmission, Session, SessionLimits, State
+from runwire.resume import AfterBatch, LiveAction, ResumeRequest, StreamFollower
 from runwire.tokens import EXPIRED_REASON, TokenPolicy, TokenSchedule, TokenTimer
 
 _OPEN = State.OPEN
@@ -49,10 +49,8 @@ _QUEUED = EventAdmission.QUEUED
 
 __all__ = [
     "Connection",
-    "Delivery",
     "FrameHandler",
     "FrameWriter",
-    "ResumeRequest",
     "WebSocketManager",
     "create_manager",
 ]
@@ -60,8 +58,6 @@ __all__ = [
 log = logging.getLogger("runwire.manager")
 
 HISTORY_BATCH = 256
-MAX_STALLED_READS = 3
-"""History reads in a row that bring nothing new before a catch-up gives up (1011)."""
 
 
 class FrameWriter(Protocol):
@@ -86,31 +82,6 @@ FrameHandler = Callable[["Connection", ClientFrame], None]
 """Handles one valid client frame of an open connection (``user_message``, ``cancel``...)."""
 
 
-@dataclass(frozen=True, slots=True)
-class ResumeRequest:
-    """A client's position: it has every event up to ``offset`` of ``epoch``."""
-
-    epoch: Epoch
-    offset: int
-
-
-class Delivery(msgspec.Struct, frozen=True, gc=False):
-    """What became of one event: the truth, never an optimistic "sent"."""
-
-    offset: int
-    queued: int = 0
-    """Connections of the user that queued it."""
-    skipped: int = 0
-    """Connections that already had it, are not open yet, or are closing."""
-    overflowed: int = 0
-    """Connections closed with 4409 because their queue was full."""
-
-    @property
-    def connections(self) -> int:
-        """Connections of the user on this node when the event arrived."""
-        return self.queued + self.skipped + self.overflowed
-
-
 @dataclass(eq=False, slots=True)
 class Connection:
     """One authenticated WebSocket, as the manager tracks it."""
@@ -120,13 +91,9 @@ class Connection:
     session: Session
     writer: FrameWriter
     resume: ResumeRequest | None
-    epoch: Epoch = Epoch("")
-    connected_offset: int = 0
+    follower: StreamFollower = field(default_factory=StreamFollower)
+    """Where the connection stands in its user's stream (sans-I/O resume decisions)."""
     subscribed: bool = False
-    catching_up: bool = False
-    missed: bool = False
-    """A live event came past the cursor while catching up: read history again."""
-    replaying: bool = False
     close_sent: bool = False
     closed: bool = False
     drained: asyncio.Event | None = None
@@ -300,9 +267,7 @@ class WebSocketManager:
         session = connection.session
         if session.state is not State.CONNECTING:
             return  # closed while opening (token expired, limit, shutdown): nothing to open
-        connection.epoch = position.epoch
-        connection.connected_offset = position.offset
-        session.cursor = position.offset
+        session.cursor = connection.follower.connected(position.epoch, position.offset)
         session.open(
             Connected(
                 connection.id,
@@ -316,32 +281,33 @@ class WebSocketManager:
         )
         self._mark_dirty(connection)
         if connection.resume is not None:
-            connection.replaying = True
+            connection.follower.replaying = True
             try:
                 await self._replay(connection, connection.resume)
             finally:
-                connection.replaying = False
+                connection.follower.replaying = False
         else:
             await self._catch_up(connection)
         self._handle_frames(connection)
 
     async def _replay(self, connection: Connection, request: ResumeRequest) -> None:
         """Rewind to the client's position, replay history, then say ``resumed``."""
-        session = connection.session
+        session, follower = connection.session, connection.follower
         head = session.cursor
-        if request.epoch == connection.epoch:
-            session.cursor = request.offset
-        start = session.cursor
-        failure = await self._catch_up(connection, request.epoch)
+        start = follower.replay_start(request, head)
+        session.cursor = start.cursor
+        failure = await self._catch_up(connection, start.epoch)
         if failure is not None:
-            if session.cursor == start:
-                session.cursor = head
-            session.send_frame(
-                ResumeFailed(failure.reason.value, failure.position.epoch, failure.position.offset)
+            frame, session.cursor = follower.replay_failed(
+                ResumeFailed(failure.reason.value, failure.position.epoch, failure.position.offset),
+                start=start.cursor,
+                cursor=session.cursor,
+                head=head,
             )
+            session.send_frame(frame)
             await self._catch_up(connection)
         elif session.state is State.OPEN:
-            session.send_frame(Resumed(connection.epoch, from_=request.offset, to=session.cursor))
+            session.send_frame(follower.replay_done(request, session.cursor))
         self._mark_dirty(connection)
 
     async def _catch_up(
@@ -353,15 +319,14 @@ class WebSocketManager:
         outbound queue, then waits for the socket to drain before reading more, so a
         long replay never trips the slow-consumer limit by itself.
         """
-        connection.catching_up = True
-        session = connection.session
-        stalled = 0
+        session, follower = connection.session, connection.follower
+        follower.catch_up_started()
         try:
             while session.state is State.OPEN:
-                connection.missed = False
+                follower.batch_read()
                 before = session.cursor
                 batch = await self.engine.read_after(
-                    connection.user_id, epoch or connection.epoch, session.cursor, HISTORY_BATCH
+                    connection.user_id, epoch or follower.epoch, session.cursor, HISTORY_BATCH
                 )
                 if isinstance(batch, ResumeFailure):
                     return batch
@@ -374,10 +339,12 @@ class WebSocketManager:
                             return None
                     self._admit(connection, stored)
                 self._mark_dirty(connection)
-                if len(batch) < HISTORY_BATCH and not connection.missed:
+                next_step = follower.after_batch(
+                    size=len(batch), limit=HISTORY_BATCH, progressed=session.cursor != before
+                )
+                if next_step is AfterBatch.DONE:
                     return None
-                stalled = stalled + 1 if session.cursor == before else 0
-                if stalled >= MAX_STALLED_READS:
+                if next_step is AfterBatch.GIVE_UP:
                     # History cannot fill the gap a live event revealed: never spin.
                     log.error(
                         "stream has a gap after offset %d; closing the connection",
@@ -391,7 +358,7 @@ class WebSocketManager:
                 await asyncio.sleep(0)  # every other connection gets its turn between reads
             return None
         finally:
-            connection.catching_up = False
+            follower.catch_up_ended()
 
     async def _drained(self, connection: Connection) -> None:
         """Wait until the connection's queue is written out (or it closes)."""
@@ -403,27 +370,23 @@ class WebSocketManager:
             await connection.drained.wait()
 
     def _resume_in_band(self, connection: Connection, frame: Resume) -> None:
-        session = connection.session
-        if session.cursor != connection.connected_offset and not (
-            frame.epoch == connection.epoch and frame.offset >= session.cursor
-        ):
+        decision = connection.follower.in_band(frame, connection.session.cursor)
+        if isinstance(decision, ResumeFailed):
             # Live events already went out after `connected`; replaying older ones now
             # would break offset order. Clients resume race-free with ?epoch=&offset=.
-            session.send_frame(ResumeFailed("live_started", connection.epoch, session.cursor))
+            connection.session.send_frame(decision)
             self._mark_dirty(connection)
             return
-        request = ResumeRequest(Epoch(frame.epoch), frame.offset)
-        self._spawn(connection, self._replay(connection, request))
+        self._spawn(connection, self._replay(connection, decision))
 
     def resync(self, user_id: UserId) -> None:
         """Live delivery may have missed events of ``user_id``: catch its sockets up."""
         for connection in self._by_user.get(user_id, {}).values():
             if connection.session.state is not State.OPEN:
                 continue
-            if connection.catching_up:
-                connection.missed = True  # the running catch-up reads history again
-            else:
+            if connection.follower.resync() is LiveAction.CATCH_UP:
                 self._spawn(connection, self._catch_up_or_follow(connection))
+            # else READ_AGAIN: the running catch-up reads history again
 
     async def _catch_up_or_follow(self, connection: Connection) -> None:
         """Catch up from history; if the stream's epoch changed, move to the new one."""
@@ -444,18 +407,17 @@ class WebSocketManager:
         its history still holds it (``offset`` 0 in the frame), else from its head.
         """
         position = await self.engine.position(connection.user_id)
-        session = connection.session
-        if position.epoch == connection.epoch or session.state is not State.OPEN:
+        session, follower = connection.session, connection.follower
+        if position.epoch == follower.epoch or session.state is not State.OPEN:
             return
-        start = 0
         probe = await self.engine.read_after(connection.user_id, position.epoch, 0, 1)
-        if isinstance(probe, ResumeFailure):
-            start = position.offset
-        session.send_frame(
-            ResumeFailed(ResumeFailureReason.EPOCH_CHANGED.value, position.epoch, start)
+        frame = follower.follow(
+            position.epoch,
+            retained_from_start=not isinstance(probe, ResumeFailure),
+            head=position.offset,
         )
-        connection.epoch = position.epoch
-        connection.connected_offset = session.cursor = start
+        session.send_frame(frame)
+        session.cursor = frame.offset
         self._mark_dirty(connection)
         await self._catch_up(connection)
 
@@ -482,7 +444,7 @@ class WebSocketManager:
         self._mark_dirty(connection)
 
     def _handle_frames(self, connection: Connection) -> None:
-        if connection.replaying:
+        if connection.follower.replaying:
             return  # handled when the handshake replay completes, after `resumed`
         for frame in connection.session.frames_received():
             if isinstance(frame, Resume):
@@ -493,41 +455,38 @@ class WebSocketManager:
 
     # -- delivery ---------------------------------------------------------------
 
-    def deliver(self, stored: StoredEvent) -> Delivery:
-        """Queue ``stored`` on every connection of its user, and on no other."""
+    def deliver(self, stored: StoredEvent) -> None:
+        """Queue ``stored`` on every connection of its user, and on no other.
+
+        The hot path: the common case (the next event, in the connection's epoch,
+        queued) is handled inline; everything else goes through :meth:`_admit`.
+        """
         connections = self._by_user.get(stored.user_id)
         if not connections:
-            return Delivery(stored.offset)
-        queued = skipped = overflowed = 0
+            return
+        queued = 0
         epoch, offset, frame, event = stored.epoch, stored.offset, stored.frame, stored.event
         dirty = self._dirty
         for connection in connections.values():
-            if epoch != connection.epoch:
-                self._admit(connection, stored)  # not open yet, or another epoch
-                skipped += 1
-                continue
-            session = connection.session
-            coalesced = session.coalesced
-            admission = session.send_event(offset, frame, event)
-            if admission is _QUEUED:
-                queued += 1
-                dirty.add(connection)  # queued implies open, so never a closed connection
-                continue
-            self._admitted(connection, admission, coalesced)
+            if epoch == connection.follower.epoch:
+                session = connection.session
+                coalesced = session.coalesced
+                admission = session.send_event(offset, frame, event)
+                if admission is _QUEUED:
+                    queued += 1
+                    dirty.add(connection)  # queued implies open, so never a closed connection
+                    continue
+                self._admitted(connection, admission, coalesced, epoch)
+            else:
+                admission = self._admit(connection, stored)  # not open yet, or another epoch
             if admission is EventAdmission.COALESCED:
                 queued += 1
-                self._mark_dirty(connection)
-            elif admission is EventAdmission.OVERFLOW:
-                overflowed += 1
-            else:
-                skipped += 1
         if queued:
             if self._flush_handle is None:
                 self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
             self.metrics.delivered.pending += queued
             if len(connections) > 1:
                 self._enforce_user_budget(connections)
-        return Delivery(offset, queued, skipped, overflowed)
 
     def _enforce_user_budget(self, connections: dict[ConnectionId, Connection]) -> None:
         """Keep the bytes queued for one user under budget: close the biggest queue (4409)."""
@@ -541,31 +500,44 @@ class WebSocketManager:
             self._mark_dirty(biggest)
 
     def _admit(self, connection: Connection, stored: StoredEvent) -> EventAdmission:
-        if stored.epoch != connection.epoch:
-            if connection.session.state is State.OPEN and not connection.catching_up:
-                # A newer epoch: the user's stream restarted under this connection.
-                self._spawn(connection, self._follow_epoch(connection))
-            return EventAdmission.CLOSED  # not open yet, or another epoch
+        """Offer ``stored`` to one connection (history replay, and the rare live cases)."""
         session = connection.session
+        if stored.epoch != connection.follower.epoch:
+            self._act(connection, stored.epoch, EventAdmission.CLOSED)
+            return EventAdmission.CLOSED  # not open yet, or another epoch
         coalesced = session.coalesced
         admission = session.send_event(stored.offset, stored.frame, stored.event)
         if admission is not _QUEUED:
-            self._admitted(connection, admission, coalesced)
+            self._admitted(connection, admission, coalesced, stored.epoch)
         return admission
 
-    def _admitted(self, connection: Connection, admission: EventAdmission, coalesced: int) -> None:
+    def _admitted(
+        self, connection: Connection, admission: EventAdmission, coalesced: int, epoch: Epoch
+    ) -> None:
         """Act on an admission other than a plain ``QUEUED`` (the rare cases)."""
         session = connection.session
         if session.coalesced != coalesced:
             self.metrics.deltas_coalesced.inc(session.coalesced - coalesced)
-        if admission is EventAdmission.GAP:
-            if connection.catching_up:
-                connection.missed = True  # the running catch-up reads it from history
-            else:
-                self._spawn(connection, self._catch_up(connection))
+        if admission is EventAdmission.COALESCED:
+            self._mark_dirty(connection)
         elif admission is EventAdmission.OVERFLOW:
             log.info("slow consumer closed", extra={"connection_id": connection.id})
             self._mark_dirty(connection)
+        else:
+            self._act(connection, epoch, admission)
+
+    def _act(self, connection: Connection, epoch: Epoch, admission: EventAdmission) -> None:
+        """Do what the follower decides about a live event the session did not queue."""
+        action = connection.follower.live(
+            epoch=epoch,
+            gap=admission is EventAdmission.GAP,
+            is_open=connection.session.state is State.OPEN,
+        )
+        if action is LiveAction.CATCH_UP:
+            self._spawn(connection, self._catch_up(connection))
+        elif action is LiveAction.FOLLOW_EPOCH:
+            # A newer epoch: the user's stream restarted under this connection.
+            self._spawn(connection, self._follow_epoch(connection))
 
     # -- writing ----------------------------------------------------------------
 

@@ -47,9 +47,10 @@ from runwire.auth import (
 )
 from runwire.exceptions import AuthError, CloseCode, LimitError
 from runwire.ids import Epoch
-from runwire.manager import Connection, ResumeRequest, WebSocketManager
+from runwire.manager import Connection, WebSocketManager
 from runwire.metrics import Metrics
 from runwire.origins import origin_allowed
+from runwire.resume import ResumeRequest
 
 __all__ = ["HttpRequest", "HttpResponse", "HttpRoute", "ServerOptions", "start_server"]
 

@@ -221,7 +221,7 @@ async def test_connection_state_synchronization() -> None:
             connections = gateway.manager.connections_of(UserId(user))
             position = await gateway.engine.position(UserId(user))
             for connection in connections:
-                assert connection.user_id == user and connection.epoch == position.epoch
+                assert connection.user_id == user and connection.follower.epoch == position.epoch
             epochs = {t.connected["epoch"] for t in tabs if t.connected["user_id"] == user}
             assert epochs == {position.epoch}
 
