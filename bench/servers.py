@@ -147,7 +147,7 @@ class RunwireServer:
         if manager.connection_count < n:
             return False
         return all(
-            c.session.state is State.OPEN and not c.catching_up and c.subscribed
+            c.session.state is State.OPEN and not c.follower.catching_up and c.subscribed
             for user in self.local[:n]
             for c in manager.connections_of(UserId(user))
         )

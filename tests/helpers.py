@@ -200,3 +200,32 @@ class Listener:
 
     def engine_state_changed(self, available: bool) -> None:
         self.states.append(available)
+
+
+# -- reading a run's frames -------------------------------------------------------------
+
+
+def types_of(frames: list[Frame]) -> list[str]:
+    """The ``type`` of each frame, in order."""
+    return [frame["type"] for frame in frames]
+
+
+def answer_of(frames: list[Frame]) -> str:
+    """The streamed answer: every ``agent_message_delta`` text, joined."""
+    return "".join(f["data"]["text"] for f in frames if f["type"] == "agent_message_delta")
+
+
+def data_of(frames: list[Frame], kind: str) -> list[dict[str, Any]]:
+    """The ``data`` of every frame of type ``kind``."""
+    return [f["data"] for f in frames if f["type"] == kind]
+
+
+async def one_run(agent: Agent, message: str, user: str = "alice") -> list[Frame]:
+    """Run ``agent`` once on a fresh gateway; the run's frames, checked against the run
+    rules, with no run left active."""
+    async with running_gateway(agent) as gateway, connect(gateway, user) as client:
+        ack = await client.send_message(message)
+        frames = await collect_run(client, ack["run_id"])
+        assert gateway.runtime.active_runs() == 0
+    assert_run_rules(frames)
+    return frames

@@ -17,7 +17,17 @@ from runwire.adapters.langgraph import LangGraphAgent
 from runwire.events import CRITICAL_EVENT_TYPES, EventData, ToolExecuting
 from runwire.ids import RunId, ThreadId, UserId
 from tests.adapters.langchain_fakes import ScriptedChatModel, build_graph, calculator_script
-from tests.helpers import Frame, assert_run_rules, collect_run, connect, running_gateway
+from tests.helpers import (
+    Frame,
+    answer_of,
+    assert_run_rules,
+    collect_run,
+    connect,
+    data_of,
+    one_run,
+    running_gateway,
+    types_of,
+)
 
 
 @tool
@@ -26,32 +36,11 @@ def multiply(a: int, b: int) -> int:
     return a * b
 
 
-def _types(frames: list[Frame]) -> list[str]:
-    return [frame["type"] for frame in frames]
-
-
-def _deltas(frames: list[Frame]) -> str:
-    return "".join(f["data"]["text"] for f in frames if f["type"] == "agent_message_delta")
-
-
-def _of(frames: list[Frame], kind: str) -> list[dict[str, Any]]:
-    return [f["data"] for f in frames if f["type"] == kind]
-
-
-async def _one_run(agent: LangGraphAgent, message: str) -> list[Frame]:
-    async with running_gateway(agent) as gateway, connect(gateway, "alice") as client:
-        ack = await client.send_message(message)
-        frames = await collect_run(client, ack["run_id"])
-        assert gateway.runtime.active_runs() == 0
-    assert_run_rules(frames)
-    return frames
-
-
 async def test_a_graph_run_streams_the_five_events_in_order_with_paired_tool_calls() -> None:
     model = ScriptedChatModel(respond=calculator_script)
-    frames = await _one_run(LangGraphAgent(build_graph(model, [multiply])), "what is 17 * 23?")
+    frames = await one_run(LangGraphAgent(build_graph(model, [multiply])), "what is 17 * 23?")
 
-    assert _types(frames) == [
+    assert types_of(frames) == [
         "agent_started",
         "agent_thinking",
         *["agent_message_delta"] * 3,
@@ -60,11 +49,11 @@ async def test_a_graph_run_streams_the_five_events_in_order_with_paired_tool_cal
         *["agent_message_delta"] * 3,
         "agent_completed",
     ]
-    assert set(CRITICAL_EVENT_TYPES) <= set(_types(frames))
+    assert set(CRITICAL_EVENT_TYPES) <= set(types_of(frames))
     assert frames[0]["data"] == {"agent": "LangGraph", "input": "what is 17 * 23?"}
-    assert _of(frames, "agent_thinking") == [{"text": "I need to multiply 17 by 23."}]
-    [executing] = _of(frames, "tool_executing")
-    [completed] = _of(frames, "tool_completed")
+    assert data_of(frames, "agent_thinking") == [{"text": "I need to multiply 17 by 23."}]
+    [executing] = data_of(frames, "tool_executing")
+    [completed] = data_of(frames, "tool_completed")
     uuid.UUID(executing["call_id"])  # the LangChain run id of the tool run
     assert executing == {
         "call_id": executing["call_id"],
@@ -73,8 +62,8 @@ async def test_a_graph_run_streams_the_five_events_in_order_with_paired_tool_cal
     }
     assert completed["call_id"] == executing["call_id"]
     assert completed["ok"] is True and completed["result"] == "391"  # the ToolMessage content
-    assert _deltas(frames) == "".join(str(reply.content) for reply in model.replies)
-    assert _deltas(frames) == "Let me compute.It is 391."
+    assert answer_of(frames) == "".join(str(reply.content) for reply in model.replies)
+    assert answer_of(frames) == "Let me compute.It is 391."
     assert frames[-1]["data"] == {"output": "It is 391.", "status": "completed"}
 
 
@@ -94,16 +83,16 @@ async def test_a_tool_that_raises_ends_ok_false_and_the_graph_goes_on(
         raise error(text)  # a new exception each run: its traceback dies with the run
 
     model = ScriptedChatModel(respond=calculator_script)
-    frames = await _one_run(LangGraphAgent(build_graph(model, [lookup])), "call lookup")
+    frames = await one_run(LangGraphAgent(build_graph(model, [lookup])), "call lookup")
 
-    assert _types(frames) == [
+    assert types_of(frames) == [
         "agent_started",
         "tool_executing",
         "tool_completed",
         *["agent_message_delta"] * 4,
         "agent_completed",
     ]
-    [completed] = _of(frames, "tool_completed")
+    [completed] = data_of(frames, "tool_completed")
     assert completed["ok"] is False and completed["error"] == shown
     assert frames[-1]["data"] == {"output": "The tool failed, sorry.", "status": "completed"}
     assert "hunter2" not in str(frames)
@@ -117,10 +106,15 @@ async def test_a_graph_that_raises_ends_in_agent_error_with_a_safe_message() -> 
 
     model = ScriptedChatModel(respond=calculator_script)
     graph = build_graph(model, [lookup], handle_tool_errors=False)
-    frames = await _one_run(LangGraphAgent(graph), "call lookup")
+    frames = await one_run(LangGraphAgent(graph), "call lookup")
 
-    assert _types(frames) == ["agent_started", "tool_executing", "tool_completed", "agent_error"]
-    assert _of(frames, "tool_completed")[0]["error"] == "tool failed (RuntimeError)"
+    assert types_of(frames) == [
+        "agent_started",
+        "tool_executing",
+        "tool_completed",
+        "agent_error",
+    ]
+    assert data_of(frames, "tool_completed")[0]["error"] == "tool failed (RuntimeError)"
     assert frames[-1]["data"] == {"code": "agent_failed", "message": "the agent failed"}
     assert "hunter2" not in str(frames)
 
@@ -149,14 +143,14 @@ async def test_cancel_mid_tool_cancels_the_graph_task_before_the_run_ends() -> N
         assert cancelled.is_set()  # the graph's task was cancelled and awaited first
         assert gateway.runtime.active_runs() == 0
     assert_run_rules(frames)
-    assert _types(frames) == [
+    assert types_of(frames) == [
         "agent_started",
         "tool_executing",
         "tool_completed",
         "agent_completed",
     ]
-    assert _of(frames, "tool_completed")[0] | {"duration_ms": 0} == {
-        "call_id": _of(frames, "tool_executing")[0]["call_id"],
+    assert data_of(frames, "tool_completed")[0] | {"duration_ms": 0} == {
+        "call_id": data_of(frames, "tool_executing")[0]["call_id"],
         "tool": "approve",
         "ok": False,
         "error": "cancelled",
@@ -209,7 +203,7 @@ async def test_two_users_at_once_are_isolated_even_in_a_thread_of_the_same_name(
         assert_run_rules(one)
         assert_run_rules(two)
         assert one[-1]["data"]["output"] == f"You first said: I am {name}"
-        assert _of(two, "tool_completed")[0]["result"] == "42"
+        assert data_of(two, "tool_completed")[0]["result"] == "42"
         assert two[-1]["data"]["output"] == "It is 42."
 
 
@@ -221,8 +215,8 @@ async def test_nodes_filter_what_reaches_the_user_and_steps_become_thinking() ->
         nodes={"tools"},
         steps={"agent": "Asking the model.", "tools": "Running the tools."},
     )
-    frames = await _one_run(agent, "what is 2 * 3?")
-    assert _types(frames) == [
+    frames = await one_run(agent, "what is 2 * 3?")
+    assert types_of(frames) == [
         "agent_started",
         "agent_thinking",
         "agent_thinking",
@@ -232,7 +226,7 @@ async def test_nodes_filter_what_reaches_the_user_and_steps_become_thinking() ->
         "agent_completed",
     ]
     assert frames[0]["data"]["agent"] == "calc"
-    assert [t["text"] for t in _of(frames, "agent_thinking")] == [
+    assert [t["text"] for t in data_of(frames, "agent_thinking")] == [
         "Asking the model.",
         "Running the tools.",
         "Asking the model.",
@@ -242,9 +236,13 @@ async def test_nodes_filter_what_reaches_the_user_and_steps_become_thinking() ->
 
 async def test_a_runnable_that_takes_messages_streams_its_reply() -> None:
     model = ScriptedChatModel(respond=calculator_script)
-    frames = await _one_run(LangGraphAgent(model), "hello there")
-    assert _types(frames) == ["agent_started", *["agent_message_delta"] * 5, "agent_completed"]
-    assert _deltas(frames) == "You first said: hello there"
+    frames = await one_run(LangGraphAgent(model), "hello there")
+    assert types_of(frames) == [
+        "agent_started",
+        *["agent_message_delta"] * 5,
+        "agent_completed",
+    ]
+    assert answer_of(frames) == "You first said: hello there"
     assert frames[-1]["data"]["output"] == "You first said: hello there"
 
 
@@ -259,10 +257,10 @@ async def test_model_output_inside_a_tool_is_not_streamed_as_the_answer() -> Non
 
     tools: list[BaseTool] = [ask_expert]
     model = ScriptedChatModel(respond=calculator_script)
-    frames = await _one_run(LangGraphAgent(build_graph(model, tools)), "call ask_expert")
+    frames = await one_run(LangGraphAgent(build_graph(model, tools)), "call ask_expert")
     assert str(inner.replies[0].content) == "You first said: secret draft"
-    assert _of(frames, "tool_completed")[0]["result"] == "28 characters"
-    assert _deltas(frames) == "It is 28 characters."
+    assert data_of(frames, "tool_completed")[0]["result"] == "28 characters"
+    assert answer_of(frames) == "It is 28 characters."
 
 
 async def test_cancelled_while_publishing_the_graph_task_is_still_cancelled() -> None:
@@ -318,10 +316,10 @@ async def test_text_too_big_for_one_event_is_split_and_reasoning_goes_by_paragra
         ack = await client.send_message("long answer please")
         frames = await collect_run(client, ack["run_id"])
     assert_run_rules(frames)
-    assert [t["text"] for t in _of(frames, "agent_thinking")] == ["First idea.", "Second idea."]
-    deltas = _of(frames, "agent_message_delta")
+    assert [t["text"] for t in data_of(frames, "agent_thinking")] == ["First idea.", "Second idea."]
+    deltas = data_of(frames, "agent_message_delta")
     assert len(deltas) > 5 and all(len(d["text"]) < 2048 for d in deltas)
-    assert _deltas(frames) == answer
+    assert answer_of(frames) == answer
     # The whole answer cannot be one agent_completed either (docs/agents.md section 2).
     assert frames[-1]["type"] == "agent_error"
     assert frames[-1]["data"]["code"] == "event_rejected"

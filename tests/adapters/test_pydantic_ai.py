@@ -14,7 +14,17 @@ from pydantic_ai.models.test import TestModel
 from runwire.adapters.pydantic_ai import InMemoryHistory, PydanticAIAgent
 from runwire.events import CRITICAL_EVENT_TYPES
 from tests.adapters.pydantic_ai_fakes import calculator_model
-from tests.helpers import Frame, assert_run_rules, collect_run, connect, running_gateway
+from tests.helpers import (
+    Frame,
+    answer_of,
+    assert_run_rules,
+    collect_run,
+    connect,
+    data_of,
+    one_run,
+    running_gateway,
+    types_of,
+)
 
 
 def multiply(a: int, b: int) -> int:
@@ -22,32 +32,11 @@ def multiply(a: int, b: int) -> int:
     return a * b
 
 
-def _types(frames: list[Frame]) -> list[str]:
-    return [frame["type"] for frame in frames]
-
-
-def _deltas(frames: list[Frame]) -> str:
-    return "".join(f["data"]["text"] for f in frames if f["type"] == "agent_message_delta")
-
-
-def _of(frames: list[Frame], kind: str) -> list[dict[str, Any]]:
-    return [f["data"] for f in frames if f["type"] == kind]
-
-
-async def _one_run(agent: PydanticAIAgent, message: str) -> list[Frame]:
-    async with running_gateway(agent) as gateway, connect(gateway, "alice") as client:
-        ack = await client.send_message(message)
-        frames = await collect_run(client, ack["run_id"])
-        assert gateway.runtime.active_runs() == 0
-    assert_run_rules(frames)
-    return frames
-
-
 async def test_a_run_streams_the_five_events_in_order_with_paired_tool_calls() -> None:
     agent = PydanticAIAgent(Agent(calculator_model(), tools=[multiply], name="calc"))
-    frames = await _one_run(agent, "what is 17 * 23?")
+    frames = await one_run(agent, "what is 17 * 23?")
 
-    assert _types(frames) == [
+    assert types_of(frames) == [
         "agent_started",
         "agent_thinking",
         *["agent_message_delta"] * 3,
@@ -56,30 +45,30 @@ async def test_a_run_streams_the_five_events_in_order_with_paired_tool_calls() -
         *["agent_message_delta"] * 2,
         "agent_completed",
     ]
-    assert set(CRITICAL_EVENT_TYPES) <= set(_types(frames))
+    assert set(CRITICAL_EVENT_TYPES) <= set(types_of(frames))
     assert frames[0]["data"] == {"agent": "calc", "input": "what is 17 * 23?"}
-    assert _of(frames, "agent_thinking") == [{"text": "I need to multiply 17 by 23."}]
-    [executing] = _of(frames, "tool_executing")
-    [completed] = _of(frames, "tool_completed")
+    assert data_of(frames, "agent_thinking") == [{"text": "I need to multiply 17 by 23."}]
+    [executing] = data_of(frames, "tool_executing")
+    [completed] = data_of(frames, "tool_completed")
     assert executing == {"call_id": "call_mul", "tool": "multiply", "args": {"a": 17, "b": 23}}
     assert completed["call_id"] == "call_mul"
     assert completed["ok"] is True and completed["result"] == 391
-    assert _deltas(frames) == "Let me compute.It is 391."
+    assert answer_of(frames) == "Let me compute.It is 391."
     assert frames[-1]["data"] == {"output": "It is 391.", "status": "completed"}
 
 
 async def test_test_model_calls_every_tool_and_its_text_is_streamed_as_is() -> None:
     model = TestModel()
     agent = PydanticAIAgent(Agent(model, tools=[multiply]))
-    frames = await _one_run(agent, "anything")
+    frames = await one_run(agent, "anything")
 
-    [executing] = _of(frames, "tool_executing")
-    [completed] = _of(frames, "tool_completed")
+    [executing] = data_of(frames, "tool_executing")
+    [completed] = data_of(frames, "tool_completed")
     assert executing["tool"] == "multiply" and set(executing["args"]) == {"a", "b"}
     assert completed["ok"] is True
     assert completed["result"] == executing["args"]["a"] * executing["args"]["b"]
     output = frames[-1]["data"]["output"]
-    assert output and _deltas(frames) == output
+    assert output and answer_of(frames) == output
     assert frames[0]["data"]["agent"] == "pydantic-ai"
 
 
@@ -103,16 +92,16 @@ async def test_a_tool_that_raises_model_retry_ends_ok_false_and_the_run_goes_on(
         raise ModelRetry("")
 
     agent = PydanticAIAgent(Agent(calculator_model(), tools=[lookup, check, multiply]))
-    frames = await _one_run(agent, message)
+    frames = await one_run(agent, message)
 
-    assert _types(frames) == [
+    assert types_of(frames) == [
         "agent_started",
         "tool_executing",
         "tool_completed",
         *["agent_message_delta"] * 4,
         "agent_completed",
     ]
-    [completed] = _of(frames, "tool_completed")
+    [completed] = data_of(frames, "tool_completed")
     assert completed["ok"] is False
     assert completed["error"] == shown
     assert frames[-1]["data"] == {"output": "The tool failed, sorry.", "status": "completed"}
@@ -124,10 +113,15 @@ async def test_a_tool_that_crashes_ends_the_run_in_agent_error_with_a_safe_messa
         raise RuntimeError("dsn=postgres://admin:hunter2@db")
 
     agent = PydanticAIAgent(Agent(calculator_model(), tools=[lookup]))
-    frames = await _one_run(agent, "call lookup")
+    frames = await one_run(agent, "call lookup")
 
-    assert _types(frames) == ["agent_started", "tool_executing", "tool_completed", "agent_error"]
-    assert _of(frames, "tool_completed")[0]["ok"] is False
+    assert types_of(frames) == [
+        "agent_started",
+        "tool_executing",
+        "tool_completed",
+        "agent_error",
+    ]
+    assert data_of(frames, "tool_completed")[0]["ok"] is False
     assert frames[-1]["data"] == {"code": "agent_failed", "message": "the agent failed"}
     assert "hunter2" not in str(frames)
 
@@ -155,13 +149,13 @@ async def test_cancel_mid_tool_cancels_the_agent_run() -> None:
         assert cancelled.is_set()  # the tool was cancelled before the run ended
         assert gateway.runtime.active_runs() == 0
     assert_run_rules(frames)
-    assert _types(frames) == [
+    assert types_of(frames) == [
         "agent_started",
         "tool_executing",
         "tool_completed",
         "agent_completed",
     ]
-    completed = _of(frames, "tool_completed")[0]
+    completed = data_of(frames, "tool_completed")[0]
     assert completed["call_id"] == "call_approve"
     assert completed["ok"] is False and completed["error"] == "cancelled"
     assert frames[-1]["data"]["status"] == "cancelled"
