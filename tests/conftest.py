@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.deployments import deployment  # noqa: F401 - every deployment, one fixture
 from tests.redis_server import RedisServer
 
 # Keep any developer's RUNWIRE_* environment out of the tests' configuration.
