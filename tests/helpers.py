@@ -29,6 +29,7 @@ def make_settings(tmp_path: Path | None = None, **overrides: Any) -> Settings:
         "port": 0,
         "auth_secret": SECRET,
         "shutdown_grace_s": 2.0,
+        "engine": "memory://",  # fast; tests of the durable engine say sqlite:// themselves
     }
     if tmp_path is not None:
         values["state_dir"] = tmp_path / "state"

@@ -27,7 +27,13 @@ RUNWIRE = [sys.executable, "-m", "runwire"]
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNWIRE_")}
-    env.update({"RUNWIRE_STATE_DIR": str(tmp_path / "state"), **extra})
+    env.update(
+        {
+            "RUNWIRE_STATE_DIR": str(tmp_path / "state"),
+            "RUNWIRE_ENGINE": f"sqlite:///{tmp_path / 'runwire.db'}",  # not the repo's folder
+            **extra,
+        }
+    )
     return env
 
 

@@ -33,7 +33,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.port == 8765
     assert settings.public_url is None
     assert settings.mode is Mode.DEV
-    assert settings.engine == "memory://"
+    assert settings.engine == "sqlite:///.runwire/runwire.db"
     assert settings.agent == "runwire.agents.demo:demo_agent"
     # Per user (conftest points XDG_CONFIG_HOME into tmp_path), not per folder.
     assert settings.state_dir == tmp_path / "config" / "runwire"
@@ -147,7 +147,7 @@ def test_toml_file_via_argument(tmp_path: Path) -> None:
     assert settings.host == "0.0.0.0"
     assert settings.history_max_events == 50
     assert settings.log_level == "warning"
-    assert settings.engine == "memory://"  # untouched fields keep their default
+    assert settings.engine == "sqlite:///.runwire/runwire.db"  # untouched fields keep their default
 
 
 def test_toml_file_via_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -168,7 +168,9 @@ def test_the_agent_example_runs_as_a_script_and_prints_its_url(tmp_path: Path) -
         _, rest = script.communicate(timeout=TIMEOUT_S)
     assert script.returncode == 0, rest
     assert "Traceback" not in rest
-    assert not (folder / ".runwire").exists()
+    # The dev secret is per user, not per folder; the folder keeps only its history.
+    assert not (folder / ".runwire" / "dev-secret").exists()
+    assert (folder / ".runwire" / "runwire.db").is_file()
 
 
 def test_the_agent_example_is_served_from_its_folder_without_pythonpath(tmp_path: Path) -> None:

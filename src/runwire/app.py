@@ -35,6 +35,7 @@ from runwire.loopwatch import LoopLagMonitor
 from runwire.manager import WebSocketManager, create_manager
 from runwire.metrics import Metrics
 from runwire.pipeline import Pipeline
+from runwire.recovery import close_interrupted
 from runwire.runs import RunStore, SnapshotReader
 from runwire.server import HttpRoute, ServerOptions, start_server
 
@@ -187,6 +188,9 @@ class Gateway:
         await self.pipeline.start()
         if self._shared_snapshots is not None:
             self._shared_snapshots.start()
+        capabilities = self.engine.capabilities
+        if capabilities.durable and not capabilities.shared:
+            await close_interrupted(self.runs, self.pipeline.publish)
         self._loop_lag.start()
         if self._control is not None:
             await self._control.start()

@@ -30,7 +30,14 @@ if TYPE_CHECKING:
     from runwire.agents.dispatch import MessageClaims, RunDispatcher
     from runwire.events import Event
 
-__all__ = ["BACKENDS", "Backend", "Control", "SharedSnapshots", "backend_for"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "Control",
+    "SharedSnapshots",
+    "backend_for",
+    "history_bounds",
+]
 
 
 class SharedSnapshots(SnapshotReader, Protocol):
@@ -73,16 +80,19 @@ class Backend:
         return shared if shared is not None else LocalSnapshots(store)
 
 
-def _memory_engine(settings: Settings) -> Engine:
-    return MemoryEngine(
-        HistoryBounds(
-            max_events=settings.history_max_events,
-            max_bytes=settings.history_max_bytes,
-            ttl_s=settings.history_ttl_s,
-            max_users=settings.history_max_users,
-            max_event_bytes=settings.event_size_limit,
-        )
+def history_bounds(settings: Settings) -> HistoryBounds:
+    """The history bounds of a node-local engine (memory, sqlite)."""
+    return HistoryBounds(
+        max_events=settings.history_max_events,
+        max_bytes=settings.history_max_bytes,
+        ttl_s=settings.history_ttl_s,
+        max_users=settings.history_max_users,
+        max_event_bytes=settings.event_size_limit,
     )
+
+
+def _memory_engine(settings: Settings) -> Engine:
+    return MemoryEngine(history_bounds(settings))
 
 
 MEMORY = Backend(engine=_memory_engine)
@@ -91,6 +101,7 @@ MEMORY = Backend(engine=_memory_engine)
 BACKENDS: dict[str, Backend | str] = {
     "memory": MEMORY,
     "redis": "runwire.redis.backend:BACKEND",
+    "sqlite": "runwire.sqlite.backend:BACKEND",
 }
 """URL scheme to its backend (or the ``module:attribute`` that defines it, imported
 on first use so the core install does not need the extra)."""

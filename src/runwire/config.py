@@ -89,8 +89,11 @@ class Settings(BaseSettings):
     # -- composition -----------------------------------------------------------
     mode: Mode = Field(Mode.DEV, description="`dev` or `production` (see docs/operations.md).")
     engine: str = Field(
-        "memory://",
-        description="Engine URL: `memory://` (one process) or `redis://host:port/db` (many nodes).",
+        "sqlite:///.runwire/runwire.db",
+        description="Engine URL: `sqlite:///relative/path` or `sqlite:////absolute/path` (one"
+        " process, history, runs and idempotency keys kept in that file across restarts; the"
+        " default is `.runwire/runwire.db` in the current folder), `memory://` (one process,"
+        " nothing kept: tests and benchmarks) or `redis://host:port/db` (many nodes).",
     )
     runs: Literal["local", "workers"] = Field(
         "local",

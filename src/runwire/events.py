@@ -60,6 +60,7 @@ __all__ = [
     "encode",
     "encode_envelope",
     "encode_envelope_checked",
+    "event_from_frame",
 ]
 
 PROTOCOL_VERSION: Final = 1
@@ -447,6 +448,19 @@ def _encode_failure(exc: BaseException) -> str:
 def decode_envelope(payload: bytes | str) -> Envelope[dict[str, Any]]:
     """Parse an envelope (used by clients and the Redis engine)."""
     return _envelope_decoder.decode(payload)
+
+
+_PAYLOADS: Final[dict[str, type[Any]]] = {name: cls for cls, name in EVENT_TYPES.items()}
+
+
+def event_from_frame(frame: bytes) -> tuple[int, Event]:
+    """Rebuild ``(offset, Event)`` from an encoded envelope (read back from a store)."""
+    envelope = decode_envelope(frame)
+    data: EventData = msgspec.convert(envelope.data, _PAYLOADS[envelope.type])
+    event = Event(
+        envelope.type, envelope.run_id, envelope.thread_id, envelope.seq, envelope.ts, data
+    )
+    return envelope.offset, event
 
 
 def decode_client_frame(payload: bytes | str) -> ClientFrame:

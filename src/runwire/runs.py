@@ -244,6 +244,15 @@ class RunStore:
                 summary.last_ts = max(summary.last_ts, snapshot.started_ts)
         return sorted(summaries.values(), key=lambda s: s.last_ts, reverse=True)
 
+    def open_runs(self) -> list[tuple[UserId, RunSnapshot]]:
+        """Every retained run still ``running``, with its user."""
+        return [
+            (user_id, self._join_answer(user_id, snapshot))
+            for user_id, runs in self._users.items()
+            for snapshot in list(runs.values())
+            if snapshot.status == "running"
+        ]
+
     def stats(self) -> dict[str, int]:
         """Users and runs held."""
         return {

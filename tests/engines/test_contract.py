@@ -8,8 +8,12 @@ unstarted engine. The suite starts it and closes it.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import secrets
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -62,8 +66,18 @@ def redis_engine(url: str) -> EngineFactory:
     return make
 
 
+async def sqlite_engine(bounds: HistoryBounds, clock: Clock) -> Engine:
+    from runwire.engines.sqlite import SqliteEngine
+    from runwire.sqlite.db import Database
+
+    folder = Path(tempfile.mkdtemp(prefix="runwire-contract-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return SqliteEngine(Database(folder / "runwire.db"), bounds, clock=clock)
+
+
 ENGINE_FACTORIES: dict[str, EngineFactory] = {
     "memory": memory_engine,
+    "sqlite": sqlite_engine,
 }
 """Engines that need no server; ``redis`` is added by the fixture with its server's URL."""
 

@@ -45,7 +45,6 @@ from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import (
     ConnectionError as RedisConnectionError,
@@ -61,7 +60,7 @@ from runwire.engines.base import (
     StoredEvent,
     StreamPosition,
 )
-from runwire.events import EVENT_TYPES, Event, EventData, decode_envelope, encode_envelope_checked
+from runwire.events import Event, encode_envelope_checked, event_from_frame
 from runwire.exceptions import EngineError
 from runwire.ids import Epoch, UserId, new_epoch
 from runwire.redis import scripts
@@ -85,7 +84,6 @@ __all__ = ["RedisEngine"]
 
 log = logging.getLogger("runwire.redis.engine")
 
-_PAYLOADS: dict[str, type[Any]] = {name: cls for cls, name in EVENT_TYPES.items()}
 _OFFSET_FIELD = b'"offset":'
 _RUN_SEQ_TTL_S = 900  # a retried publish comes within seconds; the key then expires
 _SUBSCRIBE_TIMEOUT_S = 5.0
@@ -106,16 +104,6 @@ def _split_frame(event: Event, max_event_bytes: int) -> tuple[bytes, bytes]:
     frame = encode_envelope_checked(event, 0, max_event_bytes - 18)
     start = frame.index(_OFFSET_FIELD) + len(_OFFSET_FIELD)
     return frame[:start], frame[start + 1 :]
-
-
-def event_from_frame(frame: bytes) -> tuple[int, Event]:
-    """Rebuild ``(offset, Event)`` from an encoded envelope (read from Redis)."""
-    envelope = decode_envelope(frame)
-    data: EventData = msgspec.convert(envelope.data, _PAYLOADS[envelope.type])
-    event = Event(
-        envelope.type, envelope.run_id, envelope.thread_id, envelope.seq, envelope.ts, data
-    )
-    return envelope.offset, event
 
 
 def _stored(user_id: UserId, epoch: Epoch, frame: bytes) -> StoredEvent:

@@ -1,0 +1,257 @@
+"""The SQLite engine: one process, durable history in one file (``sqlite:///path``).
+
+Streams, epochs, offsets and the bounded history survive a restart and a crash of
+the process, so clients resume in the same epoch with nothing missing. The history
+is also held in memory (the same bounds as :mod:`runwire.engines.memory`), so reads
+never touch the disk; the file is the durable copy, written by one thread
+(:mod:`runwire.sqlite.db`).
+
+Contract, beyond the engine port's:
+
+* **Committed before seen.** An event is handed to the listener (and so to sockets),
+  readable with :meth:`SqliteEngine.read_after` and counted by
+  :meth:`SqliteEngine.position` only once its commit is on disk: an event any
+  client has seen is never lost by a crash. ``publish`` returns after the commit.
+* **Group commit.** Publishes made while a commit is in progress share the next one.
+* **A failed commit** fails that publish (:class:`EngineError`) and every publish
+  queued behind it; their offsets are taken back, so the stream has no gap.
+* **Bounds** are the memory engine's: per user ``max_events``, ``max_bytes`` and
+  ``ttl_s`` (wall-clock seconds, so ages count across restarts), and at most
+  ``max_users`` streams, the least recently published-to unsubscribed one evicted
+  first (from the file too). ``max_event_bytes`` is refused before an offset is taken.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from runwire.engines.base import (
+    EngineCapabilities,
+    EngineListener,
+    ResumeFailure,
+    ResumeFailureReason,
+    StoredEvent,
+    StreamPosition,
+)
+from runwire.engines.memory import HistoryBounds
+from runwire.events import Event, encode_envelope_checked
+from runwire.exceptions import EngineError
+from runwire.ids import Epoch, UserId, new_epoch
+from runwire.sqlite.db import Database, Statement
+
+__all__ = ["SqliteEngine"]
+
+_UPSERT_STREAM = (
+    "INSERT INTO streams (user_id, epoch, last_offset, touched) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (user_id) DO UPDATE SET last_offset = excluded.last_offset,"
+    " touched = excluded.touched"
+)
+_INSERT_EVENT = "INSERT INTO events (user_id, offset, stored_at, frame) VALUES (?, ?, ?, ?)"
+_TRIM_EVENTS = "DELETE FROM events WHERE user_id = ? AND offset <= ?"
+_DROP_EVENTS = "DELETE FROM events WHERE user_id = ?"
+_DROP_STREAM = "DELETE FROM streams WHERE user_id = ?"
+
+
+@dataclass(slots=True)
+class _Stream:
+    epoch: Epoch
+    last_offset: int = 0
+    """The latest committed offset (what readers see)."""
+    taken: int = 0
+    """The latest offset given to a publish (committed or not)."""
+    events: deque[StoredEvent] = field(default_factory=deque)
+    times: deque[float] = field(default_factory=deque)
+    size: int = 0
+    subscribers: int = 0
+
+
+class SqliteEngine:
+    """Per-user streams in memory, committed to a SQLite file before delivery."""
+
+    capabilities = EngineCapabilities(shared=False, durable=True, immediate=False)
+
+    def __init__(
+        self,
+        database: Database,
+        bounds: HistoryBounds,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.database = database
+        self.bounds = bounds
+        self._clock = clock
+        self._streams: OrderedDict[UserId, _Stream] = OrderedDict()
+        self._reports: EngineListener | None = None
+        self.available = False
+        self.evicted_streams = 0
+        self.evicted_events = 0
+        database.on_failure(self._take_back_offsets)
+
+    async def start(self, listener: EngineListener) -> None:
+        """Open the file and load its streams.
+
+        Raises:
+            ConfigError: the file cannot be used (see :mod:`runwire.sqlite.db`).
+        """
+        loaded = await self.database.open()
+        now = self._clock()
+        for saved in loaded.streams:
+            stream = _Stream(saved.epoch, saved.last_offset, saved.last_offset)
+            for stored_at, stored in saved.events:
+                stream.events.append(stored)
+                stream.times.append(stored_at)
+                stream.size += len(stored.frame)
+            self._streams[saved.user_id] = stream
+            self._trim(saved.user_id, stream, now)
+        self._evict_streams()
+        self._reports = listener
+        self.available = True
+
+    async def close(self) -> None:
+        self.available = False
+        self._reports = None
+        await self.database.close()
+        self._streams.clear()
+
+    def mark_unavailable(self) -> None:
+        """Nothing to do: nothing else writes this file."""
+
+    # -- streams -------------------------------------------------------------------
+
+    def _stream(self, user_id: UserId) -> _Stream:
+        stream = self._streams.get(user_id)
+        if stream is None:
+            stream = _Stream(epoch=new_epoch())
+            self._streams[user_id] = stream
+            # Kept at once, so a client told this epoch resumes in it after a crash.
+            self.database.write_behind(
+                [
+                    (
+                        "INSERT OR IGNORE INTO streams VALUES (?, ?, 0, ?)",
+                        (user_id, stream.epoch, self._clock()),
+                    )
+                ]
+            )
+            self._evict_streams(keep=user_id)
+        else:
+            self._streams.move_to_end(user_id)
+        return stream
+
+    def _evict_streams(self, keep: UserId | None = None) -> None:
+        """Drop least recently used unsubscribed, settled streams beyond ``max_users``."""
+        excess = len(self._streams) - self.bounds.max_users
+        if excess <= 0:
+            return
+        for user_id in list(self._streams):
+            if excess <= 0:
+                break
+            stream = self._streams[user_id]
+            if user_id != keep and stream.subscribers == 0 and stream.taken == stream.last_offset:
+                del self._streams[user_id]
+                self.database.write_behind([(_DROP_EVENTS, (user_id,)), (_DROP_STREAM, (user_id,))])
+                self.evicted_streams += 1
+                excess -= 1
+
+    def _trim(self, user_id: UserId, stream: _Stream, now: float) -> None:
+        bounds = self.bounds
+        events, times = stream.events, stream.times
+        dropped_through = 0
+        while events and (
+            len(events) > bounds.max_events
+            or stream.size > bounds.max_bytes
+            or now - times[0] > bounds.ttl_s
+        ):
+            dropped = events.popleft()
+            times.popleft()
+            stream.size -= len(dropped.frame)
+            dropped_through = dropped.offset
+            self.evicted_events += 1
+        if dropped_through and self.database.is_open:
+            self.database.write_behind([(_TRIM_EVENTS, (user_id, dropped_through))])
+
+    def _take_back_offsets(self) -> None:
+        """A commit failed: offsets given to publishes that will not commit are free."""
+        for stream in self._streams.values():
+            stream.taken = stream.last_offset
+
+    # -- the port ------------------------------------------------------------------
+
+    async def publish(self, user_id: UserId, event: Event) -> StoredEvent:
+        """Take the next offset, commit the event, then deliver it and return.
+
+        Raises:
+            EventRejected: not encodable or too big (no offset taken).
+            EngineError: the commit failed (the offset is taken back) or the engine
+                is closed.
+        """
+        if not self.available:
+            raise EngineError("the sqlite engine is not started")
+        stream = self._stream(user_id)
+        offset = stream.taken + 1
+        frame = encode_envelope_checked(event, offset, self.bounds.max_event_bytes)
+        stream.taken = offset
+        stored = StoredEvent(user_id, stream.epoch, offset, frame, event)
+        now = self._clock()
+        statements: list[Statement] = [
+            (_UPSERT_STREAM, (user_id, stream.epoch, offset, now)),
+            (_INSERT_EVENT, (user_id, offset, now, frame)),
+        ]
+        await self.database.write(statements, lambda: self._committed(stream, stored, now))
+        return stored
+
+    def _committed(self, stream: _Stream, stored: StoredEvent, now: float) -> None:
+        """On the loop, in offset order: the event is on disk; show it."""
+        stream.last_offset = stored.offset
+        stream.events.append(stored)
+        stream.times.append(now)
+        stream.size += len(stored.frame)
+        bounds = self.bounds
+        if len(stream.events) > bounds.max_events or stream.size > bounds.max_bytes:
+            self._trim(stored.user_id, stream, now)
+        if stream.subscribers and self._reports is not None:
+            self._reports.deliver(stored)
+
+    async def position(self, user_id: UserId) -> StreamPosition:
+        stream = self._stream(user_id)
+        return StreamPosition(stream.epoch, stream.last_offset)
+
+    async def read_after(
+        self, user_id: UserId, epoch: Epoch, offset: int, limit: int
+    ) -> list[StoredEvent] | ResumeFailure:
+        stream = self._stream(user_id)
+        position = StreamPosition(stream.epoch, stream.last_offset)
+        if epoch != stream.epoch:
+            return ResumeFailure(ResumeFailureReason.EPOCH_CHANGED, position)
+        if offset > stream.last_offset or offset < 0:
+            return ResumeFailure(ResumeFailureReason.INVALID_OFFSET, position)
+        self._trim(user_id, stream, self._clock())
+        events = stream.events
+        first = events[0].offset if events else stream.last_offset + 1
+        if offset + 1 < first:
+            return ResumeFailure(ResumeFailureReason.OUT_OF_WINDOW, position)
+        start = offset + 1 - first
+        return [events[i] for i in range(start, min(len(events), start + limit))]
+
+    async def subscribe(self, user_id: UserId) -> None:
+        self._stream(user_id).subscribers += 1
+
+    async def unsubscribe(self, user_id: UserId) -> None:
+        stream = self._streams.get(user_id)
+        if stream is not None and stream.subscribers > 0:
+            stream.subscribers -= 1
+            if stream.subscribers == 0:
+                self._evict_streams()
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "streams": len(self._streams),
+            "events": sum(len(s.events) for s in self._streams.values()),
+            "bytes": sum(s.size for s in self._streams.values()),
+            "subscriptions": sum(s.subscribers for s in self._streams.values()),
+            "evicted_streams": self.evicted_streams,
+            "evicted_events": self.evicted_events,
+            "commits": self.database.commits,
+            "committed_writes": self.database.writes,
+        }

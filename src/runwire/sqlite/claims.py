@@ -1,0 +1,71 @@
+"""Idempotency keys (``user_message.id`` -> run) kept in the SQLite file.
+
+A message retried after a restart (or a crash) maps to the run it started before,
+instead of starting a second one. At most ``max_keys`` are kept, oldest dropped
+first (the memory runtime's bound). A key is on disk before its run starts.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from runwire.agents.runtime import StartedRun
+from runwire.ids import RunId, ThreadId, UserId
+from runwire.sqlite.db import Database, Statement
+
+__all__ = ["SqliteClaims"]
+
+
+class SqliteClaims:
+    """:class:`~runwire.agents.dispatch.MessageClaims` in one process's SQLite file."""
+
+    def __init__(self, database: Database, *, max_keys: int) -> None:
+        self.database = database
+        self.max_keys = max_keys
+        self._keys: OrderedDict[tuple[UserId, str], tuple[RunId, ThreadId]] | None = None
+
+    def _loaded(self) -> OrderedDict[tuple[UserId, str], tuple[RunId, ThreadId]]:
+        if self._keys is None:
+            self._keys = OrderedDict()
+            loaded = self.database.loaded
+            for user_id, message_id, run_id, thread_id in loaded.claims if loaded else []:
+                self._keys[(user_id, message_id)] = (RunId(run_id), ThreadId(thread_id))
+        return self._keys
+
+    async def claim(
+        self, user_id: UserId, message_id: str, run_id: RunId, thread_id: ThreadId
+    ) -> StartedRun:
+        """The run recorded for ``message_id``, recording this one first if none is.
+
+        Raises:
+            EngineError: the key could not be written (no run is recorded).
+        """
+        keys = self._loaded()
+        known = keys.get((user_id, message_id))
+        if known is not None:
+            return StartedRun(known[0], known[1], duplicate=True)
+        keys[(user_id, message_id)] = (run_id, thread_id)
+        statements: list[Statement] = [
+            (
+                "INSERT OR IGNORE INTO claims (user_id, message_id, run_id, thread_id)"
+                " VALUES (?, ?, ?, ?)",
+                (user_id, message_id, run_id, thread_id),
+            )
+        ]
+        while len(keys) > self.max_keys:
+            (old_user, old_message), _ = keys.popitem(last=False)
+            statements.append(
+                (
+                    "DELETE FROM claims WHERE user_id = ? AND message_id = ?",
+                    (old_user, old_message),
+                )
+            )
+        try:
+            await self.database.write(statements)
+        except BaseException:
+            keys.pop((user_id, message_id), None)
+            raise
+        return StartedRun(run_id, thread_id, duplicate=False)
+
+    async def close(self) -> None:
+        """Nothing to release: the engine closes the file."""

@@ -1,0 +1,181 @@
+"""The sqlite engine across restarts: real files, real sockets, a real kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from runwire import Gateway
+from runwire.client import Client
+from runwire.exceptions import ConfigError
+from tests.helpers import (
+    SECRET,
+    assert_run_rules,
+    collect_run,
+    make_settings,
+    scripted_agent,
+    token_for,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _url(path: Path) -> str:
+    return f"sqlite:///{path}"  # an absolute path: sqlite:////tmp/...
+
+
+def _gateway(db: Path) -> Gateway:
+    return Gateway(make_settings(engine=_url(db)), agent=scripted_agent)
+
+
+async def test_a_clean_restart_keeps_five_conversations_and_resumes_in_the_same_epoch(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "runwire.db"
+    async with _gateway(db) as first:
+        async with Client.connect(first.ws_url, token_for(first.settings, "alice")) as client:
+            run_ids = []
+            for n in range(5):
+                ack = await client.send_message(f"question {n}")
+                assert_run_rules(await collect_run(client, ack["run_id"]))
+                run_ids.append(ack["run_id"])
+            position = client.position
+            assert position is not None and position.offset > 0
+
+    async with _gateway(db) as second:
+        token = token_for(second.settings, "alice")
+        async with Client.connect(second.ws_url, token, resume=position) as client:
+            assert (await client.recv(timeout=5))["type"] == "resumed"
+            runs = await client.get_runs()
+            assert [run["run_id"] for run in runs] == run_ids
+            assert {run["status"] for run in runs} == {"completed"}
+            assert runs[2]["answer"] == "echo: question 2."
+            ack = await client.send_message("after the restart")
+            frames = await collect_run(client, ack["run_id"])
+            assert frames[0]["offset"] == position.offset + 1  # the same stream goes on
+
+
+async def test_a_retried_message_after_a_restart_maps_to_its_first_run(tmp_path: Path) -> None:
+    db = tmp_path / "runwire.db"
+    async with _gateway(db) as first:
+        async with Client.connect(first.ws_url, token_for(first.settings, "bob")) as client:
+            ack = await client.send_message("once", message_id="m-1")
+            await collect_run(client, ack["run_id"])
+    async with _gateway(db) as second:
+        async with Client.connect(second.ws_url, token_for(second.settings, "bob")) as client:
+            again = await client.send_message("once", message_id="m-1")
+            assert again["run_id"] == ack["run_id"]
+            assert len(await client.get_runs()) == 1
+
+
+async def test_a_truncated_database_file_is_refused_naming_the_file(tmp_path: Path) -> None:
+    db = tmp_path / "runwire.db"
+    async with _gateway(db) as gateway:
+        async with Client.connect(gateway.ws_url, token_for(gateway.settings, "carol")) as client:
+            for n in range(20):
+                ack = await client.send_message("x" * 2_000 + str(n))
+                await collect_run(client, ack["run_id"])
+    size = db.stat().st_size
+    assert size > 8_192
+    with db.open("r+b") as file:
+        file.truncate(size // 2)
+
+    gateway = _gateway(db)
+    with pytest.raises(ConfigError) as refused:
+        await gateway.start()
+    assert str(db) in str(refused.value)
+    assert "corrupt or truncated" in str(refused.value)
+    assert db.stat().st_size == size // 2  # left as it was
+
+
+async def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "runwire.db"
+    db.write_bytes(b"not a database, " * 512)
+    with pytest.raises(ConfigError, match="runwire.db"):
+        await _gateway(db).start()
+    assert db.read_bytes() == b"not a database, " * 512
+
+
+# -- kill -9 ----------------------------------------------------------------------------
+
+
+@contextmanager
+def _serve(db: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`runwire serve` on the sqlite file, with the streaming agent; its WebSocket URL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNWIRE_")}
+    env.update(
+        RUNWIRE_ENGINE=_url(db),
+        RUNWIRE_PORT="0",
+        RUNWIRE_AUTH_SECRET=SECRET,
+        RUNWIRE_STATE_DIR=str(tmp_path / "state"),
+        RUNWIRE_AGENT="tests.engines.streaming_agent:agent",
+        PYTHONPATH=str(ROOT),
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runwire", "serve"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()  # printed once it listens
+        assert " on http://" in first, (first, process.stderr and process.stderr.read())
+        url = first.split(" on ")[1].strip()
+        yield process, url.replace("http", "ws", 1) + "/ws"
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        process.communicate(timeout=15)
+
+
+async def test_kill_9_mid_run_then_restart_resumes_with_nothing_lost_and_ends_interrupted(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "runwire.db"
+    settings = make_settings(auth_secret=SECRET)
+    token = token_for(settings, "dave")
+    seen: list[dict[str, object]] = []
+    with _serve(db, tmp_path) as (process, ws_url):
+        async with Client.connect(ws_url, token) as client:
+            ack = await client.send_message("go")
+            while sum(frame.get("type") == "agent_message_delta" for frame in seen) < 20:
+                seen.append(await client.recv(timeout=10))
+            position = client.position
+            assert position is not None
+            os.kill(process.pid, signal.SIGKILL)  # mid-stream: no shutdown at all
+            process.wait(timeout=10)
+
+    with _serve(db, tmp_path) as (_, ws_url):
+        async with Client.connect(ws_url, token, resume=position) as client:
+            notices: list[object] = []
+            rest: list[dict[str, object]] = []
+            while not rest or rest[-1]["type"] not in ("agent_completed", "agent_error"):
+                frame = await client.recv(timeout=10)
+                if frame.get("run_id") == ack["run_id"]:
+                    rest.append(frame)
+                else:
+                    notices.append(frame["type"])
+            while "resumed" not in notices and "resume_failed" not in notices:
+                notices.append((await client.recv(timeout=10))["type"])  # after the replay
+            runs = await client.get_runs()
+
+    assert "resumed" in notices and "resume_failed" not in notices, notices
+    frames = [frame for frame in seen if frame.get("run_id") == ack["run_id"]] + rest
+    assert_run_rules(frames)  # seq 1..n with nothing missing, one terminal
+    assert [frame["offset"] for frame in frames] == list(range(1, len(frames) + 1))
+    assert frames[-1]["type"] == "agent_error"
+    assert frames[-1]["data"]["code"] == "interrupted"  # type: ignore[index]
+    closing = [frame for frame in rest if frame["type"] == "tool_completed"]
+    assert [frame["data"]["ok"] for frame in closing] == [False]  # type: ignore[index]
+    assert [(run["run_id"], run["status"]) for run in runs] == [(ack["run_id"], "error")]
+    assert runs[0]["error"]["code"] == "interrupted"
