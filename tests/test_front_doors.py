@@ -250,3 +250,69 @@ async def test_healthz_and_api_runs_with_and_without_a_token(door: OpenDoor) -> 
             await collect_run(client, ack["run_id"])
         status, body = await asyncio.to_thread(get_json, d.url + "/api/runs", d.token("gina"))
         assert status == 200 and [run["run_id"] for run in body["runs"]] == [ack["run_id"]]
+
+
+async def test_served_alone_the_app_runs_its_own_lifespan_at_the_root() -> None:
+    gateway = Gateway(make_settings(), agent=scripted_agent)
+    async with uvicorn_serving(gateway.asgi_app(), **uvicorn_settings(gateway.settings)) as url:
+        assert gateway.started
+        d = FrontDoor(gateway, url)
+        status, health = await asyncio.to_thread(get_json, url + "/healthz")
+        assert status == 200 and health["status"] == "ok"
+        async with d.connect("hana") as client:
+            ack = await client.send_message("hi", thread_id="t")
+            assert_run_rules(await collect_run(client, ack["run_id"]))
+    assert not gateway.started
+
+
+async def test_a_gateway_started_already_is_left_running_by_the_lifespan() -> None:
+    async with Gateway(make_settings(), agent=scripted_agent) as gateway:
+        async with uvicorn_serving(fastapi_app(gateway)) as url:
+            status, _ = await asyncio.to_thread(get_json, url + PREFIX + "/healthz")
+            assert status == 200
+        assert gateway.started
+
+
+def _request(method: str, url: str) -> tuple[int, dict[str, str], bytes]:
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.netloc, timeout=5)
+    try:
+        connection.request(method, parts.path + (f"?{parts.query}" if parts.query else ""))
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+async def test_the_mount_point_redirects_and_only_get_and_head_are_served() -> None:
+    async with front_door("asgi") as d:
+        # FastAPI redirects the mount point itself (307); runwire would too (308).
+        status, headers, _ = await asyncio.to_thread(_request, "GET", d.url + "?x=1")
+        assert status in (307, 308) and headers["location"].endswith(PREFIX + "/?x=1")
+        status, headers, body = await asyncio.to_thread(_request, "GET", d.url + "/")
+        assert status == 200 and headers["content-type"].startswith("text/html")
+        assert b'src="assets/app.js"' in body
+        status, headers, body = await asyncio.to_thread(_request, "HEAD", d.url + "/healthz")
+        assert (status, body) == (200, b"") and int(headers["content-length"]) > 0
+        status, _, _ = await asyncio.to_thread(_request, "POST", d.url + "/healthz")
+        assert status == 405
+        status, _, _ = await asyncio.to_thread(_request, "GET", d.url + "/nope")
+        assert status == 404
+        status, _, body = await asyncio.to_thread(_request, "GET", d.url + "/metrics")
+        assert status == 200 and b"runwire_connections" in body
+
+
+async def test_behind_uvicorn_root_path_the_stripped_paths_are_served() -> None:
+    """``uvicorn --root-path /runwire`` behind a proxy that strips the prefix: uvicorn
+    puts it back into ``path``, the app takes it off again."""
+    gateway = Gateway(make_settings(), agent=scripted_agent)
+    async with uvicorn_serving(gateway.asgi_app(), root_path=PREFIX) as url:
+        status, _, body = await asyncio.to_thread(_request, "GET", url + "/")
+        assert status == 200 and b"assets/app.js" in body
+        status, health = await asyncio.to_thread(get_json, url + "/healthz")
+        assert status == 200 and health["status"] == "ok"
+        async with FrontDoor(gateway, url).connect("ivan") as client:
+            assert client.connected["user_id"] == "ivan"
