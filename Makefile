@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,redis,langgraph,pydantic-ai]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,asgi,redis,langgraph,pydantic-ai]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -437,11 +437,11 @@ async def test_nothing_is_sent_after_the_close_frame() -> None:
 
 def test_the_close_codes_the_server_may_send_are_exactly_the_valid_ones() -> None:
     from runwire.exceptions import CloseCode
-    from runwire.server import _valid_close_code
+    from runwire.server import valid_close_code
 
-    valid = {c for c in range(65536) if _valid_close_code(c)}
+    valid = {c for c in range(65536) if valid_close_code(c)}
     assert valid == {*range(1000, 1004), *range(1007, 1015), *range(3000, 5000)}
-    assert all(_valid_close_code(code) for code in CloseCode)
+    assert all(valid_close_code(code) for code in CloseCode)
 
 
 # -- helpers --------------------------------------------------------------------------

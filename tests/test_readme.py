@@ -25,7 +25,7 @@ from typing import IO, Any
 
 import pytest
 
-from tests.helpers import collect_run, connect, running_gateway
+from tests.helpers import collect_run, connect, get_json, running_gateway
 from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,6 +206,29 @@ def test_the_client_example_prints_a_whole_run(tmp_path: Path) -> None:
         "agent_completed {'output': '17 * 23 = 391. Your message has 4 words and"
         " 16 characters.', 'status': 'completed'}"
     )
+
+
+def test_the_fastapi_mount_example_serves_a_chat_under_its_prefix(tmp_path: Path) -> None:
+    [source] = _blocks("Mount in FastAPI", "python")
+    (tmp_path / "service.py").write_text(source)
+    serve, chat = _commands(_blocks("Mount in FastAPI", "sh")[0])
+    assert serve == ".venv/bin/python service.py &"
+    port = str(_free_port())
+    env = _env(tmp_path, RUNWIRE_PORT=port)
+    python = ROOT / ".venv" / "bin" / "python"
+    with _started(f"{python} service.py", tmp_path, env) as service:
+        assert service.stderr is not None
+        _read_until(service.stderr, r"Application startup complete")
+        assert "127.0.0.1:8765/runwire/ws" in chat
+        result = _run(chat.replace(":8765/", f":{port}/"), ROOT, env)
+        assert result.returncode == 0, result.stderr
+        status, body = get_json(f"http://127.0.0.1:{port}/runwire/healthz")
+        assert status == 200 and body["connections"] == 0
+        os.killpg(service.pid, signal.SIGINT)
+        _, rest = service.communicate(timeout=TIMEOUT_S)
+    assert "17 * 23 = 391." in result.stdout
+    assert service.returncode == 0, rest
+    assert "Traceback" not in rest
 
 
 def _agent_namespace() -> dict[str, Any]:

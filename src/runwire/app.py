@@ -14,6 +14,8 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,7 @@ from runwire.adapters import adapt
 from runwire.agents.base import Agent
 from runwire.agents.dispatch import LocalDispatcher, RunDispatcher
 from runwire.agents.runtime import AgentRuntime, RunLimits
+from runwire.asgi import AsgiApp
 from runwire.auth import Authenticator
 from runwire.backends import Backend, backend_for
 from runwire.banner import BANNER_LOGGER, banner
@@ -177,14 +180,22 @@ class Gateway:
             else None
         )
         self._server: asyncio.Server | None = None
+        self._started = False
         self._loop_lag = LoopLagMonitor(self.metrics.event_loop_lag.observe)
         self.port = self.settings.port
         self._register_gauges()
 
     # -- lifecycle --------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Connect the engine and start listening."""
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` ran and :meth:`stop` has not."""
+        return self._started
+
+    async def start(self, *, listen: bool = True) -> None:
+        """Connect the engine and start listening (``listen=False``: no standalone server,
+        for an ASGI server hosting :meth:`asgi_app`)."""
+        self._started = True
         await self.pipeline.start()
         if self._shared_snapshots is not None:
             self._shared_snapshots.start()
@@ -194,6 +205,9 @@ class Gateway:
         self._loop_lag.start()
         if self._control is not None:
             await self._control.start()
+        if not listen:
+            log.info("gateway started (no standalone server: serve it with asgi_app())")
+            return
         settings = self.settings
         try:
             self._server = await start_server(
@@ -209,7 +223,7 @@ class Gateway:
                 ),
                 self.manager,
                 self.authenticator,
-                self._routes(),
+                self.http_routes(),
                 self.metrics,
             )
         except OSError as exc:
@@ -222,8 +236,37 @@ class Gateway:
             "\n".join(banner(settings, self.url, self.ws_url)),
         )
 
+    async def start_unless_started(self) -> bool:
+        """:meth:`start` without the standalone server, unless started already; whether
+        it started (then the caller stops it)."""
+        if self._started:
+            return False
+        await self.start(listen=False)
+        return True
+
+    @asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """Run the gateway for the life of a host application (``FastAPI(lifespan=...)``).
+
+        Starts it without the standalone server unless started already, and stops it
+        on exit only if it started it here. ``app`` is ignored (the hosting
+        framework passes itself).
+        """
+        owned = await self.start_unless_started()
+        try:
+            yield
+        finally:
+            if owned:
+                await self.stop()
+
+    def asgi_app(self) -> AsgiApp:
+        """The whole gateway (``/ws``, the page, ``/healthz``, ``/metrics``, ``/api/*``)
+        as an ASGI 3 application, mountable under a prefix (:mod:`runwire.asgi`)."""
+        return AsgiApp(self)
+
     async def stop(self) -> None:
         """Stop: no new sockets or runs; runs end (``shutdown``); sockets close with 1001."""
+        self._started = False
         if self._server is not None:
             self._server.close()
         grace = self.settings.shutdown_grace_s
@@ -246,7 +289,7 @@ class Gateway:
         A signal makes it return normally, so ``asyncio.run(main())`` ends on Ctrl+C
         without a ``KeyboardInterrupt`` traceback.
         """
-        if self._server is None:
+        if not self._started:
             await self.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -312,7 +355,8 @@ class Gateway:
         """Store ``event`` in the user's stream and deliver it (the one publish path)."""
         return await self.pipeline.publish(user_id, event)
 
-    def _routes(self) -> dict[str, HttpRoute]:
+    def http_routes(self) -> dict[str, HttpRoute]:
+        """The GET routes both front doors serve (:func:`runwire.http.routes.http_routes`)."""
         return http_routes(
             settings=self.settings,
             authenticator=self.authenticator,

@@ -11,7 +11,7 @@ RFC 6455: picows parses and validates most of the framing; :class:`_ConnectionLi
 checks the rest (RSV bits, continuation without a message, close codes) and runs
 the closing handshake: after its close frame the server reads on until the
 client's close frame or ``close_timeout_s``, so the client always sees the code.
-Every close code sent is a valid one (:func:`_valid_close_code`).
+Every close code sent is a valid one (:func:`valid_close_code`).
 
 HTTP is GET-only (a picows limit): each response closes its connection.
 """
@@ -52,7 +52,16 @@ from runwire.metrics import Metrics
 from runwire.origins import origin_allowed
 from runwire.resume import ResumeRequest
 
-__all__ = ["HttpRequest", "HttpResponse", "HttpRoute", "ServerOptions", "start_server"]
+__all__ = [
+    "HttpRequest",
+    "HttpResponse",
+    "HttpRoute",
+    "ServerOptions",
+    "find_route",
+    "resume_request",
+    "start_server",
+    "valid_close_code",
+]
 
 log = logging.getLogger("runwire.server")
 
@@ -96,7 +105,7 @@ class ServerOptions:
     """Pages allowed to open sockets (see :mod:`runwire.origins`)."""
 
 
-def _valid_close_code(code: int) -> bool:
+def valid_close_code(code: int) -> bool:
     """Whether ``code`` may appear in a close frame (RFC 6455 7.4, IANA registry).
 
     Valid: 1000-1003, 1007-1014 (1012-1014 are IANA-registered) and 3000-4999.
@@ -108,7 +117,7 @@ def _valid_close_code(code: int) -> bool:
 
 def _send_close(transport: WSTransport, code: int, reason: str = "") -> None:
     """Send a close frame (picows types only the RFC codes, accepts all); valid codes only."""
-    if not _valid_close_code(code):
+    if not valid_close_code(code):
         log.error("refusing to send invalid close code %d; sending 1011", code)
         code = CloseCode.INTERNAL_ERROR
     transport.send_close(code, reason.encode()[:120])  # type: ignore[arg-type]
@@ -126,7 +135,7 @@ def _answer_to_close(payload: bytes) -> tuple[int, str]:
     if len(payload) == 1:
         return CloseCode.PROTOCOL_ERROR, "close frame payload of 1 byte"
     code = int.from_bytes(payload[:2], "big")
-    if not _valid_close_code(code):
+    if not valid_close_code(code):
         return CloseCode.PROTOCOL_ERROR, f"invalid close code {code}"
     try:
         payload[2:].decode()
@@ -408,7 +417,7 @@ class _PicowsLog(logging.LoggerAdapter[logging.Logger]):
         super().log(level, msg, *args, **kwargs)
 
 
-def _resume_request(query: dict[str, list[str]]) -> ResumeRequest | None:
+def resume_request(query: dict[str, list[str]]) -> ResumeRequest | None:
     """``?epoch=E&offset=N`` asks to replay after N before any live event."""
     epoch, offset = query.get("epoch"), query.get("offset")
     if not epoch or not offset:
@@ -420,7 +429,8 @@ def _resume_request(query: dict[str, list[str]]) -> ResumeRequest | None:
     return ResumeRequest(Epoch(epoch[0][:64]), max(value, 0))
 
 
-def _find_route(routes: dict[str, HttpRoute], path: str) -> HttpRoute | None:
+def find_route(routes: dict[str, HttpRoute], path: str) -> HttpRoute | None:
+    """The route for ``path``: an exact key, else the first prefix key (ending in ``/``)."""
     handler = routes.get(path)
     if handler is not None:
         return handler
@@ -453,7 +463,7 @@ async def start_server(
         target = urlsplit(request.path.decode("latin-1"))
         query = parse_qs(target.query)
         if target.path != WS_PATH:
-            handler = _find_route(routes, target.path)
+            handler = find_route(routes, target.path)
             if handler is None:
                 return _http(HttpResponse(404, b"not found\n"))
             try:
@@ -480,7 +490,7 @@ async def start_server(
                 _RejectListener(CloseCode.UNAUTHORIZED, exc.reason, options.close_timeout_s),
             )
         listener = _ConnectionListener(
-            manager, claims, _resume_request(query), options.close_timeout_s
+            manager, claims, resume_request(query), options.close_timeout_s
         )
         return WSUpgradeResponseWithListener(upgrade, listener)
 

@@ -113,9 +113,14 @@ function tokenExpired(token) {
   return claims !== null && typeof claims.exp === "number" && claims.exp * 1000 <= Date.now();
 }
 
+// Every URL is relative to the page, so the page works wherever the gateway is mounted
+// (`/`, or `/runwire/` in a FastAPI app): the socket is `ws` beside the page.
 function wsUrl() {
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}/ws`;
+  const url = new URL("ws", location.href);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  url.hash = "";
+  url.search = "";
+  return url.href;
 }
 
 async function api(path) {
@@ -162,7 +167,7 @@ function loadRunsPage(before) {
     (client) => client.getRunsPage(null, { timeout: SNAPSHOT_TIMEOUT_MS, before }),
     async () => {
       const query = before ? `?before=${encodeURIComponent(before)}` : "";
-      const body = await api(`/api/runs${query}`);
+      const body = await api(`api/runs${query}`);
       return body === null ? null : { runs: body.runs, more: body.more === true };
     },
   );
@@ -185,7 +190,7 @@ async function loadAllRuns() {
 function loadRun(runId) {
   return readSnapshots(
     (client) => client.getRun(runId, { timeout: SNAPSHOT_TIMEOUT_MS }),
-    () => api(`/api/runs/${encodeURIComponent(runId)}`),
+    () => api(`api/runs/${encodeURIComponent(runId)}`),
   );
 }
 
@@ -215,7 +220,7 @@ async function showSignIn(message = "") {
   let production = false;
   try {
     // Always 200: the page never probes a route that answers an error (a console error).
-    const info = await (await fetch("/api/info")).json();
+    const info = await (await fetch("api/info")).json();
     production = info.dev_sign_in !== true;
   } catch {
     production = false;
@@ -236,7 +241,7 @@ async function devSignIn(event) {
     $("signin-user").focus();
     return;
   }
-  const response = await fetch(`/api/dev-token?user=${encodeURIComponent(user)}`);
+  const response = await fetch(`api/dev-token?user=${encodeURIComponent(user)}`);
   if (response.status === 404) {
     await showSignIn("This gateway runs in production mode: paste an access token.");
     return;
@@ -258,7 +263,7 @@ async function tokenSignIn(event) {
     setText(error, "Paste a token.");
     return;
   }
-  const response = await fetch("/api/threads", { headers: { Authorization: `Bearer ${token}` } });
+  const response = await fetch("api/threads", { headers: { Authorization: `Bearer ${token}` } });
   if (response.status === 401) {
     const body = await response.json().catch(() => ({}));
     setText(error, `The gateway refused this token (${body.error || "unauthorized"}).`);
@@ -307,7 +312,7 @@ function tokenSource(userId) {
       first = false;
       return state.token;
     }
-    const response = await fetch(`/api/dev-token?user=${encodeURIComponent(userId)}`);
+    const response = await fetch(`api/dev-token?user=${encodeURIComponent(userId)}`);
     if (generation !== state.generation) throw new Error("signed out");
     if (!response.ok) throw new Error(`/api/dev-token: HTTP ${response.status}`);
     const body = await response.json();
