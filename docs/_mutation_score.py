@@ -14,7 +14,8 @@ import tomllib
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path.cwd()
+"""The project root (``make mutate`` runs from there): pyproject.toml and mutants/."""
 
 # mutmut's exit codes per mutant (mutmut.stats.status_by_exit_code), folded into the
 # columns of the table.

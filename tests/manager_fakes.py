@@ -106,6 +106,9 @@ class ToyEngine:
         self.read_gate: asyncio.Event | None = None
         """When set to an Event, history reads wait for it (a slow engine)."""
         self.reads = 0
+        self.held_subscribes = 0
+        """The next this many subscribes wait for ``subscribe_gate`` (a slow engine)."""
+        self.subscribe_gate = asyncio.Event()
 
     async def start(
         self,
@@ -164,11 +167,18 @@ class ToyEngine:
         self, user_id: UserId, epoch: Epoch, offset: int, limit: int
     ) -> list[StoredEvent] | ResumeFailure:
         self.reads += 1
-        await asyncio.sleep(0)  # a real engine answers later
+        # A read answers what history held when it was asked, some time later.
+        answer = self._answer(user_id, epoch, offset, limit)
+        await asyncio.sleep(0)
         if self.read_gate is not None:
             await self.read_gate.wait()
         if self.fail_reads:
             raise EngineError("history unavailable")
+        return answer
+
+    def _answer(
+        self, user_id: UserId, epoch: Epoch, offset: int, limit: int
+    ) -> list[StoredEvent] | ResumeFailure:
         stream = self.stream(user_id)
         position = StreamPosition(stream.epoch, stream.last)
         if epoch != stream.epoch:
@@ -180,12 +190,14 @@ class ToyEngine:
         first = stream.events[0].offset if stream.events else stream.last + 1
         if offset + 1 < first:
             return ResumeFailure(ResumeFailureReason.OUT_OF_WINDOW, position)
-        return [e for e in stream.events if e.offset > offset and e.offset not in self.holes][
-            :limit
-        ]
+        found = [e for e in stream.events if e.offset > offset and e.offset not in self.holes]
+        return found[:limit]
 
     async def subscribe(self, user_id: UserId) -> None:
         await asyncio.sleep(0)
+        if self.held_subscribes:
+            self.held_subscribes -= 1
+            await self.subscribe_gate.wait()
         if self.fail_subscribe:
             raise EngineError("engine unavailable")
         self.stream(user_id).subscribers += 1

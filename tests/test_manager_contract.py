@@ -13,19 +13,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from runwire.events import PROTOCOL_VERSION, ClientFrame, Ping, Pong, UserMessage
+from runwire.events import PROTOCOL_VERSION, ClientFrame, Ping, Pong, UserMessage, encode_envelope
 from runwire.exceptions import CloseCode, LimitError
 from runwire.ids import UserId
 from runwire.manager import Connection, Delivery
-from tests.manager_fakes import Harness
+from runwire.protocol import State
+from runwire.tokens import EXPIRED_REASON
+from tests.helpers import wait_until
+from tests.manager_fakes import Harness, delta
 
 
 async def harness(**settings: Any) -> Harness:
     return await Harness(**settings).start()
+
+
+@pytest.fixture(autouse=True)
+def _no_failed_connection_task(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Every test here also checks that no connection task failed on the way."""
+    yield
+    failed = [r for r in caplog.get_records("call") if r.getMessage() == "connection task failed"]
+    if failed and not getattr(failed[0], "expected", False):
+        raise AssertionError(f"a connection task failed: {failed[0].exc_info}")
 
 
 # -- opening: the connected frame and the limits ----------------------------------------------
@@ -487,6 +500,7 @@ async def test_a_failing_connection_task_is_logged_and_harms_nothing(
     h.manager.spawn_in_order(connection, asyncio.sleep(0))
     await h.settle()
     [record] = [r for r in caplog.records if r.getMessage() == "connection task failed"]
+    record.expected = True  # for _no_failed_connection_task
     assert record.levelno == logging.ERROR
     assert record.exc_info is not None and "handler bug" in str(record.exc_info[1])
     await h.publish("alice", "still served")
@@ -509,3 +523,162 @@ async def test_engine_status_goes_to_open_sockets_only() -> None:
     assert waiting.of_type("engine_status") == []
     assert ready.closed_with is None
     h.manager.closed(connecting)
+
+
+# -- more edges -----------------------------------------------------------------------------
+
+
+async def test_frames_without_a_handler_are_dropped_quietly() -> None:
+    h = await harness()
+    connection, socket = await h.connect("alice")
+    h.manager.receive(connection, b'{"type":"ping","id":"p1"}')
+    await h.settle()
+    assert socket.closed_with is None
+    assert [f["type"] for f in socket.frames] == ["connected"]
+
+
+async def test_a_socket_still_opening_does_not_keep_others_of_its_user_from_an_event() -> None:
+    h = await harness()
+    h.engine.held_subscribes = 1
+    h.open("alice")  # first in the registry, and stuck subscribing
+    _, ready = h.open("alice")
+    await wait_until(lambda: ready.of_type("connected"), what="connected")
+    await h.publish("alice", "x")
+    assert h.deliveries[-1] == Delivery(1, queued=1, skipped=1)
+    h.engine.subscribe_gate.set()
+    await h.settle()
+    assert ready.offsets == [1]
+    await h.settle()
+
+
+async def test_delivery_counts_add_up_over_several_sockets_in_one_state() -> None:
+    h = await harness(outbound_queue_events=8)
+    sockets = [(await h.connect("alice"))[1] for _ in range(2)]
+    for socket in sockets:
+        socket.paused = True
+    for index in range(8):
+        await h.publish("alice", f"{index}")  # one run: mergeable
+    await h.publish("alice", "8")
+    assert h.deliveries[-1] == Delivery(9, queued=2)  # both coalesced
+    [stored] = h.engine.stream(UserId("alice")).events[-1:]
+    assert h.manager.deliver(stored) == Delivery(9, skipped=2)  # both already have it
+    for index in range(9, 16):
+        await h.publish("alice", f"{index}", run_id=f"r_{index}")
+    await h.publish("alice", "16", run_id="r_16")
+    assert h.deliveries[-1] == Delivery(17, overflowed=2)
+    await h.settle()
+    assert all(s.closed_with is not None for s in sockets)
+
+
+async def test_every_socket_written_in_one_flush_counts_as_one_transport_write() -> None:
+    h = await harness()
+    await h.connect("alice")
+    await h.connect("alice")
+    await h.connect("bob")
+    before = h.sample("runwire_transport_writes_total")
+    await h.publish("alice", "a", "b")
+    await h.publish("bob", "c")
+    await h.settle()
+    assert h.sample("runwire_transport_writes_total") == before + 3
+    assert h.sample("runwire_frames_written_total") == 3 + 5
+
+
+async def test_the_coalesced_metric_counts_each_merged_frame_once() -> None:
+    h = await harness(outbound_queue_events=8)
+    connection, socket = await h.connect("alice")
+    socket.paused = True
+    await h.publish("alice", *[f"{i} " for i in range(20)])  # two rounds of merging
+    socket.paused = False
+    h.manager.writable_again(connection)
+    await h.settle()
+    assert "".join(socket.texts) == "".join(f"{i} " for i in range(20))
+    assert h.sample("runwire_deltas_coalesced_total") == 20 - len(socket.events)
+
+
+async def test_a_budget_met_exactly_closes_nothing() -> None:
+    h = await harness(outbound_queue_bytes=65_536, user_queue_budget_bytes=4_096)
+    _, first = await h.connect("alice")
+    _, second = await h.connect("alice")
+    first.paused = second.paused = True
+    overhead = len(encode_envelope(delta(""), 1))
+    await h.publish("alice", "x" * (2_048 - overhead))  # 2 x 2048 bytes: the budget
+    await h.settle()
+    assert first.closed_with is None and second.closed_with is None
+    await h.publish("alice", "y")
+    await h.settle()
+    assert [first.closed_with is None, second.closed_with is None].count(False) == 1
+
+
+async def test_the_budget_closes_only_as_many_queues_as_needed() -> None:
+    h = await harness(outbound_queue_bytes=65_536, user_queue_budget_bytes=8_192)
+    _, biggest = await h.connect("alice")
+    _, small = await h.connect("alice")
+    biggest.paused = True
+    for index in range(3):  # 3.3 KB for `biggest`; `small` reads them
+        await h.publish("alice", "x" * 1_000, run_id=f"r_{index}")
+        await h.settle()
+    await h.publish("alice", "y" * 5_000, run_id="r_big")
+    await h.settle()
+    # 8.3 KB + 5 KB: closing `biggest` leaves 5 KB, within the budget: `small` stays.
+    assert biggest.closed_with == (CloseCode.SLOW_CONSUMER, "user queue budget exceeded")
+    assert small.closed_with is None
+    assert small.texts[-1] == "y" * 5_000
+
+
+async def test_close_all_waits_for_the_last_socket() -> None:
+    h = await harness()
+    first, first_socket = await h.connect("alice")
+    second, second_socket = await h.connect("bob")
+    closing = asyncio.create_task(h.manager.close_all(CloseCode.GOING_AWAY, "bye", timeout_s=30))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert first_socket.closed_with is not None and second_socket.closed_with is not None
+    h.manager.closed(first, 1001)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not closing.done(), "one socket is still open"
+    h.manager.closed(second, 1001)
+    async with asyncio.timeout(5):
+        await closing
+    with pytest.raises(LimitError) as refused:
+        h.open("cat")
+    assert refused.value.message == "the gateway is shutting down"
+
+
+async def test_closed_forgets_a_connection_that_had_frames_to_write() -> None:
+    h = await harness()
+    connection, _ = await h.connect("alice")
+    await h.publish("alice", "a")
+    assert h.manager.stats()["dirty"] == 1
+    h.manager.closed(connection)
+    assert h.manager.stats()["dirty"] == 0
+
+
+async def test_closing_a_socket_while_it_subscribes_cancels_its_opening() -> None:
+    h = await harness()
+    h.engine.held_subscribes = 1
+    connection, socket = h.open("alice")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert h.manager.stats()["tasks"] == 1  # waiting for the engine
+    h.manager.closed(connection)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert h.manager.stats()["tasks"] == 0  # the opening was the connection's: cancelled
+    h.engine.subscribe_gate.set()
+    await h.settle()
+    assert socket.frames == []
+    assert h.engine.stats()["subscriptions"] == 0
+
+
+async def test_a_token_about_to_expire_is_warned_then_closed_4401_at_exp() -> None:
+    h = await harness()
+    expires_at = int(time.time()) + 1
+    connection, socket = h.open("alice", expires_at=expires_at)
+    await h.settle()
+    assert socket.of_type("token_expiring") == [
+        {"type": "token_expiring", "expires_at": expires_at}
+    ]
+    await wait_until(lambda: socket.closed_with is not None, timeout=5, what="the 4401 close")
+    assert socket.closed_with == (CloseCode.UNAUTHORIZED, EXPIRED_REASON)
+    assert connection.session.state >= State.CLOSING

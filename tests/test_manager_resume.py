@@ -10,6 +10,7 @@ Written against the mutants that survived ``make mutate`` (docs/architecture.md,
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from runwire.events import ClientFrame, Ping, Pong
 from runwire.exceptions import CloseCode
 from runwire.ids import Epoch, UserId
 from runwire.manager import Connection, ResumeRequest
+from tests.helpers import wait_until
 from tests.manager_fakes import FakeSocket, Harness
 
 ALICE = UserId("alice")
@@ -25,6 +27,14 @@ ALICE = UserId("alice")
 
 async def harness(**settings: Any) -> Harness:
     return await Harness(**settings).start()
+
+
+@pytest.fixture(autouse=True)
+def _no_failed_connection_task(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Every test here also checks that no connection task failed on the way."""
+    yield
+    failed = [r for r in caplog.get_records("call") if r.getMessage() == "connection task failed"]
+    assert not failed, f"a connection task failed: {failed[0].exc_info}"
 
 
 def resume_frame(epoch: str, offset: int) -> str:
@@ -101,14 +111,16 @@ async def test_a_resume_that_cannot_be_served_says_why_and_goes_on_live(
 
 async def test_a_long_replay_is_flow_controlled_and_never_trips_4409() -> None:
     h = await harness(outbound_queue_events=8)
-    await h.publish("alice", *[f"{i}" for i in range(300)])  # more than one history read
+    for index in range(300):  # more than one history read; one run each: nothing merges
+        await h.publish("alice", f"{index}", run_id=f"r_{index}")
     epoch = h.engine.stream(ALICE).epoch
     connection, socket = h.open("alice", ResumeRequest(epoch, 0))
     await h.settle()
     assert socket.closed_with is None
     assert socket.offsets == list(range(1, 301))
     assert socket.frames[-1] == {"type": "resumed", "epoch": epoch, "from": 0, "to": 300}
-    assert socket.writes > 300 // 8  # written as the queue filled, not at once
+    # Queued as far as the queue allows, then written: about 8 frames a write, not one.
+    assert 300 // 8 <= socket.writes < 300 // 4
     h.manager.closed(connection)
 
 
@@ -261,30 +273,42 @@ async def test_resync_catches_every_socket_of_the_user_up() -> None:
     assert other.offsets == []  # only the user named
 
 
-async def test_resync_skips_sockets_that_are_not_open() -> None:
+async def test_resync_skips_sockets_that_are_not_open_and_serves_the_others() -> None:
     h = await harness()
-    connection, socket = h.open("alice")  # still opening
+    h.engine.held_subscribes = 1
+    opening, waiting = h.open("alice")  # first in the registry, still opening
+    _, ready = h.open("alice")
+    await wait_until(lambda: ready.of_type("connected"), what="connected")
+    h.engine.live = False
+    await h.publish("alice", "a")
     h.manager.resync(ALICE)
+    h.manager.resync(UserId("nobody"))  # no socket: nothing to do
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert ready.offsets == [1]
+    assert waiting.frames == []
+    h.engine.subscribe_gate.set()
     await h.settle()
-    assert kinds(socket) == [("connected", 0)]
-    h.manager.closed(connection)
+    assert kinds(waiting) == [("connected", 1)]
+    h.manager.closed(opening)
 
 
 async def test_a_resync_while_catching_up_reads_history_once_more() -> None:
     h = await harness()
     await h.publish("alice", "a")
     epoch = h.engine.stream(ALICE).epoch
+    h.engine.read_gate = asyncio.Event()
     connection, socket = h.open("alice", ResumeRequest(epoch, 0))
-    for _ in range(200):
-        await asyncio.sleep(0)
-        if socket.of_type("connected"):
-            break
-    # The replay's read is in flight: events published now, not delivered, and a resync.
+    await wait_until(lambda: h.engine.reads == 1, what="the replay's read")
+    # While that read is out (it will answer offset 1 only): two events the live path
+    # misses, and the engine's resync.
     h.engine.live = False
     await h.publish("alice", "b", "c")
     h.manager.resync(ALICE)
+    h.engine.read_gate.set()
     await h.settle()
     assert socket.offsets == [1, 2, 3]
+    assert socket.frames[-1]["type"] == "resumed"
     h.manager.closed(connection)
 
 
@@ -299,7 +323,9 @@ async def test_a_catch_up_that_fails_on_the_engine_waits_for_the_next_resync(
     h.manager.resync(ALICE)
     await h.settle()
     assert socket.offsets == [] and socket.closed_with is None
-    assert any("catch-up failed" in r.getMessage() for r in caplog.records)
+    [record] = [r for r in caplog.records if r.name == "runwire.manager"]
+    assert record.getMessage() == "catch-up failed: history unavailable"
+    assert record.levelname == "WARNING"
     h.engine.fail_reads = False
     h.manager.resync(ALICE)
     await h.settle()
@@ -392,7 +418,7 @@ async def test_a_hole_in_history_is_read_again_then_closed_1011(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     h = await harness()
-    _, socket = await h.connect("alice")
+    connection, socket = await h.connect("alice")
     await h.publish("alice", "a")
     await h.settle()
     h.engine.live = False
@@ -408,6 +434,7 @@ async def test_a_hole_in_history_is_read_again_then_closed_1011(
     [record] = [r for r in caplog.records if r.name == "runwire.manager"]
     assert record.getMessage() == "stream has a gap after offset 1; closing the connection"
     assert record.levelname == "ERROR"
+    assert record.connection_id == connection.id  # type: ignore[attr-defined]
 
 
 async def _start_work(h: Harness, kind: str) -> tuple[Connection, FakeSocket]:
@@ -446,3 +473,107 @@ async def test_history_work_of_a_closed_connection_is_cancelled_at_once(kind: st
     assert h.engine.read_gate is not None
     h.engine.read_gate.set()
     await h.settle()
+
+
+async def test_events_delivered_live_during_a_history_read_are_not_sent_twice_nor_lost() -> None:
+    h = await harness()
+    h.engine.live = False
+    await h.publish("alice", "a", "b", "c", "d")
+    epoch = h.engine.stream(ALICE).epoch
+    h.engine.read_gate = asyncio.Event()
+    connection, socket = h.open("alice", ResumeRequest(epoch, 1))
+    await wait_until(lambda: h.engine.reads == 1, what="the replay's read")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    second = h.engine.stream(ALICE).events[1]
+    h.engine.deliver(second)  # offset 2 arrives live while the read is out
+    h.engine.read_gate.set()  # the read answers 2, 3, 4
+    await h.settle()
+    assert socket.offsets == [2, 3, 4]
+    assert socket.frames[-1] == {"type": "resumed", "epoch": epoch, "from": 1, "to": 4}
+    h.manager.closed(connection)
+
+
+async def test_a_replay_of_many_full_batches_is_not_taken_for_a_stall() -> None:
+    h = await harness(outbound_queue_events=1_000, outbound_queue_bytes=1_048_576)
+    for index in range(800):  # four history reads of up to 256
+        await h.publish("alice", "x", run_id=f"r_{index}")
+    epoch = h.engine.stream(ALICE).epoch
+    connection, socket = h.open("alice", ResumeRequest(epoch, 0))
+    await h.settle()
+    assert socket.closed_with is None
+    assert socket.offsets == list(range(1, 801))
+    h.manager.closed(connection)
+
+
+async def test_only_reads_in_a_row_that_bring_nothing_count_as_a_stall() -> None:
+    h = await harness()
+    _, socket = await h.connect("alice")
+    h.engine.live = False
+    await h.publish("alice", "a", "b", "c")
+    h.engine.holes = {2}
+    h.engine.live = True
+    reads = h.engine.reads
+    await h.publish("alice", "d")  # a gap: history brings 1, then never 2
+    await h.settle()
+    assert socket.offsets == [1]
+    # One read that moved the cursor, then three that did not.
+    assert h.engine.reads - reads == 4
+    assert socket.closed_with == (CloseCode.INTERNAL_ERROR, "stream inconsistent; reconnect")
+
+
+async def test_a_new_epoch_whose_first_event_is_gone_is_followed_from_its_head() -> None:
+    h = await harness()
+    _, socket = await h.connect("alice")
+    new = h.engine.lose(ALICE)
+    h.engine.live = False
+    await h.publish("alice", "a", "b", "c")
+    h.engine.trim(ALICE, keep=2)  # history starts at offset 2
+    h.manager.resync(ALICE)
+    await h.settle()
+    assert socket.of_type("resume_failed") == [
+        {"type": "resume_failed", "reason": "epoch_changed", "epoch": new, "offset": 3}
+    ]
+    assert socket.offsets == []
+
+
+async def test_a_late_event_of_the_old_epoch_changes_nothing() -> None:
+    h = await harness()
+    _, socket = await h.connect("alice")
+    await h.publish("alice", "a")
+    await h.settle()
+    old = h.engine.stream(ALICE).events[0]
+    h.engine.lose(ALICE)
+    await h.publish("alice", "b")  # the new epoch: followed
+    await h.settle()
+    assert len(socket.of_type("resume_failed")) == 1
+    h.engine.deliver(old)  # a straggler of the old epoch
+    await h.settle()
+    assert len(socket.of_type("resume_failed")) == 1
+    assert socket.texts == ["a", "b"]
+
+
+async def test_frames_sent_while_the_replay_waits_on_the_engine_are_answered_after_it() -> None:
+    h = await harness()
+    h.manager.set_frame_handler(
+        lambda connection, frame: h.manager.send(connection, Pong(getattr(frame, "id", "")))
+    )
+    await h.publish("alice", "a", "b")
+    epoch = h.engine.stream(ALICE).epoch
+    h.engine.read_gate = asyncio.Event()
+    connection, socket = h.open("alice", ResumeRequest(epoch, 0))
+    await wait_until(lambda: socket.of_type("connected"), what="connected")
+    h.manager.receive(connection, b'{"type":"ping","id":"p1"}')
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert socket.of_type("pong") == []
+    h.engine.read_gate.set()
+    await h.settle()
+    assert [t for t, _ in kinds(socket)] == [
+        "connected",
+        "agent_message_delta",
+        "agent_message_delta",
+        "resumed",
+        "pong",
+    ]
+    h.manager.closed(connection)

@@ -461,3 +461,31 @@ def test_describe_reports_the_queue() -> None:
     session = opened(cursor=3)
     offer(session, 4, delta("a", 4))
     assert session.describe() == {"state": "OPEN", "cursor": 4, "pending": 1}
+
+
+def test_deltas_that_fill_the_byte_bound_exactly_are_queued_unmerged() -> None:
+    size = len(encode_envelope(delta("x", 1), 1))
+    session = opened(queue_events=100, queue_bytes=4 * size)
+    for offset in range(1, 5):
+        assert offer(session, offset, delta("x", offset)) is EventAdmission.QUEUED
+    assert session.pending_bytes == 4 * size
+    assert session.coalesced == 0 and session.pending == 4
+
+
+def test_an_overflow_says_to_resume_from_history() -> None:
+    session = opened(queue_events=100, queue_bytes=100)
+    assert session.send_event(1, b"x" * 101) is EventAdmission.OVERFLOW
+    assert session.close_reason == "outbound queue full; resume from history"
+    replies = opened(queue_events=100, queue_bytes=100)
+    assert replies.send_frame(Pong("p" * (100 + CONTROL_RESERVE_BYTES))) is False
+    assert replies.close_reason == "outbound queue full; resume from history"
+
+
+def test_a_reply_that_does_not_fit_even_after_coalescing_closes_4409() -> None:
+    session = opened(queue_events=100, queue_bytes=1_000)
+    for offset in range(1, 4):
+        offer(session, offset, delta("x" * 200, offset))
+    # Merging the three deltas saves two envelopes, not the kilobytes this reply needs.
+    assert session.send_frame(Pong("p" * (CONTROL_RESERVE_BYTES + 900))) is False
+    assert session.close_code == CloseCode.SLOW_CONSUMER
+    assert session.pending == 0

@@ -138,7 +138,7 @@ async def test_a_run_gets_fresh_ids_unless_given_and_starts_with_agent_started()
     ]
     assert all(e.thread_id == "t_given" for e in events)
     assert [e.seq for e in events] == [1, 2, 3]
-    assert all(abs(e.ts - time.time() * 1000) < 60_000 for e in events)  # Unix ms
+    assert all(type(e.ts) is int and abs(e.ts - time.time() * 1000) < 60_000 for e in events)
     assert {user for user, _ in recorder.events} == {ALICE}
     assert rt.started_total == 2
 
@@ -447,7 +447,10 @@ async def test_a_step_that_holds_the_loop_is_reported_with_its_run(
     assert reports[0][1] >= 0.03
     [record] = [r for r in caplog.records if "held the event loop" in r.getMessage()]
     assert record.levelno == logging.WARNING
-    assert started.run_id in record.getMessage() and " ms in one step" in record.getMessage()
+    assert record.getMessage() == (
+        f"run {started.run_id} held the event loop for {reports[0][1] * 1000:.0f} ms in one"
+        " step; every user waited (move blocking work to a thread: docs/agents.md)"
+    )
     assert record.run_id == started.run_id  # type: ignore[attr-defined]
     assert record.user_id == ALICE  # type: ignore[attr-defined]
 
@@ -482,6 +485,7 @@ async def test_refused_tool_events_are_replaced_and_the_run_goes_on() -> None:
     assert completed.ok is False
     assert completed.error == "the tool's result could not be sent: too big"
     assert events[1].run_id == started.run_id and events[1].thread_id == started.thread_id
+    assert type(events[1].ts) is int and abs(events[1].ts - time.time() * 1000) < 60_000
     assert events[-1].data == AgentCompleted("ok", "completed")
 
 
@@ -546,6 +550,7 @@ async def test_refused_text_raises_in_the_agent_and_takes_no_seq() -> None:
     caught: list[str] = []
 
     async def agent(run: Run, message: str) -> str:
+        await run.think("first")
         try:
             await run.say("way too long")
         except EventRejected as exc:
@@ -559,8 +564,8 @@ async def test_refused_text_raises_in_the_agent_and_takes_no_seq() -> None:
     assert await finished.wait(started.run_id) == "completed"
     assert caught == ["too big"]
     events = recorder.of(started.run_id)
-    assert [e.data for e in events][1] == AgentThinking("shorter then")
-    assert [e.seq for e in events] == [1, 2, 3]
+    assert [e.data for e in events][1:3] == [AgentThinking("first"), AgentThinking("shorter then")]
+    assert [e.seq for e in events] == [1, 2, 3, 4]
 
 
 async def test_refused_text_the_agent_does_not_catch_fails_the_run() -> None:
@@ -608,3 +613,130 @@ async def test_retries_back_off_and_give_up_at_the_deadline() -> None:
     # three attempts for agent_started, three for the terminal event.
     assert recorder.attempts == 6
     assert 0.3 <= elapsed < 2.0
+
+
+def _records(caplog: pytest.LogCaptureFixture, message: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "runwire.agents" and r.getMessage() == message]
+
+
+async def test_what_went_wrong_is_logged_with_the_run(caplog: pytest.LogCaptureFixture) -> None:
+    async def raises(run: Run, message: str) -> str:
+        raise RuntimeError("bug")
+
+    rt, _, finished = runtime(raises)
+    started = rt.start_run(ALICE, "x", message_id="m1", thread_id=None)
+    await finished.wait(started.run_id)
+    [record] = _records(caplog, "agent failed")
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+    assert record.run_id == started.run_id  # type: ignore[attr-defined]
+
+    down, recorder, done = runtime(echo)
+    recorder.failures = 1_000
+    lost = down.start_run(ALICE, "x", message_id="m1", thread_id=None)
+    await done.wait(lost.run_id)
+    [record] = _records(caplog, "run could not publish")
+    assert record.levelno == logging.ERROR
+    assert record.run_id == lost.run_id  # type: ignore[attr-defined]
+
+
+async def test_a_replaced_event_and_failed_bookkeeping_are_logged_with_the_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    done = Finished()
+
+    async def broken(run: Run, status: str) -> None:
+        await done(run, status)
+        raise RuntimeError("bookkeeping down")
+
+    async def agent(run: Run, message: str) -> str:
+        async with run.tool("t", {}) as call:
+            call.result = "big"
+        return "ok"
+
+    recorder = Recorder()
+    recorder.refuse = lambda data: (
+        "too big" if isinstance(data, ToolCompleted) and data.ok else None
+    )
+    rt = AgentRuntime(agent, recorder, limits(), on_finished=broken)
+    started = rt.start_run(ALICE, "x", message_id="m1", thread_id=None)
+    await done.wait(started.run_id)
+    await asyncio.sleep(0)
+    [replaced] = _records(caplog, "event replaced: too big")
+    assert replaced.levelno == logging.WARNING
+    assert replaced.run_id == started.run_id  # type: ignore[attr-defined]
+    [bookkeeping] = _records(caplog, "run bookkeeping failed")
+    assert bookkeeping.run_id == started.run_id  # type: ignore[attr-defined]
+
+
+async def test_an_agent_without_a_name_is_called_agent() -> None:
+    class Nameless:
+        async def __call__(self, run: Run, message: str) -> str:
+            return "ok"
+
+    rt, recorder, finished = runtime(Nameless())
+    started = rt.start_run(ALICE, "hi", message_id="m1", thread_id=None)
+    await finished.wait(started.run_id)
+    assert recorder.data(started.run_id)[0] == AgentStarted("agent", "hi")
+
+
+async def test_refused_text_in_an_open_tool_call_closes_it_as_run_failed() -> None:
+    async def agent(run: Run, message: str) -> str:
+        call = run.tool("t", {})
+        await call.__aenter__()
+        await run.say("too long")
+        return "unreachable"
+
+    rt, recorder, finished = runtime(agent)
+    recorder.refuse = lambda data: "too big" if isinstance(data, AgentMessageDelta) else None
+    started = rt.start_run(ALICE, "x", message_id="m1", thread_id=None)
+    assert await finished.wait(started.run_id) == "failed"
+    data = recorder.data(started.run_id)
+    assert isinstance(data[2], ToolCompleted) and (data[2].ok, data[2].error) == (
+        False,
+        "run failed",
+    )
+    assert data[-1] == AgentError("event_rejected", "too big")
+
+
+async def test_a_refused_error_text_that_cannot_be_encoded_is_made_safe() -> None:
+    async def agent(run: Run, message: str) -> str:
+        call = run.tool("t\ud800", {})
+        await call.__aenter__()
+        await call.complete(ok=False, error="bad \ud800 text")
+        return "ok"
+
+    def refuse(data: EventData) -> str | None:
+        if isinstance(data, ToolCompleted) and data.error == "bad \ud800 text":
+            return "not encodable"
+        return None
+
+    rt, recorder, finished = runtime(agent)
+    recorder.refuse = refuse
+    started = rt.start_run(ALICE, "x", message_id="m1", thread_id=None)
+    assert await finished.wait(started.run_id) == "completed"
+    completed = recorder.data(started.run_id)[2]
+    assert isinstance(completed, ToolCompleted)
+    assert (completed.tool, completed.error) == ("t?", "bad ? text")
+
+
+async def test_stop_gives_a_run_that_ignores_cancellation_one_second_at_most() -> None:
+    leave = asyncio.Event()
+
+    async def stubborn(run: Run, message: str) -> str:
+        while not leave.is_set():
+            try:
+                await leave.wait()
+            except asyncio.CancelledError:
+                continue  # swallows the shutdown
+        return "left"
+
+    rt, _, finished = runtime(stubborn)
+    started = rt.start_run(ALICE, "x", message_id="m1", thread_id=None)
+    await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+    begun = loop.time()
+    async with asyncio.timeout(5):
+        await rt.stop(grace_s=0.05)
+    assert 0.9 <= loop.time() - begun < 1.8  # the grace, then at most 1 s more
+    leave.set()
+    assert await finished.wait(started.run_id) == "completed"
