@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from runwire import WebSocketManager
 from runwire.engines.base import (
     DeliverCallback,
     ResumeFailure,
@@ -27,7 +28,7 @@ from runwire.engines.base import (
 from runwire.events import AgentMessageDelta, Event, encode_envelope
 from runwire.exceptions import EngineError
 from runwire.ids import Epoch, UserId
-from runwire.manager import Connection, Delivery, ResumeRequest, WebSocketManager, create_manager
+from runwire.manager import Connection, Delivery, ResumeRequest, create_manager
 from runwire.metrics import Metrics
 from tests.helpers import make_settings
 
