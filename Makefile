@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run token chat test test-deps test-no-redis lint types ssot bench install clean
+.PHONY: run token chat test test-deps test-no-redis lint types ssot bench mutate install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,5 +56,17 @@ bench: $(STAMP)  ## runwire vs websockets, raw asyncio and python-socketio (need
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench
 
+# Mutation testing (docs/architecture.md, "Mutation testing"): a fresh run of every mutant
+# of the core modules, then the score per module. MUTANTS='runwire.manager.*' re-runs only
+# those (globs allowed) against the results kept in mutants/.
+MUTATE_JOBS ?= 2
+MUTANTS ?=
+
+mutate: $(STAMP)  ## mutation score of protocol, resume, manager, the memory engine, the runtime
+	$(BIN)/python -m pip install --quiet -e '.[dev,asgi,redis,langgraph,pydantic-ai,mutate]'
+	$(if $(MUTANTS),,rm -rf mutants)
+	$(BIN)/mutmut run --max-children $(MUTATE_JOBS) $(foreach m,$(MUTANTS),'$(m)')
+	$(BIN)/python docs/_mutation_score.py
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .ssotcheck_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .ssotcheck_cache mutants

@@ -45,3 +45,18 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
     finally:
         server.stop()
+
+
+# Under `make mutate` (mutmut sets MUTANT_UNDER_TEST) the socket tests run after the
+# in-memory ones: mutmut stops at the first failure (-x), so a mutant is then killed by a
+# fast assertion instead of after a socket test's receive timeout.
+_SOCKET_TESTS = (
+    "tests/test_delivery.py",
+    "tests/test_lifecycle.py",
+    "tests/agents/test_runtime.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if "MUTANT_UNDER_TEST" in os.environ:
+        items.sort(key=lambda item: item.nodeid.startswith(_SOCKET_TESTS))

@@ -49,6 +49,7 @@ _QUEUED = EventAdmission.QUEUED
 
 __all__ = [
     "Connection",
+    "Delivery",
     "FrameHandler",
     "FrameWriter",
     "WebSocketManager",
@@ -80,6 +81,23 @@ class FrameWriter(Protocol):
 
 FrameHandler = Callable[["Connection", ClientFrame], None]
 """Handles one valid client frame of an open connection (``user_message``, ``cancel``...)."""
+
+
+class Delivery(msgspec.Struct, frozen=True, gc=False):
+    """What became of one event: the truth, never an optimistic "sent"."""
+
+    offset: int
+    queued: int = 0
+    """Connections of the user that queued it."""
+    skipped: int = 0
+    """Connections that already had it, are not open yet, or are closing."""
+    overflowed: int = 0
+    """Connections closed with 4409 because their queue was full."""
+
+    @property
+    def connections(self) -> int:
+        """Connections of the user on this node when the event arrived."""
+        return self.queued + self.skipped + self.overflowed
 
 
 @dataclass(eq=False, slots=True)
@@ -455,16 +473,17 @@ class WebSocketManager:
 
     # -- delivery ---------------------------------------------------------------
 
-    def deliver(self, stored: StoredEvent) -> None:
-        """Queue ``stored`` on every connection of its user, and on no other.
+    def deliver(self, stored: StoredEvent) -> Delivery:
+        """Queue ``stored`` on every connection of its user, and on no other; say what
+        became of it.
 
         The hot path: the common case (the next event, in the connection's epoch,
         queued) is handled inline; everything else goes through :meth:`_admit`.
         """
         connections = self._by_user.get(stored.user_id)
         if not connections:
-            return
-        queued = 0
+            return Delivery(stored.offset)
+        queued = skipped = overflowed = 0
         epoch, offset, frame, event = stored.epoch, stored.offset, stored.frame, stored.event
         dirty = self._dirty
         for connection in connections.values():
@@ -481,12 +500,17 @@ class WebSocketManager:
                 admission = self._admit(connection, stored)  # not open yet, or another epoch
             if admission is EventAdmission.COALESCED:
                 queued += 1
+            elif admission is EventAdmission.OVERFLOW:
+                overflowed += 1
+            else:
+                skipped += 1
         if queued:
             if self._flush_handle is None:
                 self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
             self.metrics.delivered.pending += queued
             if len(connections) > 1:
                 self._enforce_user_budget(connections)
+        return Delivery(offset, queued, skipped, overflowed)
 
     def _enforce_user_budget(self, connections: dict[ConnectionId, Connection]) -> None:
         """Keep the bytes queued for one user under budget: close the biggest queue (4409)."""

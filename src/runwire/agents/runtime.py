@@ -74,6 +74,7 @@ class _Active:
     lock: asyncio.Lock
     seq: int = 0
     stop_reason: str | None = None
+    started: bool = False
 
 
 class AgentRuntime:
@@ -175,7 +176,12 @@ class AgentRuntime:
     def _stop(self, active: _Active, reason: str) -> None:
         if active.stop_reason is None:
             active.stop_reason = reason
-            active.task.cancel()
+            if active.started:
+                active.task.cancel()
+            else:
+                # A task cancelled before its first step never runs its body: no terminal
+                # event, and the run would never be forgotten. Cancel it once it runs.
+                asyncio.get_running_loop().call_soon(active.task.cancel)
 
     async def stop(self, grace_s: float) -> None:
         """Refuse new runs, give running ones ``grace_s``, then cancel them (``shutdown``)."""
@@ -258,6 +264,7 @@ class AgentRuntime:
 
     async def _drive(self, run: Run) -> None:
         active = self._active[run.run_id]
+        active.started = True
         _current_run.set(run)
         status = "completed"
         try:
