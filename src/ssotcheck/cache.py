@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ssotcheck.summary import FileSummary
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Bump whenever :mod:`ssotcheck.scan` output changes meaning."""
 
 

@@ -2,16 +2,19 @@
 
 Contract: :func:`summarize` maps source bytes to a :class:`FileSummary` that
 depends on nothing but those bytes.  A file that does not parse yields a summary
-with ``error`` set and no other facts.
+with ``error`` set and no other facts.  The walk visits every AST node once
+(``ctx`` and operator leaves are skipped); method bodies are not serialised
+here -- their exact structural digests are computed on demand by
+:mod:`ssotcheck.normalize` for the few classes that need them.
 """
 
 from __future__ import annotations
 
 import ast
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
-from ssotcheck.normalize import fingerprint
 from ssotcheck.summary import (
     MODULE_SCOPE,
     AliasRecord,
@@ -31,6 +34,45 @@ ENV_ATTRS = frozenset({"environ", "environb", "getenv", "getenvb", "putenv", "un
 """Attributes of :mod:`os` that read or write the process environment."""
 
 _FuncDef = ast.FunctionDef | ast.AsyncFunctionDef
+
+_SCALAR_FIELDS = frozenset(
+    {
+        "name",
+        "id",
+        "attr",
+        "arg",
+        "ctx",
+        "op",
+        "ops",
+        "module",
+        "level",
+        "simple",
+        "type_comment",
+        "kind",
+        "conversion",
+        "is_async",
+        "names",
+        "kwd_attrs",
+        "rest",
+        "asname",
+        "tag",
+        "lineno",
+    }
+)
+"""Fields that never hold a node worth visiting (identifiers, ctx, operators)."""
+
+
+def _child_fields() -> dict[type[ast.AST], tuple[str, ...]]:
+    table: dict[type[ast.AST], tuple[str, ...]] = {}
+    for name in dir(ast):
+        cls = getattr(ast, name)
+        if isinstance(cls, type) and issubclass(cls, ast.AST):
+            table[cls] = tuple(f for f in cls._fields if f not in _SCALAR_FIELDS)
+    table[ast.MatchSingleton] = ()  # its ``value`` is a plain constant
+    return table
+
+
+_CHILDREN = _child_fields()
 
 
 def dotted_name(node: ast.expr) -> str | None:
@@ -93,13 +135,85 @@ def _is_type_checking(test: ast.expr) -> bool:
     return name is not None and name.rsplit(".", 1)[-1] == "TYPE_CHECKING"
 
 
+def _base_name(node: ast.expr) -> str | None:
+    """Dotted name of a base class expression: ``Protocol[T]`` -> ``Protocol``."""
+    if isinstance(node, ast.Subscript):
+        node = node.value
+    if isinstance(node, ast.Call):
+        name = dotted_name(node.func)
+        return f"{name}()" if name is not None else None
+    return dotted_name(node)
+
+
+def _is_docstring(stmt: ast.stmt) -> bool:
+    return (
+        isinstance(stmt, ast.Expr)
+        and isinstance(stmt.value, ast.Constant)
+        and isinstance(stmt.value.value, str)
+    )
+
+
+def _is_stub(func: _FuncDef) -> bool:
+    """Body is only a docstring, ``pass``, ``...`` or ``raise NotImplementedError``."""
+    body = func.body[1:] if func.body and _is_docstring(func.body[0]) else func.body
+    if not body:
+        return True
+    if len(body) > 1:
+        return False
+    stmt = body[0]
+    if isinstance(stmt, ast.Pass):
+        return True
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+        return stmt.value.value is Ellipsis
+    if isinstance(stmt, ast.Raise) and stmt.exc is not None:
+        exc = stmt.exc.func if isinstance(stmt.exc, ast.Call) else stmt.exc
+        name = dotted_name(exc)
+        return name is not None and name.rsplit(".", 1)[-1] == "NotImplementedError"
+    return False
+
+
+def _is_abstract(func: _FuncDef) -> bool:
+    for deco in func.decorator_list:
+        name = dotted_name(deco)
+        if name is not None and name.rsplit(".", 1)[-1].startswith("abstract"):
+            return True
+    return False
+
+
+def _self_name(func: _FuncDef) -> str | None:
+    """Name of the instance argument of a method (None for static methods)."""
+    for deco in func.decorator_list:
+        if dotted_name(deco) in {"staticmethod", "classmethod"}:
+            return None
+    args = func.args.posonlyargs or func.args.args
+    return args[0].arg if args else None
+
+
+class _ClassFacts:
+    """Mutable facts of one class while its body is being walked."""
+
+    __slots__ = ("attrs", "methods", "refs")
+
+    def __init__(self) -> None:
+        self.attrs: set[str] = set()
+        self.refs: set[str] = set()
+        self.methods: list[MethodRecord] = []
+
+
 class _Walker:
     """Single recursive pass collecting raw facts."""
 
     def __init__(self) -> None:
         self.scope: list[str] = []
+        self.kinds: list[bool] = []
+        """Parallel to ``scope``: True for a class, False for a function."""
+        self.class_stack: list[_ClassFacts] = []
+        self.self_names: list[str | None] = []
         self.in_function = 0
         self.type_checking = 0
+        self.count = 0
+        self.ncalls = 0
+        self.nattrs = 0
         self.imports: list[ImportRecord] = []
         self.classes: list[ClassRecord] = []
         self.functions: list[str] = []
@@ -114,16 +228,44 @@ class _Walker:
     def scope_name(self) -> str:
         return ".".join(self.scope) if self.scope else MODULE_SCOPE
 
-    def visit_all(self, nodes: Iterable[ast.AST]) -> None:
+    def visit_all(self, nodes: Iterable[ast.AST | None]) -> None:
         for node in nodes:
-            self.visit(node)
+            if node is not None:
+                self.visit(node)
 
     def visit(self, node: ast.AST) -> None:
+        self.count += 1
         method = _DISPATCH.get(type(node))
         if method is not None:
             method(self, node)
-        else:
-            self.visit_all(ast.iter_child_nodes(node))
+            return
+        for name in _CHILDREN[type(node)]:
+            value = getattr(node, name, None)
+            if value is None:
+                continue
+            if type(value) is list:
+                for item in value:
+                    if item is not None:
+                        self.visit(item)
+            else:
+                self.visit(value)
+
+    def _annotation_refs(self, node: ast.expr | None) -> None:
+        """Record names inside string annotations (``'Manager'``) as class refs."""
+        if node is None or not self.class_stack:
+            return
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+                try:
+                    parsed = ast.parse(sub.value, mode="eval")
+                except (SyntaxError, ValueError):
+                    continue
+                refs = self.class_stack[-1].refs
+                for inner in ast.walk(parsed):
+                    if isinstance(inner, ast.Name):
+                        refs.add(inner.id)
+                    elif isinstance(inner, ast.Attribute) and isinstance(inner.value, ast.Name):
+                        refs.add(f"{inner.value.id}.{inner.attr}")
 
     # -- statements ------------------------------------------------------
     def visit_import(self, node: ast.Import) -> None:
@@ -162,56 +304,83 @@ class _Walker:
             )
 
     def visit_function(self, node: _FuncDef) -> None:
+        is_method = bool(self.kinds) and self.kinds[-1]
+        start = (self.count, self.ncalls, self.nattrs)
         self.visit_all(node.decorator_list)
         self.visit(node.args)
         if node.returns is not None:
             self.visit(node.returns)
+            self._annotation_refs(node.returns)
         self.scope.append(node.name)
+        self.kinds.append(False)
         self.functions.append(self.scope_name)
         self.in_function += 1
+        if is_method:
+            self.self_names.append(_self_name(node))
         self.visit_all(node.body)
+        if is_method:
+            self.self_names.pop()
         self.in_function -= 1
+        self.kinds.pop()
         self.scope.pop()
+        if is_method:
+            size = self.count - start[0]
+            shape = f"{size}.{self.ncalls - start[1]}.{self.nattrs - start[2]}"
+            self.class_stack[-1].methods.append(
+                MethodRecord(node.name, shape, size, _is_stub(node), _is_abstract(node))
+            )
 
     def visit_class(self, node: ast.ClassDef) -> None:
         self.visit_all(node.decorator_list)
         self.visit_all(node.bases)
         self.visit_all(node.keywords)
-        self.scope.append(node.name)
-        methods: list[MethodRecord] = []
+        bases = tuple(b for b in (_base_name(x) for x in node.bases) if b is not None)
+        metaclass = next(
+            (dotted_name(k.value) for k in node.keywords if k.arg == "metaclass"), None
+        )
+        facts = _ClassFacts()
+        facts.refs.update(b.removesuffix("()") for b in bases)
+        if metaclass is not None:
+            facts.refs.add(metaclass)
         defaults: list[tuple[str, LiteralValue]] = []
         for stmt in node.body:
-            if isinstance(stmt, _FuncDef):
-                digest, size = fingerprint(stmt)
-                methods.append(MethodRecord(stmt.name, digest, size))
-            elif (
-                isinstance(stmt, ast.AnnAssign)
-                and isinstance(stmt.target, ast.Name)
-                and stmt.value is not None
-            ):
-                lit = _field_default(stmt.value)
+            target: ast.expr | None = None
+            value: ast.expr | None = None
+            if isinstance(stmt, ast.AnnAssign):
+                target, value = stmt.target, stmt.value
+            elif isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+                target, value = stmt.targets[0], stmt.value
+            if not isinstance(target, ast.Name):
+                continue
+            if not target.id.startswith("_"):
+                facts.attrs.add(target.id)
+            if value is not None:
+                lit = _field_default(value)
                 if lit is not None:
-                    defaults.append((stmt.target.id, lit))
-            elif (
-                isinstance(stmt, ast.Assign)
-                and len(stmt.targets) == 1
-                and isinstance(stmt.targets[0], ast.Name)
-            ):
-                lit = _field_default(stmt.value)
-                if lit is not None:
-                    defaults.append((stmt.targets[0].id, lit))
+                    defaults.append((target.id, lit))
+        self.scope.append(node.name)
+        self.kinds.append(True)
+        self.class_stack.append(facts)
+        self.visit_all(node.body)
+        self.class_stack.pop()
+        self.kinds.pop()
+        qualname = self.scope_name
+        self.scope.pop()
+        method_names = {m.name for m in facts.methods}
         self.classes.append(
             ClassRecord(
                 node.name,
-                self.scope_name,
+                qualname,
                 node.lineno,
                 node.col_offset + 1,
-                tuple(methods),
+                tuple(facts.methods),
                 tuple(defaults),
+                bases,
+                metaclass,
+                tuple(sorted(facts.attrs - method_names)),
+                tuple(sorted(facts.refs)),
             )
         )
-        self.visit_all(node.body)
-        self.scope.pop()
 
     def visit_if(self, node: ast.If) -> None:
         self.visit(node.test)
@@ -226,7 +395,8 @@ class _Walker:
     def visit_expr_stmt(self, node: ast.Expr) -> None:
         value = node.value
         if isinstance(value, ast.Constant) and isinstance(value.value, str):
-            return  # docstrings and bare string statements are not code
+            self.count -= 1  # docstrings and bare string statements are not code
+            return
         self.visit(value)
 
     def _record_alias(self, target: ast.expr, value: ast.expr) -> None:
@@ -260,6 +430,7 @@ class _Walker:
             self.visit(node.value)
         self.visit(node.target)
         self.visit(node.annotation)
+        self._annotation_refs(node.annotation)
 
     def visit_aug_assign(self, node: ast.AugAssign) -> None:
         target = node.target
@@ -268,8 +439,14 @@ class _Walker:
         self.visit(target)
         self.visit(node.value)
 
+    def visit_arg(self, node: ast.arg) -> None:
+        if node.annotation is not None:
+            self.visit(node.annotation)
+            self._annotation_refs(node.annotation)
+
     # -- expressions -----------------------------------------------------
     def visit_call(self, node: ast.Call) -> None:
+        self.ncalls += 1
         dotted = dotted_name(node.func)
         if dotted is not None:
             self.calls.append(CallRecord(dotted, node.lineno, node.col_offset + 1, self.scope_name))
@@ -278,11 +455,28 @@ class _Walker:
         self.visit_all(node.keywords)
 
     def visit_attribute(self, node: ast.Attribute) -> None:
-        if node.attr in ENV_ATTRS and isinstance(node.value, ast.Name):
-            self.env_candidates.append(
-                (node.value.id, node.attr, node.lineno, node.col_offset + 1, self.scope_name)
-            )
-        self.visit(node.value)
+        self.nattrs += 1
+        value = node.value
+        if type(value) is ast.Name:
+            if node.attr in ENV_ATTRS:
+                self.env_candidates.append(
+                    (value.id, node.attr, node.lineno, node.col_offset + 1, self.scope_name)
+                )
+            if self.class_stack:
+                facts = self.class_stack[-1]
+                facts.refs.add(f"{value.id}.{node.attr}")
+                if (
+                    type(node.ctx) is ast.Store
+                    and self.self_names
+                    and value.id == self.self_names[-1]
+                    and not node.attr.startswith("_")
+                ):
+                    facts.attrs.add(node.attr)
+        self.visit(value)
+
+    def visit_name(self, node: ast.Name) -> None:
+        if self.class_stack:
+            self.class_stack[-1].refs.add(node.id)
 
     def visit_constant(self, node: ast.Constant) -> None:
         lit = literal_value(node)
@@ -317,8 +511,10 @@ _DISPATCH: dict[type[ast.AST], Callable[[_Walker, Any], None]] = {
     ast.Assign: _Walker.visit_assign,
     ast.AnnAssign: _Walker.visit_ann_assign,
     ast.AugAssign: _Walker.visit_aug_assign,
+    ast.arg: _Walker.visit_arg,
     ast.Call: _Walker.visit_call,
     ast.Attribute: _Walker.visit_attribute,
+    ast.Name: _Walker.visit_name,
     ast.Constant: _Walker.visit_constant,
     ast.UnaryOp: _Walker.visit_unary,
     ast.JoinedStr: _Walker.visit_joined_str,
@@ -336,6 +532,10 @@ def _finish(walker: _Walker, lines: int) -> FileSummary:
     bound.update(a.target for a in walker.aliases)
     bound.update(c.name for c in walker.classes)
     calls = tuple(c for c in walker.calls if c.func.split(".", 1)[0] in bound)
+    classes = tuple(
+        replace(c, refs=tuple(r for r in c.refs if r.split(".", 1)[0] in bound)) if c.refs else c
+        for c in walker.classes
+    )
 
     os_names = {
         i.asname or "os"
@@ -358,7 +558,7 @@ def _finish(walker: _Walker, lines: int) -> FileSummary:
     return FileSummary(
         lines=lines,
         imports=tuple(walker.imports),
-        classes=tuple(walker.classes),
+        classes=classes,
         functions=tuple(walker.functions),
         calls=calls,
         aliases=tuple(walker.aliases),

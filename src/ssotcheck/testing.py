@@ -27,7 +27,7 @@ canonical = "wire.manager:WebSocketManager"
 public = "wire"
 factory = "wire.manager:create_manager"
 patterns = ["*WebSocket*Manager*", "*ConnectionManager*"]
-"""
+{concept}"""
 
 MANAGER = '''\
 """Canonical manager."""
@@ -83,12 +83,21 @@ def write(root: Path, rel: str, source: str) -> Path:
     return path
 
 
-def make_project(root: Path, files: dict[str, str] | None = None, extra_config: str = "") -> Path:
-    """Create the base ``wire`` project plus ``files``; return the pyproject path."""
+def make_project(
+    root: Path,
+    files: dict[str, str] | None = None,
+    extra_config: str = "",
+    concept_config: str = "",
+) -> Path:
+    """Create the base ``wire`` project plus ``files``; return the pyproject path.
+
+    ``extra_config`` goes into ``[tool.ssotcheck]``, ``concept_config`` into the
+    ``manager`` concept's table.
+    """
     for rel, source in {**BASE_FILES, **(files or {})}.items():
         write(root, rel, source)
     config = root / "pyproject.toml"
-    config.write_text(CONFIG.format(extra=extra_config), encoding="utf-8")
+    config.write_text(CONFIG.format(extra=extra_config, concept=concept_config), encoding="utf-8")
     return config
 
 
@@ -118,10 +127,14 @@ def hits(report: Report, rule: str | None = None) -> list[tuple[str, str, int]]:
 
 
 def project_hits(
-    tmp_path: Path, files: dict[str, str], rule: str, extra_config: str = ""
+    tmp_path: Path,
+    files: dict[str, str],
+    rule: str,
+    extra_config: str = "",
+    concept_config: str = "",
 ) -> list[tuple[str, int]]:
     """Build a project with ``files`` and return ``(path, line)`` hits of ``rule``."""
-    report = run(make_project(tmp_path, files, extra_config))
+    report = run(make_project(tmp_path, files, extra_config, concept_config))
     assert not report.errors, report.errors
     return [(p, line) for _, p, line in hits(report, rule)]
 
