@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from ssotcheck import __version__
@@ -18,7 +19,7 @@ from ssotcheck.baseline import Key, apply_baseline, counts, load_baseline, shrin
 from ssotcheck.config import ConfigError, load_config
 from ssotcheck.engine import check_config
 from ssotcheck.findings import Report
-from ssotcheck.report import RENDERERS, render_notes
+from ssotcheck.report import RENDERERS, render_notes, render_text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="write the current findings (only shrinking --baseline) to FILE",
     )
+    parser.add_argument(
+        "--diff",
+        metavar="REV",
+        help="report only findings that are not there at git revision REV (the migration gate)",
+    )
+    parser.add_argument(
+        "--output", "-o", type=Path, metavar="FILE", help="write the report to FILE, not stdout"
+    )
     parser.add_argument("--no-cache", action="store_true", help="do not read/write the cache")
     parser.add_argument(
         "--jobs", type=int, default=None, help="worker processes for parsing (default: CPU count)"
@@ -54,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _rebaseline(report: Report, written: Counter[Key]) -> Report:
     new, suppressed, stale = apply_baseline(report.all_findings, written)
-    return Report(new, report.all_findings, report.errors, stale, suppressed, report.stats)
+    return replace(report, findings=new, stale=stale, suppressed=suppressed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.jobs is not None and args.jobs < 1:
         print("ssotcheck: error: --jobs must be >= 1", file=sys.stderr)
+        return 2
+    if args.diff is not None and (args.baseline or args.write_baseline):
+        print("ssotcheck: error: --diff cannot be combined with a baseline", file=sys.stderr)
         return 2
     try:
         config = load_config(args.config)
@@ -72,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             use_cache=not args.no_cache,
             jobs=args.jobs,
             baseline=old,
+            diff=args.diff,
         )
     except ConfigError as exc:
         print(f"ssotcheck: config error: {exc}", file=sys.stderr)
@@ -87,7 +100,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         report = _rebaseline(report, written)
-    sys.stdout.write(RENDERERS[args.format](report))
+    rendered = RENDERERS[args.format](report)
+    if args.output is not None:
+        try:
+            args.output.write_text(rendered, encoding="utf-8")
+        except OSError as exc:
+            print(f"ssotcheck: error: --output {args.output}: {exc.strerror}", file=sys.stderr)
+            return 2
+        if args.format != "text":
+            sys.stdout.write(render_text(report))
+    else:
+        sys.stdout.write(rendered)
     for note in render_notes(report):
         print(note, file=sys.stderr)
     if args.format != "text":

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
+from ssotcheck.comments import find_suppressions
 from ssotcheck.summary import (
     MODULE_SCOPE,
     AliasRecord,
@@ -589,4 +590,9 @@ def summarize(source: bytes) -> FileSummary:
         return FileSummary(lines=lines, error=ParseError(str(exc), 1, 1))
     walker = _Walker()
     walker.visit_all(tree.body)
-    return _finish(walker, lines)
+    summary = _finish(walker, lines)
+    if b"ssotcheck" in source:
+        suppressions = find_suppressions(source)
+        if suppressions:
+            summary = replace(summary, suppressions=suppressions)
+    return summary

@@ -109,6 +109,7 @@ def run(
     jobs: int | None = None,
     baseline: Path | None = None,
     pool_threshold: int = 200,
+    diff: str | None = None,
 ) -> Report:
     """``check`` that leaves the cache alone unless asked."""
     return check(
@@ -118,6 +119,7 @@ def run(
         jobs=jobs,
         baseline=baseline,
         pool_threshold=pool_threshold,
+        diff=diff,
     )
 
 
