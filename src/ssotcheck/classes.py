@@ -209,7 +209,15 @@ class ClassIndex:
 
     def refers_to(self, entry: ClassEntry, concept: Concept) -> bool:
         """Whether ``entry``'s body names the concept (annotations included)."""
-        return any(self.index.concept_in(entry.info, ref) is concept for ref in entry.record.refs)
+        return any(self.index.concept_in(entry.info, ref) == concept for ref in entry.record.refs)
+
+    def refers_to_class(self, entry: ClassEntry, dotted: str) -> bool:
+        """Whether ``entry``'s body names the class ``dotted`` (however imported)."""
+        for ref in entry.record.refs:
+            resolved = self.index.resolve_in(entry.info, ref)
+            if resolved is not None and self.index.canon(resolved) == dotted:
+                return True
+        return False
 
     def in_modules(self, infos: Iterable[ModuleInfo]) -> Iterator[ClassEntry]:
         """The classes defined in ``infos``, in file order."""

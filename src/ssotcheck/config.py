@@ -328,8 +328,8 @@ def parse_config(data: dict[str, Any], root: Path) -> Config:
     )
 
 
-def load_config(path: Path) -> Config:
-    """Read and validate ``[tool.ssotcheck]`` from the TOML file at ``path``."""
+def read_table(path: Path) -> dict[str, Any] | None:
+    """The ``[tool.ssotcheck]`` table of the TOML file at ``path`` (None if absent)."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -341,6 +341,23 @@ def load_config(path: Path) -> Config:
     tool = doc.get("tool")
     table = tool.get("ssotcheck") if isinstance(tool, dict) else None
     if table is None:
+        return None
+    result: dict[str, Any] = _expect(table, dict, "tool.ssotcheck", "a table")
+    return result
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate ``[tool.ssotcheck]`` from the TOML file at ``path``."""
+    table = read_table(path)
+    if table is None:
         raise ConfigError(f"tool.ssotcheck: missing table in {path}")
-    _expect(table, dict, "tool.ssotcheck", "a table")
     return parse_config(table, path.resolve().parent)
+
+
+def scan_config(root: Path, paths: list[Path]) -> Config:
+    """A concept-free configuration scanning ``paths`` (for ``ssotcheck discover``)."""
+    resolved = tuple(p.resolve() for p in paths)
+    for given, path in zip(paths, resolved, strict=True):
+        if not path.exists():
+            raise ConfigError(f"paths: {str(given)!r} does not exist")
+    return Config(root=root.resolve(), paths=resolved)

@@ -15,7 +15,9 @@ import os
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,17 +87,54 @@ def summarize_files(
 
 
 @dataclass(slots=True)
+class Project:
+    """A scanned tree: its files, their summaries and the cross-file index."""
+
+    files: list[SourceFile]
+    summaries: list[FileSummary]
+    index: ProjectIndex
+    errors: list[FileError]
+    parsed: int
+    cache_hits: int
+
+    @property
+    def lines(self) -> int:
+        """Lines in every scanned file."""
+        return sum(s.lines for s in self.summaries)
+
+
+def load_project(
+    config: Config,
+    paths: list[Path] | None = None,
+    *,
+    use_cache: bool = True,
+    jobs: int | None = None,
+    pool_threshold: int = POOL_THRESHOLD,
+) -> Project:
+    """Discover and summarise the files of ``config`` and index them."""
+    files = discover(config, paths)
+    cache = None
+    if use_cache:
+        cache = SummaryCache(config.cache_dir or config.root / DEFAULT_CACHE_DIR)
+    summaries, parsed = summarize_files(files, cache, jobs, pool_threshold)
+    errors = [
+        FileError(f.relpath, s.error.line, s.error.col, s.error.message)
+        for f, s in zip(files, summaries, strict=True)
+        if s.error is not None
+    ]
+    index = ProjectIndex(list(zip(files, summaries, strict=True)), config)
+    hits = cache.hits if cache is not None else 0
+    return Project(files, summaries, index, errors, parsed, hits)
+
+
+@dataclass(slots=True)
 class Analysis:
     """Findings of one tree after inline suppressions, before any baseline."""
 
+    project: Project
     findings: list[Finding]
     inline: int
     notices: list[Notice]
-    errors: list[FileError]
-    files: int
-    lines: int
-    parsed: int
-    cache_hits: int
 
 
 def analyse(
@@ -112,36 +151,32 @@ def analyse(
     ``validate=False`` tolerates configured targets that do not exist (the
     tree at a base revision may predate them).
     """
-    files = discover(config, paths)
-    cache = None
-    if use_cache:
-        cache = SummaryCache(config.cache_dir or config.root / DEFAULT_CACHE_DIR)
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # summaries are acyclic; the collector only costs time here
-    try:
-        summaries, parsed = summarize_files(files, cache, jobs, pool_threshold)
-        errors = [
-            FileError(f.relpath, s.error.line, s.error.col, s.error.message)
-            for f, s in zip(files, summaries, strict=True)
-            if s.error is not None
-        ]
-        index = ProjectIndex(list(zip(files, summaries, strict=True)), config)
+    with collector_paused():
+        project = load_project(
+            config, paths, use_cache=use_cache, jobs=jobs, pool_threshold=pool_threshold
+        )
         if validate:
-            validate_targets(config, index)
-        findings, inline, notices = apply_suppressions(run_rules(index, config), index)
+            validate_targets(config, project.index)
+        findings, inline, notices = apply_suppressions(
+            run_rules(project.index, config), project.index
+        )
+    return Analysis(project, findings, inline, notices)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Switch the cyclic garbage collector off inside the block.
+
+    Summaries and the index are acyclic; collecting while hundreds of thousands
+    of records are alive only costs time.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
     finally:
-        if gc_was_enabled:
+        if enabled:
             gc.enable()
-    return Analysis(
-        findings,
-        inline,
-        notices,
-        errors,
-        files=len(files),
-        lines=sum(s.lines for s in summaries),
-        parsed=parsed,
-        cache_hits=cache.hits if cache is not None else 0,
-    )
 
 
 def check_config(
@@ -169,17 +204,18 @@ def check_config(
         stale = []
     else:
         findings, suppressed, stale = apply_baseline(current.findings, baseline or Counter())
+    project = current.project
     stats = Stats(
-        files=current.files,
-        lines=current.lines,
-        parsed=current.parsed,
-        cache_hits=current.cache_hits,
+        files=len(project.files),
+        lines=project.lines,
+        parsed=project.parsed,
+        cache_hits=project.cache_hits,
         seconds=time.perf_counter() - start,
     )
     return Report(
         findings,
         current.findings,
-        current.errors,
+        project.errors,
         stale,
         suppressed,
         stats,

@@ -53,11 +53,11 @@ def name_matches(name: str, concept: Concept) -> bool:
     return name == concept.class_name or any(fnmatchcase(name, pat) for pat in concept.patterns)
 
 
-class _Concept:
+class ConceptFacts:
     """A concept with the facts the two rules need, computed once per run."""
 
     def __init__(
-        self, concept: Concept, classes: ClassIndex, config: Config, digests: _Digests
+        self, concept: Concept, classes: ClassIndex, config: Config, digests: Digests
     ) -> None:
         self.concept = concept
         self.digest_cache = digests
@@ -141,7 +141,7 @@ class _Concept:
         return None
 
 
-class _Digests:
+class Digests:
     """Exact method digests, computed on demand by re-parsing a class's file."""
 
     def __init__(self) -> None:
@@ -161,7 +161,7 @@ class _Digests:
         return found
 
 
-def _copied_methods(record: ClassRecord, entry: ClassEntry, ctx: _Concept) -> tuple[int, int]:
+def _copied_methods(record: ClassRecord, entry: ClassEntry, ctx: ConceptFacts) -> tuple[int, int]:
     """``(copied, significant)`` methods of ``record`` that copy the concept's code."""
     significant = [m for m in record.methods if m.size >= MIN_METHOD_SIZE]
     candidates = sum(1 for m in significant if m.shape in ctx.shapes)
@@ -184,8 +184,8 @@ def check_definitions(index: ProjectIndex, config: Config) -> Iterator[Finding]:
     if not config.concepts:
         return
     classes = ClassIndex(index)
-    digests = _Digests()
-    concepts = [_Concept(c, classes, config, digests) for c in config.concepts]
+    digests = Digests()
+    concepts = [ConceptFacts(c, classes, config, digests) for c in config.concepts]
     reported = [info for info in index.infos if info.file.report]
     for entry in classes.in_modules(reported):
         if any(ctx.is_canonical(entry) for ctx in concepts):
@@ -193,7 +193,7 @@ def check_definitions(index: ProjectIndex, config: Config) -> Iterator[Finding]:
         yield from _check_class(entry, concepts)
 
 
-def _check_class(entry: ClassEntry, concepts: list[_Concept]) -> Iterator[Finding]:
+def _check_class(entry: ClassEntry, concepts: list[ConceptFacts]) -> Iterator[Finding]:
     cls = entry.record
     path = entry.info.file.relpath
     for ctx in concepts:
