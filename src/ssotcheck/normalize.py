@@ -92,24 +92,26 @@ def fingerprint(func: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[str, int]
     return digest, ser.size + 1
 
 
-def class_digests(source: bytes, qualnames: Collection[str]) -> dict[str, dict[str, str]]:
+def class_digests(
+    source: bytes, qualnames: Collection[str] | None = None
+) -> dict[str, dict[str, str]]:
     """``{class qualname: {method name: digest}}`` for the ``qualnames`` in ``source``.
 
-    A file that no longer parses yields ``{}``.
+    ``None`` means every class.  A file that no longer parses yields ``{}``.
     """
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return {}
     out: dict[str, dict[str, str]] = {}
-    wanted = set(qualnames)
+    wanted = set(qualnames) if qualnames is not None else None
     stack: list[tuple[ast.AST, str]] = [(tree, "")]
     while stack:
         node, prefix = stack.pop()
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
                 qualname = f"{prefix}.{child.name}" if prefix else child.name
-                if isinstance(child, ast.ClassDef) and qualname in wanted:
+                if isinstance(child, ast.ClassDef) and (wanted is None or qualname in wanted):
                     out[qualname] = {
                         stmt.name: fingerprint(stmt)[0]
                         for stmt in child.body

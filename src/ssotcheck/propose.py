@@ -45,7 +45,7 @@ from ssotcheck.rules.definitions import (
     MIN_SHARED_METHODS,
     ConceptFacts,
     Digests,
-    check_definitions,
+    find_definitions,
     name_matches,
 )
 from ssotcheck.rules.imports import check_imports
@@ -380,12 +380,15 @@ def propose(
         claimed |= copies_of[dotted] | {dotted}
         if len(accepted) == top:
             break
+    digests = Digests()
     for proposal in accepted:
-        _finish(proposal, index, classes, config)
+        _finish(proposal, index, classes, config, digests)
     return accepted
 
 
-def _finish(proposal: Proposal, index: ProjectIndex, classes: ClassIndex, config: Config) -> None:
+def _finish(
+    proposal: Proposal, index: ProjectIndex, classes: ClassIndex, config: Config, digests: Digests
+) -> None:
     """Make the proposal valid, then list what it leaves out and what it would report."""
     for attempt in range(3):
         trial = replace(config, concepts=(proposal.concept(),))
@@ -399,7 +402,7 @@ def _finish(proposal: Proposal, index: ProjectIndex, classes: ClassIndex, config
             else:
                 proposal.public = proposal.entry.info.name
     concept = proposal.concept()
-    facts = ConceptFacts(concept, classes, trial, Digests())
+    facts = ConceptFacts(concept, classes, trial, digests)
     for entry in classes.entries:
         if facts.is_canonical(entry) or not name_matches(entry.record.name, concept):
             continue
@@ -408,7 +411,8 @@ def _finish(proposal: Proposal, index: ProjectIndex, classes: ClassIndex, config
             if reason is not None:
                 proposal.left_out.append((entry.record.qualname, reason))
     findings: list[Finding] = []
-    for rule in (check_definitions, check_imports, check_construction):
+    findings.extend(find_definitions(index, trial, classes, digests))
+    for rule in (check_imports, check_construction):
         findings.extend(rule(index, trial))
     proposal.expected = Counter(f.rule for f in findings)
     index.use_config(config)

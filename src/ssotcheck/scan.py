@@ -78,11 +78,13 @@ _CHILDREN = _child_fields()
 
 def dotted_name(node: ast.expr) -> str | None:
     """``a.b.c`` for a Name/Attribute chain, else None."""
+    if type(node) is ast.Name:
+        return node.id
     parts: list[str] = []
-    while isinstance(node, ast.Attribute):
+    while type(node) is ast.Attribute:
         parts.append(node.attr)
         node = node.value
-    if not isinstance(node, ast.Name):
+    if type(node) is not ast.Name:
         return None
     parts.append(node.id)
     return ".".join(reversed(parts))
@@ -201,11 +203,20 @@ class _ClassFacts:
         self.methods: list[MethodRecord] = []
 
 
+_PLAIN_ANNOTATIONS = frozenset({ast.Name, ast.Attribute})
+"""Annotations that cannot hold a string (most of them): no need to look inside."""
+
+_NESTED = (ast.stmt, ast.excepthandler, ast.match_case)
+"""Nodes that hold statements: visited recursively, everything else by :meth:`_Walker.expr`."""
+
+
 class _Walker:
-    """Single recursive pass collecting raw facts."""
+    """One pass collecting raw facts: statements recursively, expressions iteratively."""
 
     def __init__(self) -> None:
         self.scope: list[str] = []
+        self.scope_name = MODULE_SCOPE
+        """``".".join(scope)`` (kept up to date: it is read for every record)."""
         self.kinds: list[bool] = []
         """Parallel to ``scope``: True for a class, False for a function."""
         self.class_stack: list[_ClassFacts] = []
@@ -225,16 +236,27 @@ class _Walker:
         self.exports: list[ExportRecord] = []
 
     # -- helpers ---------------------------------------------------------
-    @property
-    def scope_name(self) -> str:
-        return ".".join(self.scope) if self.scope else MODULE_SCOPE
+    def push_scope(self, name: str, is_class: bool) -> None:
+        self.scope.append(name)
+        self.kinds.append(is_class)
+        self.scope_name = ".".join(self.scope)
+
+    def pop_scope(self) -> None:
+        self.scope.pop()
+        self.kinds.pop()
+        self.scope_name = ".".join(self.scope) if self.scope else MODULE_SCOPE
 
     def visit_all(self, nodes: Iterable[ast.AST | None]) -> None:
         for node in nodes:
-            if node is not None:
+            if node is None:
+                continue
+            if isinstance(node, _NESTED):
                 self.visit(node)
+            else:
+                self.expr(node)
 
     def visit(self, node: ast.AST) -> None:
+        """A statement (or a handler/case holding statements)."""
         self.count += 1
         method = _DISPATCH.get(type(node))
         if method is not None:
@@ -245,15 +267,100 @@ class _Walker:
             if value is None:
                 continue
             if type(value) is list:
-                for item in value:
-                    if item is not None:
-                        self.visit(item)
-            else:
+                self.visit_all(value)
+            elif isinstance(value, _NESTED):
                 self.visit(value)
+            else:
+                self.expr(value)
+
+    def expr(self, root: ast.AST) -> None:
+        """Every node of an expression subtree (no statements inside), iteratively."""
+        stack: list[Any] = [root]  # nodes of many types: checked by ``type`` below
+        pop, push = stack.pop, stack.append
+        facts = self.class_stack[-1] if self.class_stack else None
+        self_name = self.self_names[-1] if self.self_names else None
+        scope = self.scope_name
+        count = ncalls = nattrs = 0
+        while stack:
+            node = pop()
+            count += 1
+            kind = type(node)
+            if kind is ast.Name:
+                if facts is not None:
+                    facts.refs.add(node.id)
+                continue
+            if kind is ast.Attribute:
+                nattrs += 1
+                value = node.value
+                if type(value) is ast.Name:
+                    attr = node.attr
+                    if attr in ENV_ATTRS:
+                        self.env_candidates.append(
+                            (value.id, attr, node.lineno, node.col_offset + 1, scope)
+                        )
+                    if facts is not None:
+                        facts.refs.add(f"{value.id}.{attr}")
+                        if (
+                            type(node.ctx) is ast.Store
+                            and value.id == self_name
+                            and not attr.startswith("_")
+                        ):
+                            facts.attrs.add(attr)
+                push(value)
+                continue
+            if kind is ast.Constant:
+                value = node.value
+                if type(value) is str:
+                    keep = len(value) >= 4
+                elif type(value) is int or type(value) is float:
+                    keep = abs(value) >= 10
+                else:
+                    keep = False
+                if keep:
+                    literals = self.literals
+                    literals.append(LiteralRecord(value, node.lineno, node.col_offset + 1, scope))
+                continue
+            if kind is ast.Call:
+                ncalls += 1
+                func = node.func
+                dotted = dotted_name(func)
+                if dotted is not None:
+                    self.calls.append(CallRecord(dotted, node.lineno, node.col_offset + 1, scope))
+                push(func)
+                stack.extend(node.args)
+                stack.extend(node.keywords)
+                continue
+            if kind is ast.UnaryOp:
+                lit = literal_value(node)
+                if lit is None:
+                    push(node.operand)
+                elif not _is_trivial(lit):
+                    self.literals.append(
+                        LiteralRecord(lit, node.lineno, node.col_offset + 1, scope)
+                    )
+                continue
+            if kind is ast.JoinedStr:
+                for part in node.values:
+                    if type(part) is ast.FormattedValue:
+                        push(part.value)
+                continue
+            for name in _CHILDREN[kind]:
+                value = getattr(node, name, None)
+                if value is None:
+                    continue
+                if type(value) is list:
+                    for item in value:
+                        if item is not None:
+                            push(item)
+                else:
+                    push(value)
+        self.count += count
+        self.ncalls += ncalls
+        self.nattrs += nattrs
 
     def _annotation_refs(self, node: ast.expr | None) -> None:
         """Record names inside string annotations (``'Manager'``) as class refs."""
-        if node is None or not self.class_stack:
+        if node is None or not self.class_stack or type(node) in _PLAIN_ANNOTATIONS:
             return
         for sub in ast.walk(node):
             if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
@@ -267,6 +374,20 @@ class _Walker:
                         refs.add(inner.id)
                     elif isinstance(inner, ast.Attribute) and isinstance(inner.value, ast.Name):
                         refs.add(f"{inner.value.id}.{inner.attr}")
+
+    def _annotation(self, node: ast.expr | None) -> None:
+        if node is not None:
+            self.expr(node)
+            self._annotation_refs(node)
+
+    def _arguments(self, args: ast.arguments) -> None:
+        self.count += 1
+        for arg in (*args.posonlyargs, *args.args, args.vararg, *args.kwonlyargs, args.kwarg):
+            if arg is not None:
+                self.count += 1
+                self._annotation(arg.annotation)
+        self.visit_all(args.defaults)
+        self.visit_all(args.kw_defaults)
 
     # -- statements ------------------------------------------------------
     def visit_import(self, node: ast.Import) -> None:
@@ -308,12 +429,9 @@ class _Walker:
         is_method = bool(self.kinds) and self.kinds[-1]
         start = (self.count, self.ncalls, self.nattrs)
         self.visit_all(node.decorator_list)
-        self.visit(node.args)
-        if node.returns is not None:
-            self.visit(node.returns)
-            self._annotation_refs(node.returns)
-        self.scope.append(node.name)
-        self.kinds.append(False)
+        self._arguments(node.args)
+        self._annotation(node.returns)
+        self.push_scope(node.name, False)
         self.functions.append(self.scope_name)
         self.in_function += 1
         if is_method:
@@ -322,8 +440,7 @@ class _Walker:
         if is_method:
             self.self_names.pop()
         self.in_function -= 1
-        self.kinds.pop()
-        self.scope.pop()
+        self.pop_scope()
         if is_method:
             size = self.count - start[0]
             shape = f"{size}.{self.ncalls - start[1]}.{self.nattrs - start[2]}"
@@ -359,14 +476,12 @@ class _Walker:
                 lit = _field_default(value)
                 if lit is not None:
                     defaults.append((target.id, lit))
-        self.scope.append(node.name)
-        self.kinds.append(True)
+        self.push_scope(node.name, True)
         self.class_stack.append(facts)
         self.visit_all(node.body)
         self.class_stack.pop()
-        self.kinds.pop()
         qualname = self.scope_name
-        self.scope.pop()
+        self.pop_scope()
         method_names = {m.name for m in facts.methods}
         self.classes.append(
             ClassRecord(
@@ -384,7 +499,7 @@ class _Walker:
         )
 
     def visit_if(self, node: ast.If) -> None:
-        self.visit(node.test)
+        self.expr(node.test)
         if _is_type_checking(node.test):
             self.type_checking += 1
             self.visit_all(node.body)
@@ -398,7 +513,7 @@ class _Walker:
         if isinstance(value, ast.Constant) and isinstance(value.value, str):
             self.count -= 1  # docstrings and bare string statements are not code
             return
-        self.visit(value)
+        self.expr(value)
 
     def _record_alias(self, target: ast.expr, value: ast.expr) -> None:
         if not isinstance(target, ast.Name):
@@ -422,83 +537,22 @@ class _Walker:
             self._record_alias(target, node.value)
             if isinstance(target, ast.Name) and target.id == "__all__" and not self.scope:
                 self._record_exports(node.value)
-        self.visit_all(node.targets)
-        self.visit(node.value)
+            self.expr(target)
+        self.expr(node.value)
 
     def visit_ann_assign(self, node: ast.AnnAssign) -> None:
         if node.value is not None:
             self._record_alias(node.target, node.value)
-            self.visit(node.value)
-        self.visit(node.target)
-        self.visit(node.annotation)
-        self._annotation_refs(node.annotation)
+            self.expr(node.value)
+        self.expr(node.target)
+        self._annotation(node.annotation)
 
     def visit_aug_assign(self, node: ast.AugAssign) -> None:
         target = node.target
         if isinstance(target, ast.Name) and target.id == "__all__" and not self.scope:
             self._record_exports(node.value)
-        self.visit(target)
-        self.visit(node.value)
-
-    def visit_arg(self, node: ast.arg) -> None:
-        if node.annotation is not None:
-            self.visit(node.annotation)
-            self._annotation_refs(node.annotation)
-
-    # -- expressions -----------------------------------------------------
-    def visit_call(self, node: ast.Call) -> None:
-        self.ncalls += 1
-        dotted = dotted_name(node.func)
-        if dotted is not None:
-            self.calls.append(CallRecord(dotted, node.lineno, node.col_offset + 1, self.scope_name))
-        self.visit(node.func)
-        self.visit_all(node.args)
-        self.visit_all(node.keywords)
-
-    def visit_attribute(self, node: ast.Attribute) -> None:
-        self.nattrs += 1
-        value = node.value
-        if type(value) is ast.Name:
-            if node.attr in ENV_ATTRS:
-                self.env_candidates.append(
-                    (value.id, node.attr, node.lineno, node.col_offset + 1, self.scope_name)
-                )
-            if self.class_stack:
-                facts = self.class_stack[-1]
-                facts.refs.add(f"{value.id}.{node.attr}")
-                if (
-                    type(node.ctx) is ast.Store
-                    and self.self_names
-                    and value.id == self.self_names[-1]
-                    and not node.attr.startswith("_")
-                ):
-                    facts.attrs.add(node.attr)
-        self.visit(value)
-
-    def visit_name(self, node: ast.Name) -> None:
-        if self.class_stack:
-            self.class_stack[-1].refs.add(node.id)
-
-    def visit_constant(self, node: ast.Constant) -> None:
-        lit = literal_value(node)
-        if lit is not None and not _is_trivial(lit):
-            self.literals.append(
-                LiteralRecord(lit, node.lineno, node.col_offset + 1, self.scope_name)
-            )
-
-    def visit_unary(self, node: ast.UnaryOp) -> None:
-        lit = literal_value(node)
-        if lit is None:
-            self.visit(node.operand)
-        elif not _is_trivial(lit):
-            self.literals.append(
-                LiteralRecord(lit, node.lineno, node.col_offset + 1, self.scope_name)
-            )
-
-    def visit_joined_str(self, node: ast.JoinedStr) -> None:
-        for value in node.values:
-            if isinstance(value, ast.FormattedValue):
-                self.visit(value.value)
+        self.expr(target)
+        self.expr(node.value)
 
 
 _DISPATCH: dict[type[ast.AST], Callable[[_Walker, Any], None]] = {
@@ -512,13 +566,6 @@ _DISPATCH: dict[type[ast.AST], Callable[[_Walker, Any], None]] = {
     ast.Assign: _Walker.visit_assign,
     ast.AnnAssign: _Walker.visit_ann_assign,
     ast.AugAssign: _Walker.visit_aug_assign,
-    ast.arg: _Walker.visit_arg,
-    ast.Call: _Walker.visit_call,
-    ast.Attribute: _Walker.visit_attribute,
-    ast.Name: _Walker.visit_name,
-    ast.Constant: _Walker.visit_constant,
-    ast.UnaryOp: _Walker.visit_unary,
-    ast.JoinedStr: _Walker.visit_joined_str,
 }
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from fnmatch import fnmatchcase
+from pathlib import Path
 
 from ssotcheck.classes import ClassEntry, ClassIndex, Overlap, role_suffix
 from ssotcheck.config import Concept, Config
@@ -142,23 +143,23 @@ class ConceptFacts:
 
 
 class Digests:
-    """Exact method digests, computed on demand by re-parsing a class's file."""
+    """Exact method digests, computed on demand: each file is re-parsed at most once."""
 
     def __init__(self) -> None:
-        self._cache: dict[str, dict[str, str]] = {}
+        self._files: dict[Path, dict[str, dict[str, str]]] = {}
 
     def of(self, entry: ClassEntry) -> dict[str, str]:
         """``{method name: digest}`` of ``entry`` (empty if its file is gone)."""
-        found = self._cache.get(entry.dotted)
+        path = entry.info.file.path
+        found = self._files.get(path)
         if found is None:
             try:
-                source = entry.info.file.path.read_bytes()
+                source = path.read_bytes()
             except OSError:
                 source = b""
-            qualname = entry.record.qualname
-            found = class_digests(source, [qualname]).get(qualname, {})
-            self._cache[entry.dotted] = found
-        return found
+            found = class_digests(source)
+            self._files[path] = found
+        return found.get(entry.record.qualname, {})
 
 
 def _copied_methods(record: ClassRecord, entry: ClassEntry, ctx: ConceptFacts) -> tuple[int, int]:
@@ -181,10 +182,14 @@ def _names(shared: frozenset[str]) -> str:
 
 def check_definitions(index: ProjectIndex, config: Config) -> Iterator[Finding]:
     """Emit SSOT001 and SSOT002 findings."""
-    if not config.concepts:
-        return
-    classes = ClassIndex(index)
-    digests = Digests()
+    if config.concepts:
+        yield from find_definitions(index, config, ClassIndex(index), Digests())
+
+
+def find_definitions(
+    index: ProjectIndex, config: Config, classes: ClassIndex, digests: Digests
+) -> Iterator[Finding]:
+    """:func:`check_definitions` with a class index and digests shared between calls."""
     concepts = [ConceptFacts(c, classes, config, digests) for c in config.concepts]
     reported = [info for info in index.infos if info.file.report]
     for entry in classes.in_modules(reported):
