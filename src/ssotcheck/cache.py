@@ -8,15 +8,15 @@ Corrupt or unreadable entries count as misses.  Writes are atomic
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from ssotcheck.summary import FileSummary
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Bump whenever :mod:`ssotcheck.scan` output changes meaning."""
 
 
@@ -53,13 +53,27 @@ class SummaryCache:
 
 
 def store(directory: Path, key: str, summary: FileSummary) -> None:
-    """Atomically write ``summary`` as ``directory/<key[:2]>/<key>.json``."""
+    """Atomically write ``summary`` as ``directory/<key[:2]>/<key>.json``.
+
+    The document is encoded in one go and written to a temporary name unique to
+    this process, then renamed over the target.
+    """
     target = directory / key[:2] / f"{key}.json"
+    data = json.dumps(summary.to_json(), separators=(",", ":")).encode()
+    tmp = target.with_name(f"{key}.{os.getpid()}.tmp")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(summary.to_json(), fh, separators=(",", ":"))
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except FileNotFoundError:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
         os.replace(tmp, target)
     except OSError:
-        return
+        with contextlib.suppress(OSError):
+            tmp.unlink()

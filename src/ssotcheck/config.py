@@ -52,6 +52,35 @@ DEFAULT_EXCLUDE: tuple[str, ...] = (
 )
 """Directory names never descended into."""
 
+DEFAULT_ROLES: tuple[str, ...] = (
+    "Factory",
+    "Builder",
+    "Provider",
+    "Protocol",
+    "Interface",
+    "Mode",
+    "Type",
+    "Kind",
+    "State",
+    "Status",
+    "Error",
+    "Exception",
+    "Config",
+    "Settings",
+    "Options",
+    "Stats",
+    "Metrics",
+    "Event",
+    "Result",
+)
+"""Class-name suffixes that name a *role* around a concept, not a copy of it (SSOT001)."""
+
+KINDS: tuple[str, ...] = ("enum", "protocol", "typeddict", "namedtuple", "exception")
+"""Class kinds SSOT001/SSOT002 leave out unless a concept includes them."""
+
+DEFAULT_SIMILARITY = 0.6
+"""Default interface-overlap threshold of the structural near-duplicate check."""
+
 _TOP_KEYS = {
     "paths",
     "config_module",
@@ -60,8 +89,10 @@ _TOP_KEYS = {
     "concepts",
     "exclude",
     "cache_dir",
+    "roles",
+    "similarity",
 }
-_CONCEPT_KEYS = {"name", "canonical", "public", "factory", "patterns"}
+_CONCEPT_KEYS = {"name", "canonical", "public", "factory", "patterns", "include", "similarity"}
 
 
 class ConfigError(Exception):
@@ -95,6 +126,10 @@ class Concept:
     patterns: tuple[str, ...] = ()
     key: str = ""
     """Config key of this entry, e.g. ``tool.ssotcheck.concepts[0]``."""
+    include: frozenset[str] = frozenset()
+    """Kinds (``enum``, ``protocol``, ...) and role suffixes that count as copies anyway."""
+    similarity: float | None = None
+    """Interface-overlap threshold for this concept (None: the top-level one)."""
 
     @property
     def class_name(self) -> str:
@@ -121,6 +156,12 @@ class Config:
     )
     exclude: tuple[str, ...] = ()
     cache_dir: Path | None = None
+    roles: tuple[str, ...] = DEFAULT_ROLES
+    similarity: float = DEFAULT_SIMILARITY
+
+    def similarity_of(self, concept: Concept) -> float:
+        """The interface-overlap threshold that applies to ``concept``."""
+        return concept.similarity if concept.similarity is not None else self.similarity
 
     @property
     def defaults_module(self) -> str | None:
@@ -155,6 +196,35 @@ def _is_dotted(text: str) -> bool:
     return all(part.isidentifier() for part in text.split("."))
 
 
+def _similarity(value: object, key: str) -> float:
+    number = _expect(value, (int, float), key, "a number in (0, 1]")
+    if not 0 < number <= 1:
+        raise ConfigError(f"{key}: expected a number in (0, 1], got {number!r}")
+    return float(number)
+
+
+def _role_names(value: object, key: str) -> tuple[str, ...]:
+    names = _str_list(value, key)
+    for i, name in enumerate(names):
+        if not name.isidentifier():
+            raise ConfigError(f"{key}[{i}]: expected a class-name suffix, got {name!r}")
+    return tuple(names)
+
+
+def _include(value: object, key: str) -> frozenset[str]:
+    out: set[str] = set()
+    for i, item in enumerate(_str_list(value, key)):
+        if item.lower() in KINDS:
+            out.add(item.lower())
+        elif item.isidentifier():
+            out.add(item)
+        else:
+            raise ConfigError(
+                f"{key}[{i}]: expected a kind ({', '.join(KINDS)}) or a role suffix, got {item!r}"
+            )
+    return frozenset(out)
+
+
 def _concept(raw: object, key: str, seen: set[str]) -> Concept:
     table = _expect(raw, dict, key, "a table")
     unknown = sorted(set(table) - _CONCEPT_KEYS)
@@ -181,6 +251,10 @@ def _concept(raw: object, key: str, seen: set[str]) -> Concept:
         factory=factory,
         patterns=tuple(patterns),
         key=key,
+        include=_include(table.get("include", []), f"{key}.include"),
+        similarity=(
+            _similarity(table["similarity"], f"{key}.similarity") if "similarity" in table else None
+        ),
     )
 
 
@@ -245,11 +319,17 @@ def parse_config(data: dict[str, Any], root: Path) -> Config:
         ignore_literals=ignore,
         exclude=tuple(_str_list(data.get("exclude", []), f"{prefix}.exclude")),
         cache_dir=cache_dir,
+        roles=_role_names(data["roles"], f"{prefix}.roles") if "roles" in data else DEFAULT_ROLES,
+        similarity=(
+            _similarity(data["similarity"], f"{prefix}.similarity")
+            if "similarity" in data
+            else DEFAULT_SIMILARITY
+        ),
     )
 
 
-def load_config(path: Path) -> Config:
-    """Read and validate ``[tool.ssotcheck]`` from the TOML file at ``path``."""
+def read_table(path: Path) -> dict[str, Any] | None:
+    """The ``[tool.ssotcheck]`` table of the TOML file at ``path`` (None if absent)."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -261,6 +341,23 @@ def load_config(path: Path) -> Config:
     tool = doc.get("tool")
     table = tool.get("ssotcheck") if isinstance(tool, dict) else None
     if table is None:
+        return None
+    result: dict[str, Any] = _expect(table, dict, "tool.ssotcheck", "a table")
+    return result
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate ``[tool.ssotcheck]`` from the TOML file at ``path``."""
+    table = read_table(path)
+    if table is None:
         raise ConfigError(f"tool.ssotcheck: missing table in {path}")
-    _expect(table, dict, "tool.ssotcheck", "a table")
     return parse_config(table, path.resolve().parent)
+
+
+def scan_config(root: Path, paths: list[Path]) -> Config:
+    """A concept-free configuration scanning ``paths`` (for ``ssotcheck discover``)."""
+    resolved = tuple(p.resolve() for p in paths)
+    for given, path in zip(paths, resolved, strict=True):
+        if not path.exists():
+            raise ConfigError(f"paths: {str(given)!r} does not exist")
+    return Config(root=root.resolve(), paths=resolved)

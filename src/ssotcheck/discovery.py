@@ -31,10 +31,10 @@ class SourceFile:
 
 def display_path(path: Path, root: Path) -> str:
     """Posix path relative to ``root`` when possible, else absolute."""
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
+    text, base = path.as_posix(), root.as_posix().rstrip("/") + "/"
+    if text.startswith(base):
+        return text[len(base) :]
+    return "." if text == base[:-1] else text
 
 
 def _excluded(name: str, rel: str, patterns: tuple[str, ...]) -> bool:
@@ -62,17 +62,31 @@ def _walk(start: Path, config: Config) -> list[Path]:
     return found
 
 
-def module_name(path: Path, roots: tuple[Path, ...]) -> tuple[str, bool]:
-    """``(module, is_package)`` for ``path`` (see module contract)."""
+def _naming_base(root: Path) -> Path:
+    """The directory module names under ``root`` are relative to."""
+    base = root
+    while (base / "__init__.py").is_file() and base.parent != base:
+        base = base.parent  # a configured package directory is named from its parent
+    return base
+
+
+def module_name(
+    path: Path, roots: tuple[Path, ...], bases: dict[Path, Path] | None = None
+) -> tuple[str, bool]:
+    """``(module, is_package)`` for ``path`` (see module contract).
+
+    ``bases`` caches :func:`_naming_base` per root between calls.
+    """
     best: Path | None = None
     for root in roots:
         if path.is_relative_to(root) and (best is None or len(root.parts) > len(best.parts)):
             best = root
     if best is not None and best != path:
-        while (best / "__init__.py").is_file() and best.parent != best:
-            best = best.parent  # a configured package directory is named from its parent
-    if best is not None and best != path:
-        parts = list(path.relative_to(best).with_suffix("").parts)
+        if bases is None:
+            base = _naming_base(best)
+        else:
+            base = bases.get(best) or bases.setdefault(best, _naming_base(best))
+        parts = list(path.relative_to(base).with_suffix("").parts)
     else:
         parts = [path.stem]
         parent = path.parent
@@ -92,8 +106,9 @@ def discover(config: Config, requested: list[Path] | None = None) -> list[Source
     for root in (*config.paths, *wanted):
         universe.update(_walk(root, config))
     out: list[SourceFile] = []
+    bases: dict[Path, Path] = {}
     for path in sorted(universe):
-        module, is_package = module_name(path, config.paths)
+        module, is_package = module_name(path, config.paths, bases)
         report = not wanted or any(path == w or path.is_relative_to(w) for w in wanted)
         out.append(SourceFile(path, display_path(path, config.root), module, is_package, report))
     return out

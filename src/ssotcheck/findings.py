@@ -7,7 +7,7 @@ can key a baseline.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +141,16 @@ class StaleEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Notice:
+    """A warning that never changes the exit code (e.g. an unused suppression)."""
+
+    path: str
+    line: int
+    col: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class Stats:
     """Work done by one run (``parsed`` counts cache misses)."""
 
@@ -155,8 +165,11 @@ class Stats:
 class Report:
     """Outcome of one check.
 
-    ``findings`` are the findings not suppressed by the baseline;
-    ``all_findings`` includes suppressed ones.
+    ``findings`` are the findings not suppressed by the baseline (or, with
+    ``--diff``, not present at the base revision); ``all_findings`` includes
+    those, but never findings suppressed by an inline comment (``inline``
+    counts them).  ``notices`` are warnings (bad or unused suppressions);
+    ``fixed`` counts findings of the base revision that are gone.
     """
 
     findings: list[Finding]
@@ -165,6 +178,11 @@ class Report:
     stale: list[StaleEntry]
     suppressed: int
     stats: Stats
+    notices: list[Notice] = field(default_factory=list)
+    inline: int = 0
+    fixed: int = 0
+    base: str | None = None
+    """The ``--diff`` revision findings were compared with, if any."""
 
     @property
     def exit_code(self) -> int:

@@ -77,6 +77,11 @@ class ProjectIndex:
         self._canon_cache: dict[str, str] = {}
         for info in self.infos:
             self._bind(info)
+        self.use_config(config)
+
+    def use_config(self, config: Config) -> None:
+        """Look concepts up in ``config`` from now on (bindings stay as they are)."""
+        self.config = config
         self.concepts: dict[str, Concept] = {c.canonical.dotted: c for c in config.concepts}
         self._public: dict[str, Concept] = {
             f"{c.public}.{c.class_name}": c for c in config.concepts

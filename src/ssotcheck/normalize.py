@@ -4,13 +4,16 @@ Contract: two functions get the same digest iff their ASTs are equal after
 (1) dropping the function's own name and docstring, (2) consistently renaming
 every identifier (names, arguments, attribute names, keywords) in order of first
 appearance, and (3) replacing string/number constants by a type tag.  The size
-is the number of AST nodes, used to ignore trivial methods.
+is the number of AST nodes.  :func:`class_digests` re-parses a file and
+returns the digests of the methods of the classes asked for; the scanner only
+keeps cheap *shapes*, so this is done for the few candidate classes only.
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
+from collections.abc import Collection
 
 _SKIP_FIELDS = frozenset({"type_comment", "kind"})
 
@@ -87,3 +90,34 @@ def fingerprint(func: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[str, int]
     ser.out.append("]")
     digest = hashlib.blake2b(" ".join(ser.out).encode(), digest_size=12).hexdigest()
     return digest, ser.size + 1
+
+
+def class_digests(
+    source: bytes, qualnames: Collection[str] | None = None
+) -> dict[str, dict[str, str]]:
+    """``{class qualname: {method name: digest}}`` for the ``qualnames`` in ``source``.
+
+    ``None`` means every class.  A file that no longer parses yields ``{}``.
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    wanted = set(qualnames) if qualnames is not None else None
+    stack: list[tuple[ast.AST, str]] = [(tree, "")]
+    while stack:
+        node, prefix = stack.pop()
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                qualname = f"{prefix}.{child.name}" if prefix else child.name
+                if isinstance(child, ast.ClassDef) and (wanted is None or qualname in wanted):
+                    out[qualname] = {
+                        stmt.name: fingerprint(stmt)[0]
+                        for stmt in child.body
+                        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef)
+                    }
+                stack.append((child, qualname))
+            elif isinstance(child, ast.stmt):
+                stack.append((child, prefix))
+    return out

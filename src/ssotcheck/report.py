@@ -2,8 +2,9 @@
 
 Contract: every renderer lists findings in ``Finding.sort_key`` order and
 returns a complete document as a string; JSON and SARIF outputs are valid
-JSON.  Notes (stale baseline entries, parse errors) go to :func:`render_notes`
-for text/JSON and into the SARIF invocation for SARIF.
+JSON.  Notes (stale baseline entries, suppression warnings) go to
+:func:`render_notes` for every format, and also into the SARIF invocation's
+notifications for SARIF, together with parse errors.
 """
 
 from __future__ import annotations
@@ -32,10 +33,17 @@ def render_text(report: Report) -> str:
         f"{e.path}:{e.line}:{e.col}: error: cannot parse file: {e.message}" for e in report.errors
     )
     count = len(report.findings)
-    summary = f"Found {count} finding{'s' if count != 1 else ''}" if count else "No findings"
+    noun = "new finding" if report.base is not None else "finding"
+    summary = f"Found {count} {noun}{'s' if count != 1 else ''}" if count else f"No {noun}s"
+    if report.base is not None:
+        summary += f" since {report.base}"
     summary += f" in {report.stats.files} files ({report.stats.lines} lines)"
-    if report.suppressed:
+    if report.base is not None:
+        summary += f"; {report.suppressed} already there, {report.fixed} fixed"
+    elif report.suppressed:
         summary += f"; {report.suppressed} suppressed by baseline"
+    if report.inline:
+        summary += f"; {report.inline} suppressed inline"
     if report.errors:
         summary += f"; {len(report.errors)} file(s) could not be parsed"
     lines.append(summary + ".")
@@ -120,6 +128,21 @@ def render_sarif(report: Report) -> str:
         }
         for s in report.stale
     )
+    notifications.extend(
+        {
+            "level": "warning",
+            "message": {"text": n.message},
+            "locations": [
+                {
+                    "physicalLocation": {
+                        "artifactLocation": {"uri": n.path},
+                        "region": {"startLine": n.line, "startColumn": n.col},
+                    }
+                }
+            ],
+        }
+        for n in report.notices
+    )
     log = {
         "version": "2.1.0",
         "$schema": SARIF_SCHEMA,
@@ -154,10 +177,12 @@ def stale_text(rule: str, path: str, symbol: str, recorded: int, current: int) -
 
 
 def render_notes(report: Report) -> list[str]:
-    """Human-readable notes (stale baseline entries) for stderr."""
-    return [
+    """Human-readable notes (stale baseline entries, suppression warnings) for stderr."""
+    notes = [
         "note: " + stale_text(s.rule, s.path, s.symbol, s.recorded, s.current) for s in report.stale
     ]
+    notes.extend(f"{n.path}:{n.line}:{n.col}: warning: {n.message}" for n in report.notices)
+    return notes
 
 
 RENDERERS = {"text": render_text, "json": render_json, "sarif": render_sarif}

@@ -38,16 +38,32 @@ class ImportRecord:
 
 @dataclass(frozen=True, slots=True)
 class MethodRecord:
-    """A method's normalised structure hash and its size in AST nodes."""
+    """A method: its *shape* and size, and whether it is abstract or a stub.
+
+    ``shape`` is a cheap structural signature (node, call and attribute counts):
+    two methods with the same normalised structure always have the same shape,
+    so shapes pre-filter the exact comparison of :mod:`ssotcheck.normalize`.
+    ``stub`` means the body is only a docstring, ``pass``, ``...`` or
+    ``raise NotImplementedError``; ``abstract`` means ``@abstractmethod``.
+    """
 
     name: str
-    digest: str
+    shape: str
     size: int
+    stub: bool = False
+    abstract: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class ClassRecord:
-    """A class definition; ``defaults`` holds literal field defaults."""
+    """A class definition.
+
+    ``defaults`` holds literal field defaults; ``bases`` the dotted base classes
+    as written (``Protocol[T]`` -> ``Protocol``); ``attrs`` the public attribute
+    names it defines (class level and ``self.x = ...`` in its methods);
+    ``refs`` the dotted names its body refers to that are rooted in a name the
+    file binds (imports, classes, aliases), string annotations included.
+    """
 
     name: str
     qualname: str
@@ -55,6 +71,20 @@ class ClassRecord:
     col: int
     methods: tuple[MethodRecord, ...]
     defaults: tuple[tuple[str, LiteralValue], ...]
+    bases: tuple[str, ...] = ()
+    metaclass: str | None = None
+    attrs: tuple[str, ...] = ()
+    refs: tuple[str, ...] = ()
+
+    @property
+    def public_methods(self) -> frozenset[str]:
+        """Names of the methods that do not start with an underscore."""
+        return frozenset(m.name for m in self.methods if not m.name.startswith("_"))
+
+    @property
+    def members(self) -> frozenset[str]:
+        """The public interface: public methods plus public attributes."""
+        return self.public_methods | frozenset(self.attrs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +138,23 @@ class ExportRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class SuppressionRecord:
+    """A ``# ssotcheck: ignore[RULE,...] -- reason`` comment.
+
+    ``target`` is the line it applies to: its own line, or for a comment alone
+    on its line the next line holding code.  ``problem`` is empty for a
+    well-formed comment, else what is wrong with it (no rule list, no reason).
+    """
+
+    line: int
+    col: int
+    target: int
+    rules: tuple[str, ...]
+    reason: str
+    problem: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ParseError:
     """Why a file could not be parsed."""
 
@@ -129,6 +176,7 @@ class FileSummary:
     env: tuple[EnvRecord, ...] = ()
     literals: tuple[LiteralRecord, ...] = ()
     exports: tuple[ExportRecord, ...] = ()
+    suppressions: tuple[SuppressionRecord, ...] = ()
     error: ParseError | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -155,8 +203,12 @@ class FileSummary:
                     c.qualname,
                     c.line,
                     c.col,
-                    [[m.name, m.digest, m.size] for m in c.methods],
+                    [[m.name, m.shape, m.size, m.stub, m.abstract] for m in c.methods],
                     [[k, v] for k, v in c.defaults],
+                    list(c.bases),
+                    c.metaclass,
+                    list(c.attrs),
+                    list(c.refs),
                 ]
                 for c in self.classes
             ],
@@ -166,6 +218,10 @@ class FileSummary:
             "env": [[e.what, e.line, e.col, e.scope] for e in self.env],
             "literals": [[x.value, x.line, x.col, x.scope] for x in self.literals],
             "exports": [[x.name, x.line, x.col] for x in self.exports],
+            "suppressions": [
+                [x.line, x.col, x.target, list(x.rules), x.reason, x.problem]
+                for x in self.suppressions
+            ],
             "error": None
             if self.error is None
             else [self.error.message, self.error.line, self.error.col],
@@ -186,6 +242,10 @@ class FileSummary:
                     row[3],
                     tuple(MethodRecord(*m) for m in row[4]),
                     tuple((k, v) for k, v in row[5]),
+                    tuple(row[6]),
+                    row[7],
+                    tuple(row[8]),
+                    tuple(row[9]),
                 )
                 for row in data["classes"]
             ),
@@ -195,5 +255,9 @@ class FileSummary:
             env=tuple(EnvRecord(*row) for row in data["env"]),
             literals=tuple(LiteralRecord(*row) for row in data["literals"]),
             exports=tuple(ExportRecord(*row) for row in data["exports"]),
+            suppressions=tuple(
+                SuppressionRecord(r[0], r[1], r[2], tuple(r[3]), r[4], r[5])
+                for r in data["suppressions"]
+            ),
             error=None if err is None else ParseError(*err),
         )

@@ -180,3 +180,9 @@ def test_strongly_connected_handles_deep_chains() -> None:
     graph[str(n)] = ["0"]
     [comp] = strongly_connected(graph)
     assert len(comp) == n + 1
+
+
+def test_fingerprint_renames_consistently_across_signature_and_body() -> None:
+    uses_arg = _func("def f(self, x):\n    return x + 1\n")
+    uses_other = _func("def f(self, x):\n    return y + 1\n")
+    assert fingerprint(uses_arg)[0] != fingerprint(uses_other)[0]
