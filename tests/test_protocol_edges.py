@@ -17,10 +17,8 @@ import pytest
 from runwire.events import (
     AgentMessageDelta,
     AgentStarted,
-    Connected,
     Event,
     EventData,
-    Limits,
     Ping,
     Pong,
     ToolExecuting,
@@ -35,27 +33,13 @@ from runwire.protocol import (
     MAX_NESTING,
     EventAdmission,
     Session,
-    SessionLimits,
     State,
 )
+from tests import test_protocol
 
-LIMITS = SessionLimits(
-    max_frame_bytes=1024,
-    max_message_chars=100,
-    messages_per_s=4.0,
-    queue_events=4,
-    queue_bytes=65_536,
-)
-CONNECTED = Connected(
-    connection_id="c_1",
-    user_id="alice",
-    epoch="ep",
-    offset=0,
-    protocol=1,
-    limits=Limits(
-        max_frame_bytes=1024, max_message_chars=100, messages_per_s=4.0, max_concurrent_runs=3
-    ),
-)
+# The session of tests/test_protocol.py, with a queue of 4 frames and more bytes.
+LIMITS = dataclasses.replace(test_protocol.LIMITS, queue_events=4, queue_bytes=65_536)
+CONNECTED = test_protocol.CONNECTED
 
 
 def opened(cursor: int = 0, **overrides: Any) -> Session:

@@ -104,10 +104,11 @@ def test_configured_concepts_are_not_proposed_again(
 
 
 def test_this_repository_has_nothing_new_to_propose(capsys: pytest.CaptureFixture[str]) -> None:
-    """Only the one known proposal: the SQLite engine keeps its in-memory history with
-    the memory engine's interface (overlap 0.93, beyond the Engine port). That is a
-    real duplicate to fold into one history structure; until then it is pinned here,
-    so any other proposal fails this test."""
+    """Only the one known proposal: the two node-local engines (memory, SQLite) share
+    the Engine port plus their history attributes (``bounds``, eviction counters),
+    which discover counts as overlap beyond the port. Their history itself is one
+    implementation (``engines.history.Window``); the proposal is pinned here, so any
+    other proposal fails this test."""
     assert main(["discover", "--config", str(REPO / "pyproject.toml"), "--no-cache"]) == 0
     out = capsys.readouterr().out
     assert "1 concept(s) proposed" in out

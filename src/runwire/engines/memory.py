@@ -15,7 +15,7 @@ streams beyond the bound are at most the number of connected users).
 from __future__ import annotations
 
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,10 +23,10 @@ from runwire.engines.base import (
     EngineCapabilities,
     EngineListener,
     ResumeFailure,
-    ResumeFailureReason,
     StoredEvent,
     StreamPosition,
 )
+from runwire.engines.history import Window
 from runwire.events import Event, encode_envelope_checked
 from runwire.ids import Epoch, UserId, new_epoch
 
@@ -49,10 +49,7 @@ class HistoryBounds:
 class _Stream:
     epoch: Epoch
     last_offset: int = 0
-    events: deque[StoredEvent] = field(default_factory=deque)
-    times: deque[float] = field(default_factory=deque)
-    """When each event of ``events`` was stored (parallel: no tuple per event)."""
-    size: int = 0
+    window: Window = field(default_factory=Window)
     subscribers: int = 0
     touched: float = 0.0
 
@@ -110,17 +107,7 @@ class MemoryEngine:
                 excess -= 1
 
     def _trim(self, stream: _Stream, now: float) -> None:
-        bounds = self.bounds
-        events, times = stream.events, stream.times
-        while events and (
-            len(events) > bounds.max_events
-            or stream.size > bounds.max_bytes
-            or now - times[0] > bounds.ttl_s
-        ):
-            dropped = events.popleft()
-            times.popleft()
-            stream.size -= len(dropped.frame)
-            self.evicted_events += 1
+        self.evicted_events += stream.window.trim(self.bounds, now)[0]
 
     async def publish(self, user_id: UserId, event: Event) -> StoredEvent:
         return self.publish_nowait(user_id, event)
@@ -145,16 +132,9 @@ class MemoryEngine:
         frame = encode_envelope_checked(event, offset, self.bounds.max_event_bytes)
         stream.last_offset = offset
         stored = StoredEvent(user_id, stream.epoch, offset, frame, event)
-        events, times = stream.events, stream.times
-        events.append(stored)
-        times.append(now)
-        stream.size += len(frame)
-        bounds = self.bounds
-        if (
-            len(events) > bounds.max_events
-            or stream.size > bounds.max_bytes
-            or now - times[0] > bounds.ttl_s
-        ):
+        window = stream.window
+        window.add(stored, now)
+        if window.over(self.bounds, now):
             self._trim(stream, now)
         if stream.subscribers and self._reports is not None:
             self._reports.deliver(stored)
@@ -168,18 +148,10 @@ class MemoryEngine:
         self, user_id: UserId, epoch: Epoch, offset: int, limit: int
     ) -> list[StoredEvent] | ResumeFailure:
         stream = self._stream(user_id)
-        position = StreamPosition(stream.epoch, stream.last_offset)
-        if epoch != stream.epoch:
-            return ResumeFailure(ResumeFailureReason.EPOCH_CHANGED, position)
-        if offset > stream.last_offset or offset < 0:
-            return ResumeFailure(ResumeFailureReason.INVALID_OFFSET, position)
-        self._trim(stream, self._clock())
-        events = stream.events
-        first = events[0].offset if events else stream.last_offset + 1
-        if offset + 1 < first:
-            return ResumeFailure(ResumeFailureReason.OUT_OF_WINDOW, position)
-        start = offset + 1 - first
-        return [events[i] for i in range(start, min(len(events), start + limit))]
+        self._trim(stream, self._clock())  # never answer with an event past the age bound
+        return stream.window.read(
+            StreamPosition(stream.epoch, stream.last_offset), epoch, offset, limit
+        )
 
     async def subscribe(self, user_id: UserId) -> None:
         self._stream(user_id).subscribers += 1
@@ -194,8 +166,8 @@ class MemoryEngine:
     def stats(self) -> dict[str, int]:
         return {
             "streams": len(self._streams),
-            "events": sum(len(s.events) for s in self._streams.values()),
-            "bytes": sum(s.size for s in self._streams.values()),
+            "events": sum(len(s.window.events) for s in self._streams.values()),
+            "bytes": sum(s.window.size for s in self._streams.values()),
             "subscriptions": sum(s.subscribers for s in self._streams.values()),
             "evicted_streams": self.evicted_streams,
             "evicted_events": self.evicted_events,

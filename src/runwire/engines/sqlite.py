@@ -24,7 +24,7 @@ Contract, beyond the engine port's:
 from __future__ import annotations
 
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,10 +32,10 @@ from runwire.engines.base import (
     EngineCapabilities,
     EngineListener,
     ResumeFailure,
-    ResumeFailureReason,
     StoredEvent,
     StreamPosition,
 )
+from runwire.engines.history import Window
 from runwire.engines.memory import HistoryBounds
 from runwire.events import Event, encode_envelope_checked
 from runwire.exceptions import EngineError
@@ -62,9 +62,7 @@ class _Stream:
     """The latest committed offset (what readers see)."""
     taken: int = 0
     """The latest offset given to a publish (committed or not)."""
-    events: deque[StoredEvent] = field(default_factory=deque)
-    times: deque[float] = field(default_factory=deque)
-    size: int = 0
+    window: Window = field(default_factory=Window)
     subscribers: int = 0
 
 
@@ -100,9 +98,7 @@ class SqliteEngine:
         for saved in loaded.streams:
             stream = _Stream(saved.epoch, saved.last_offset, saved.last_offset)
             for stored_at, stored in saved.events:
-                stream.events.append(stored)
-                stream.times.append(stored_at)
-                stream.size += len(stored.frame)
+                stream.window.add(stored, stored_at)
             self._streams[saved.user_id] = stream
             self._trim(saved.user_id, stream, now)
         self._evict_streams()
@@ -155,19 +151,8 @@ class SqliteEngine:
                 excess -= 1
 
     def _trim(self, user_id: UserId, stream: _Stream, now: float) -> None:
-        bounds = self.bounds
-        events, times = stream.events, stream.times
-        dropped_through = 0
-        while events and (
-            len(events) > bounds.max_events
-            or stream.size > bounds.max_bytes
-            or now - times[0] > bounds.ttl_s
-        ):
-            dropped = events.popleft()
-            times.popleft()
-            stream.size -= len(dropped.frame)
-            dropped_through = dropped.offset
-            self.evicted_events += 1
+        dropped, dropped_through = stream.window.trim(self.bounds, now)
+        self.evicted_events += dropped
         if dropped_through and self.database.is_open:
             self.database.write_behind([(_TRIM_EVENTS, (user_id, dropped_through))])
 
@@ -204,11 +189,8 @@ class SqliteEngine:
     def _committed(self, stream: _Stream, stored: StoredEvent, now: float) -> None:
         """On the loop, in offset order: the event is on disk; show it."""
         stream.last_offset = stored.offset
-        stream.events.append(stored)
-        stream.times.append(now)
-        stream.size += len(stored.frame)
-        bounds = self.bounds
-        if len(stream.events) > bounds.max_events or stream.size > bounds.max_bytes:
+        stream.window.add(stored, now)
+        if stream.window.over(self.bounds, now):
             self._trim(stored.user_id, stream, now)
         if stream.subscribers and self._reports is not None:
             self._reports.deliver(stored)
@@ -221,18 +203,10 @@ class SqliteEngine:
         self, user_id: UserId, epoch: Epoch, offset: int, limit: int
     ) -> list[StoredEvent] | ResumeFailure:
         stream = self._stream(user_id)
-        position = StreamPosition(stream.epoch, stream.last_offset)
-        if epoch != stream.epoch:
-            return ResumeFailure(ResumeFailureReason.EPOCH_CHANGED, position)
-        if offset > stream.last_offset or offset < 0:
-            return ResumeFailure(ResumeFailureReason.INVALID_OFFSET, position)
-        self._trim(user_id, stream, self._clock())
-        events = stream.events
-        first = events[0].offset if events else stream.last_offset + 1
-        if offset + 1 < first:
-            return ResumeFailure(ResumeFailureReason.OUT_OF_WINDOW, position)
-        start = offset + 1 - first
-        return [events[i] for i in range(start, min(len(events), start + limit))]
+        self._trim(user_id, stream, self._clock())  # never past the age bound
+        return stream.window.read(
+            StreamPosition(stream.epoch, stream.last_offset), epoch, offset, limit
+        )
 
     async def subscribe(self, user_id: UserId) -> None:
         self._stream(user_id).subscribers += 1
@@ -247,8 +221,8 @@ class SqliteEngine:
     def stats(self) -> dict[str, int]:
         return {
             "streams": len(self._streams),
-            "events": sum(len(s.events) for s in self._streams.values()),
-            "bytes": sum(s.size for s in self._streams.values()),
+            "events": sum(len(s.window.events) for s in self._streams.values()),
+            "bytes": sum(s.window.size for s in self._streams.values()),
             "subscriptions": sum(s.subscribers for s in self._streams.values()),
             "evicted_streams": self.evicted_streams,
             "evicted_events": self.evicted_events,
