@@ -118,7 +118,7 @@ def test_a_port_in_use_is_one_line_naming_the_port_and_how_to_choose_another(
 
 @pytest.mark.parametrize(
     ("path", "status"),
-    [("/nope", 404), ("", 200)],  # ws://host:port: the root is the chat page
+    [("/nope", 404), ("", 404)],  # ws://host:port: only /ws upgrades (the root is the page)
 )
 def test_chat_to_a_wrong_path_is_one_line(
     server: tuple[str, dict[str, str]], path: str, status: int

@@ -244,7 +244,7 @@ async def test_healthz_and_api_runs_with_and_without_a_token(door: OpenDoor) -> 
         status, health = await asyncio.to_thread(get_json, d.url + "/healthz")
         assert status == 200 and health["status"] == "ok"
         status, body = await asyncio.to_thread(get_json, d.url + "/api/runs")
-        assert (status, body) == (401, {"error": "missing token"})
+        assert (status, body) == (401, {"error": "unauthorized", "message": "missing token"})
         async with d.connect("gina") as client:
             ack = await client.send_message("hi", thread_id="t")
             await collect_run(client, ack["run_id"])

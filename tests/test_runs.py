@@ -53,7 +53,7 @@ async def test_snapshots_are_private_and_need_a_token() -> None:
         url = gateway.url
         assert await asyncio.to_thread(get_json, f"{url}/api/runs/{ack['run_id']}", bob) == (
             404,
-            {"error": "not_found"},
+            {"error": "not_found", "message": "no such run"},
         )
         assert await asyncio.to_thread(get_json, f"{url}/api/runs?thread_id=t1", bob) == (
             200,
@@ -61,11 +61,11 @@ async def test_snapshots_are_private_and_need_a_token() -> None:
         )
         assert await asyncio.to_thread(get_json, f"{url}/api/runs", None) == (
             401,
-            {"error": "missing token"},
+            {"error": "unauthorized", "message": "missing token"},
         )
         assert await asyncio.to_thread(get_json, f"{url}/api/threads", "forged") == (
             401,
-            {"error": "invalid token"},
+            {"error": "unauthorized", "message": "invalid token"},
         )
         status, threads = await asyncio.to_thread(
             get_json, f"{url}/api/threads", token_for(gateway.settings, "alice")

@@ -31,8 +31,12 @@ from runwire.config import Mode, Settings, load_settings
 from runwire.engines.base import Engine, StoredEvent
 from runwire.events import Event
 from runwire.exceptions import CloseCode, ConfigError
+from runwire.front import FrontDoor, FrontDoorOptions
 from runwire.handlers import ClientFrameHandler
-from runwire.http.routes import http_routes
+from runwire.http.cors import CorsPolicy
+from runwire.http.exchange import HttpExchange, HttpLimits
+from runwire.http.router import Router
+from runwire.http.routes import gateway_routes
 from runwire.ids import UserId
 from runwire.loopwatch import LoopLagMonitor
 from runwire.manager import WebSocketManager, create_manager
@@ -40,7 +44,7 @@ from runwire.metrics import Metrics
 from runwire.pipeline import Pipeline
 from runwire.recovery import close_interrupted
 from runwire.runs import RunStore, SnapshotReader
-from runwire.server import HttpRoute, ServerOptions, start_server
+from runwire.server import ServerOptions, websocket_protocol_factory
 
 if TYPE_CHECKING:
     pass
@@ -179,7 +183,26 @@ class Gateway:
             if backend.control is not None
             else None
         )
-        self._server: asyncio.Server | None = None
+        self.router = Router()
+        """The HTTP routes of both front doors (add your own before :meth:`start`)."""
+        gateway_routes(
+            self.router,
+            settings=self.settings,
+            authenticator=self.authenticator,
+            runs=self.runs,
+            metrics=self.metrics,
+            health=self._health,
+        )
+        self.http = HttpExchange(
+            self.router,
+            HttpLimits(
+                self.settings.max_request_bytes,
+                self.settings.http_body_timeout_s,
+                self.settings.max_http_requests,
+            ),
+            CorsPolicy(self.settings.cors_origins),
+        )
+        self._server: FrontDoor | None = None
         self._started = False
         self._loop_lag = LoopLagMonitor(self.metrics.event_loop_lag.observe)
         self.port = self.settings.port
@@ -209,27 +232,38 @@ class Gateway:
             log.info("gateway started (no standalone server: serve it with asgi_app())")
             return
         settings = self.settings
+        websocket = websocket_protocol_factory(
+            ServerOptions(
+                host=settings.host,
+                port=settings.port,
+                max_frame_bytes=settings.max_frame_bytes,
+                handshake_timeout_s=settings.handshake_timeout_s,
+                heartbeat_interval_s=settings.heartbeat_interval_s,
+                heartbeat_timeout_s=settings.heartbeat_timeout_s,
+                close_timeout_s=settings.close_timeout_s,
+                allowed_origins=settings.allowed_origins,
+            ),
+            self.manager,
+            self.authenticator,
+            self.metrics,
+        )
+        server = FrontDoor(
+            self.asgi_app(),
+            websocket,
+            FrontDoorOptions(
+                settings.host,
+                settings.port,
+                settings.http_header_timeout_s,
+                settings.http_keepalive_timeout_s,
+            ),
+        )
         try:
-            self._server = await start_server(
-                ServerOptions(
-                    host=settings.host,
-                    port=settings.port,
-                    max_frame_bytes=settings.max_frame_bytes,
-                    handshake_timeout_s=settings.handshake_timeout_s,
-                    heartbeat_interval_s=settings.heartbeat_interval_s,
-                    heartbeat_timeout_s=settings.heartbeat_timeout_s,
-                    close_timeout_s=settings.close_timeout_s,
-                    allowed_origins=settings.allowed_origins,
-                ),
-                self.manager,
-                self.authenticator,
-                self.http_routes(),
-                self.metrics,
-            )
+            await server.start()
         except OSError as exc:
             await self.stop()  # the engine and the loop monitor are already running
             raise ConfigError(_listen_error(settings, exc)) from None
-        self.port = self._server.sockets[0].getsockname()[1]
+        self._server = server
+        self.port = server.port
         dev_secret = settings.mode is Mode.DEV and settings.auth_secret is None
         banner_log.log(
             logging.WARNING if dev_secret else logging.INFO,
@@ -354,16 +388,6 @@ class Gateway:
     async def publish(self, user_id: UserId, event: Event) -> StoredEvent:
         """Store ``event`` in the user's stream and deliver it (the one publish path)."""
         return await self.pipeline.publish(user_id, event)
-
-    def http_routes(self) -> dict[str, HttpRoute]:
-        """The GET routes both front doors serve (:func:`runwire.http.routes.http_routes`)."""
-        return http_routes(
-            settings=self.settings,
-            authenticator=self.authenticator,
-            runs=self.runs,
-            metrics=self.metrics,
-            health=self._health,
-        )
 
     def _health(self) -> dict[str, Any]:
         """The state ``GET /healthz`` reports (``engine_available`` decides 200 or 503)."""

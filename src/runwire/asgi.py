@@ -4,7 +4,8 @@
 parts: ``/ws`` opens connections with :meth:`WebSocketManager.open
 <runwire.manager.WebSocketManager.open>` and feeds client frames to the same
 :class:`~runwire.protocol.Session` (the same auth, Origin rule, resume query, limits
-and close codes); the GET routes are :func:`runwire.http.routes.http_routes`; the
+and close codes); HTTP requests go to the gateway's one
+:class:`~runwire.http.exchange.HttpExchange` (its routes, limits and CORS); the
 lifespan protocol starts and stops the gateway (unless it was started already).
 This module holds no protocol logic: it only translates ASGI messages.
 
@@ -36,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -44,16 +45,10 @@ from urllib.parse import parse_qs
 from runwire.auth import SUBPROTOCOL, offered_subprotocols, token_from_headers
 from runwire.config import Settings
 from runwire.exceptions import AuthError, CloseCode, LimitError
+from runwire.http.exchange import AsgiHeaders
 from runwire.manager import Connection
 from runwire.origins import origin_allowed
-from runwire.server import (
-    WS_PATH,
-    HttpRequest,
-    HttpResponse,
-    find_route,
-    resume_request,
-    valid_close_code,
-)
+from runwire.server import WS_PATH, resume_request, valid_close_code
 
 if TYPE_CHECKING:
     from runwire.app import Gateway
@@ -103,28 +98,6 @@ def uvicorn_settings(settings: Settings) -> dict[str, Any]:
         "ws_ping_timeout": settings.heartbeat_timeout_s,
         "ws_per_message_deflate": False,
     }
-
-
-class _Headers(Mapping[str, str]):
-    """ASGI headers as a case-insensitive mapping; repeated headers joined with ``, ``."""
-
-    __slots__ = ("_items",)
-
-    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
-        items: dict[str, str] = {}
-        for name, value in raw:
-            key, text = name.decode("latin-1").lower(), value.decode("latin-1")
-            items[key] = f"{items[key]}, {text}" if key in items else text
-        self._items = items
-
-    def __getitem__(self, key: str) -> str:
-        return self._items[key.lower()]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 class _AsgiWriter:
@@ -238,12 +211,11 @@ class AsgiApp:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self._routes = gateway.http_routes()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, send)
+            await self._http(scope, receive, send)
         elif kind == "websocket":
             await self._websocket(scope, receive, send)
         elif kind == "lifespan":
@@ -273,28 +245,21 @@ class AsgiApp:
 
     # -- HTTP -------------------------------------------------------------------
 
-    async def _http(self, scope: Scope, send: Send) -> None:
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = route_path(scope)
         if path == "" and scope["path"]:
             # The mount point itself: the page's relative URLs need the trailing slash.
             query = scope.get("query_string", b"")
             location = scope["path"] + "/" + ("?" + query.decode("latin-1") if query else "")
-            await _respond(send, HttpResponse(308, b""), [(b"location", location.encode())])
+            start = {
+                "type": "http.response.start",
+                "status": 308,
+                "headers": [(b"location", location.encode()), (b"content-length", b"0")],
+            }
+            await send(start)
+            await send({"type": "http.response.body", "body": b""})
             return
-        if scope["method"] not in ("GET", "HEAD"):
-            await _respond(send, HttpResponse(405, b"method not allowed\n"), [(b"allow", b"GET")])
-            return
-        handler = find_route(self._routes, path or "/")
-        if handler is None:
-            response = HttpResponse(404, b"not found\n")
-        else:
-            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-            try:
-                response = handler(HttpRequest(path or "/", query, _Headers(scope["headers"])))
-            except Exception:
-                log.exception("HTTP route failed", extra={"path": path})
-                response = HttpResponse(500, b"internal error\n")
-        await _respond(send, response, head=scope["method"] == "HEAD")
+        await self.gateway.http(scope, receive, send, path or "/")
 
     # -- WebSocket --------------------------------------------------------------
 
@@ -303,7 +268,7 @@ class AsgiApp:
             return
         gateway = self.gateway
         metrics = gateway.metrics
-        headers = _Headers(scope["headers"])
+        headers = AsgiHeaders(scope["headers"])
         if route_path(scope) != WS_PATH:
             await _refuse(scope, send, 404, b"not found\n")
             return
@@ -389,20 +354,3 @@ async def _refuse(scope: Scope, send: Send, status: int, body: bytes) -> None:
         await send({"type": "websocket.http.response.body", "body": body})
     else:
         await send({"type": "websocket.close", "code": 1008})  # policy violation)
-
-
-async def _respond(
-    send: Send,
-    response: HttpResponse,
-    extra: list[tuple[bytes, bytes]] | None = None,
-    *,
-    head: bool = False,
-) -> None:
-    headers = [
-        (b"content-type", response.content_type.encode()),
-        (b"content-length", str(len(response.body)).encode()),
-        (b"cache-control", b"no-store"),
-        *(extra or []),
-    ]
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if head else response.body})

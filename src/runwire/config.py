@@ -124,6 +124,44 @@ class Settings(BaseSettings):
         " Others get HTTP 403.",
     )
 
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Web origins (comma-separated; `*` for any) whose pages may call the HTTP"
+        " routes from another origin (CORS, with preflight). Empty: no CORS headers; a"
+        " preflight from another origin gets 403.",
+    )
+
+    # -- HTTP ------------------------------------------------------------------
+    max_request_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        description="Largest HTTP request body; larger ones get 413 before the handler runs.",
+    )
+    http_header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Standalone server: time a client has to send a request's headers, from"
+        " its first byte (or from connecting); then 408 and the connection closes.",
+    )
+    http_body_timeout_s: float = Field(
+        15.0, gt=0, description="Time a client has to send a whole request body; then 408."
+    )
+    http_keepalive_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="Standalone server: an idle keep-alive connection closes after this long.",
+    )
+    max_http_requests: int = Field(
+        1_000,
+        ge=1,
+        description="HTTP requests handled at once (streams included); more get 503.",
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description="Key of the server API (`/api/v1/*`, `Authorization: Bearer <key>`, at"
+        " least 32 characters). Unset: the server API is off (404).",
+    )
+
     # -- auth ------------------------------------------------------------------
     auth_secret: SecretStr | None = Field(
         None, description="HMAC secret for HS* tokens. Dev mode generates one when unset."
@@ -253,7 +291,7 @@ class Settings(BaseSettings):
         5.0, ge=0, description="On stop, time given to runs and sockets before cancelling."
     )
 
-    @field_validator("allowed_origins", mode="before")
+    @field_validator("allowed_origins", "cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         """``RUNWIRE_ALLOWED_ORIGINS=https://a.example,https://b.example``."""
@@ -277,6 +315,8 @@ class Settings(BaseSettings):
             )
         if self.auth_secret is not None and len(self.auth_secret.get_secret_value()) < 32:
             raise ValueError(f"{ENV_PREFIX}AUTH_SECRET must be at least 32 characters")
+        if self.api_key is not None and len(self.api_key.get_secret_value()) < 32:
+            raise ValueError(f"{ENV_PREFIX}API_KEY must be at least 32 characters")
         return self
 
     @classmethod

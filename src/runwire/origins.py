@@ -17,19 +17,28 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-__all__ = ["origin_allowed"]
+__all__ = ["normalise_origin", "origin_allowed", "same_origin"]
+
+
+def normalise_origin(origin: str) -> str:
+    """``origin`` as compared: stripped, lower case, without a trailing ``/``."""
+    return origin.strip().lower().rstrip("/")
+
+
+def same_origin(origin: str, host: str | None) -> bool:
+    """Whether ``origin`` (``http(s)://host[:port]``) names the request's ``Host``."""
+    parts = urlsplit(normalise_origin(origin))
+    if parts.scheme not in ("http", "https") or not parts.netloc or host is None:
+        return False
+    return parts.netloc == host.strip().lower()
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
     """Whether a handshake with ``Origin: origin`` and ``Host: host`` may proceed."""
     if origin is None:
         return True
-    origin = origin.strip().lower()
     if "*" in allowed:
         return True
     if allowed:
-        return origin in {item.strip().lower().rstrip("/") for item in allowed}
-    parts = urlsplit(origin)
-    if parts.scheme not in ("http", "https") or not parts.netloc or host is None:
-        return False
-    return parts.netloc == host.strip().lower()
+        return normalise_origin(origin) in {normalise_origin(item) for item in allowed}
+    return same_origin(origin, host)

@@ -1,7 +1,10 @@
-"""The I/O adapter: WebSocket ``/ws`` and the HTTP routes on one port, with picows.
+"""The WebSocket I/O adapter: ``/ws`` with picows.
 
 picows + uvloop measured fastest on this class of machine
-(docs/benchmarks.md). This module is the only one that imports picows. It
+(docs/benchmarks.md). This module is the only one that imports picows. The
+standalone front door (:mod:`runwire.front`) parses HTTP with uvicorn's httptools
+protocol and hands each upgrade request's connection to a picows protocol made by
+:func:`websocket_protocol_factory`. This module
 authenticates the upgrade request, creates connections through the manager,
 feeds client frames to it, and implements :class:`~runwire.manager.FrameWriter`:
 several pending frames go out in one transport write, with hand-built headers
@@ -12,8 +15,6 @@ checks the rest (RSV bits, continuation without a message, close codes) and runs
 the closing handshake: after its close frame the server reads on until the
 client's close frame or ``close_timeout_s``, so the client always sees the code.
 Every close code sent is a valid one (:func:`valid_close_code`).
-
-HTTP is GET-only (a picows limit): each response closes its connection.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from picows import (
+    WSAutoPingStrategy,
     WSFrame,
     WSListener,
     WSMsgType,
@@ -35,8 +36,8 @@ from picows import (
     WSUpgradeRequest,
     WSUpgradeResponse,
     WSUpgradeResponseWithListener,
-    ws_create_server,
 )
+from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in the stubs
 
 from runwire.auth import (
     SUBPROTOCOL,
@@ -53,41 +54,16 @@ from runwire.origins import origin_allowed
 from runwire.resume import ResumeRequest
 
 __all__ = [
-    "HttpRequest",
-    "HttpResponse",
-    "HttpRoute",
+    "WS_PATH",
     "ServerOptions",
-    "find_route",
     "resume_request",
-    "start_server",
     "valid_close_code",
+    "websocket_protocol_factory",
 ]
 
 log = logging.getLogger("runwire.server")
 
 WS_PATH = "/ws"
-
-
-@dataclass(frozen=True, slots=True)
-class HttpResponse:
-    """A complete HTTP response to a GET."""
-
-    status: int
-    body: bytes
-    content_type: str = "text/plain; charset=utf-8"
-
-
-@dataclass(frozen=True, slots=True)
-class HttpRequest:
-    """A GET request: its path, query parameters and headers (case-insensitive)."""
-
-    path: str
-    query: dict[str, list[str]]
-    headers: Mapping[str, str]
-
-
-HttpRoute = Callable[[HttpRequest], HttpResponse]
-"""A GET handler. Keys ending in ``/`` match every path under them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,53 +405,38 @@ def resume_request(query: dict[str, list[str]]) -> ResumeRequest | None:
     return ResumeRequest(Epoch(epoch[0][:64]), max(value, 0))
 
 
-def find_route(routes: dict[str, HttpRoute], path: str) -> HttpRoute | None:
-    """The route for ``path``: an exact key, else the first prefix key (ending in ``/``)."""
-    handler = routes.get(path)
-    if handler is not None:
-        return handler
-    for prefix, prefix_handler in routes.items():
-        if prefix.endswith("/") and prefix != "/" and path.startswith(prefix):
-            return prefix_handler
-    return None
-
-
-def _http(response: HttpResponse) -> WSUpgradeResponseWithListener:
-    headers = {"Content-Type": response.content_type, "Cache-Control": "no-store"}
-    if response.status < 400:
-        upgrade = WSUpgradeResponse.create_ok_response(response.body, headers)
-        upgrade.status = HTTPStatus(response.status)
-    else:
-        upgrade = WSUpgradeResponse.create_error_response(response.status, response.body, headers)
+def _refuse(status: int, body: bytes) -> WSUpgradeResponseWithListener:
+    """An HTTP error answer to an upgrade request (the connection then closes)."""
+    headers = {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"}
+    upgrade = WSUpgradeResponse.create_error_response(status, body, headers)
     return WSUpgradeResponseWithListener(upgrade, None)
 
 
-async def start_server(
+def websocket_protocol_factory(
     options: ServerOptions,
     manager: WebSocketManager,
     authenticator: Authenticator,
-    routes: dict[str, HttpRoute],
     metrics: Metrics,
-) -> asyncio.Server:
-    """Listen on ``options.host:port``; ``/ws`` upgrades, ``routes`` answer GETs."""
+) -> Callable[[], asyncio.BufferedProtocol]:
+    """A factory of picows protocols, one per upgrade request: ``/ws`` upgrades (any
+    other path gets 404), with the Origin rule, auth and the manager.
+
+    A protocol is made for a connection whose upgrade request the front door has
+    read; it is given that request's bytes and parses it again (picows validates the
+    handshake itself). picows's public API only offers a whole server
+    (``ws_create_server``), so the protocol class is built here with the same
+    arguments that function passes.
+    """
 
     def route(request: WSUpgradeRequest) -> WSUpgradeResponseWithListener:
         target = urlsplit(request.path.decode("latin-1"))
-        query = parse_qs(target.query)
         if target.path != WS_PATH:
-            handler = find_route(routes, target.path)
-            if handler is None:
-                return _http(HttpResponse(404, b"not found\n"))
-            try:
-                return _http(handler(HttpRequest(target.path, query, request.headers)))
-            except Exception:
-                log.exception("HTTP route failed", extra={"path": target.path})
-                return _http(HttpResponse(500, b"internal error\n"))
+            return _refuse(404, b"not found\n")
         headers = request.headers
         if not origin_allowed(headers.get("Origin"), headers.get("Host"), options.allowed_origins):
             metrics.connections_rejected.labels("origin").inc()
             log.info("connection refused: origin not allowed")
-            return _http(HttpResponse(403, b"origin not allowed\n"))
+            return _refuse(403, b"origin not allowed\n")
         protocol_headers = {}
         if SUBPROTOCOL in offered_subprotocols(headers):
             protocol_headers["Sec-WebSocket-Protocol"] = SUBPROTOCOL
@@ -490,21 +451,30 @@ async def start_server(
                 _RejectListener(CloseCode.UNAUTHORIZED, exc.reason, options.close_timeout_s),
             )
         listener = _ConnectionListener(
-            manager, claims, resume_request(query), options.close_timeout_s
+            manager, claims, resume_request(parse_qs(target.query)), options.close_timeout_s
         )
         return WSUpgradeResponseWithListener(upgrade, listener)
 
-    return await ws_create_server(
-        route,
-        options.host,
-        options.port,
-        websocket_handshake_timeout=options.handshake_timeout_s,
-        enable_auto_ping=True,
-        auto_ping_idle_timeout=options.heartbeat_interval_s,
-        auto_ping_reply_timeout=options.heartbeat_timeout_s,
-        enable_auto_pong=False,  # the listener pongs, after checking the RSV bits
-        max_frame_size=options.max_frame_bytes * 4,
-        read_buffer_init_size=2048,
-        use_aiofastnet=False,
-        logger_name=_PicowsLog(logging.getLogger("picows.runwire"), {}),
-    )
+    logger = _PicowsLog(logging.getLogger("picows.runwire"), {})
+
+    def protocol() -> asyncio.BufferedProtocol:
+        made: asyncio.BufferedProtocol = WSProtocol(
+            None,  # host and port: client side only
+            None,  # path: client side only
+            False,  # is_client_side
+            route,
+            logger,
+            True,  # disconnect_on_exception
+            options.handshake_timeout_s,
+            True,  # enable_auto_ping
+            options.heartbeat_interval_s,
+            options.heartbeat_timeout_s,
+            WSAutoPingStrategy.PING_WHEN_IDLE,
+            False,  # enable_auto_pong: the listener pongs, after checking the RSV bits
+            options.max_frame_bytes * 4,
+            None,  # extra headers
+            2048,  # initial read buffer
+        )
+        return made
+
+    return protocol
