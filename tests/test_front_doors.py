@@ -9,24 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
-from functools import partial
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import websockets
-from fastapi import FastAPI
 from websockets.typing import Subprotocol
 
 from runwire import Gateway
-from runwire.agents.base import Agent
 from runwire.asgi import uvicorn_settings
-from runwire.client import Client, StreamPosition
+from runwire.client import StreamPosition
 from runwire.events import CRITICAL_EVENT_TYPES
 from runwire.exceptions import CloseCode
 from tests.asgi_server import uvicorn_serving
+from tests.front_doors import (
+    PREFIX,
+    FrontDoor,
+    OpenDoor,
+    door as door,  # the parametrized fixture
+    fastapi_app,
+    front_door,
+)
 from tests.helpers import (
     assert_run_rules,
     collect_run,
@@ -34,65 +37,7 @@ from tests.helpers import (
     make_settings,
     publish_texts,
     scripted_agent,
-    token_for,
 )
-
-PREFIX = "/runwire"
-
-
-@dataclass(frozen=True)
-class FrontDoor:
-    """A running gateway and where it answers: ``url`` is the HTTP base (prefix included)."""
-
-    gateway: Gateway
-    url: str
-
-    @property
-    def ws_url(self) -> str:
-        return self.url.replace("http", "ws", 1) + "/ws"
-
-    def token(self, user: str) -> str:
-        return token_for(self.gateway.settings, user)
-
-    def connect(self, user: str, **kwargs: Any) -> AbstractAsyncContextManager[Client]:
-        return Client.connect(self.ws_url, self.token(user), **kwargs)
-
-
-def fastapi_app(gateway: Gateway) -> FastAPI:
-    """A host application with the gateway mounted under ``/runwire``."""
-    app = FastAPI(lifespan=gateway.lifespan)
-
-    @app.get("/")
-    def home() -> dict[str, str]:
-        return {"app": "host"}
-
-    app.mount(PREFIX, gateway.asgi_app())
-    return app
-
-
-@asynccontextmanager
-async def front_door(
-    kind: str, agent: Agent | None = None, **overrides: Any
-) -> AsyncIterator[FrontDoor]:
-    """A gateway behind the ``standalone`` server or the ``asgi`` one (FastAPI mount)."""
-    gateway = Gateway(make_settings(**overrides), agent=agent or scripted_agent)
-    if kind == "standalone":
-        async with gateway:
-            yield FrontDoor(gateway, gateway.url)
-        return
-    async with uvicorn_serving(fastapi_app(gateway), **uvicorn_settings(gateway.settings)) as url:
-        assert gateway.started and gateway._server is None, "uvicorn alone serves it"
-        yield FrontDoor(gateway, url + PREFIX)
-    assert not gateway.started, "the lifespan stops the gateway"
-
-
-OpenDoor = Callable[..., AbstractAsyncContextManager[FrontDoor]]
-
-
-@pytest.fixture(params=["standalone", "asgi"])
-def door(request: pytest.FixtureRequest) -> OpenDoor:
-    """Opens a front door of the parametrized kind: ``async with door(**settings) as d``."""
-    return partial(front_door, request.param)
 
 
 async def test_golden_path_the_five_events_in_order(door: OpenDoor) -> None:

@@ -13,8 +13,8 @@ from playwright.async_api import Browser, Request, expect
 from runwire import Gateway
 from runwire.asgi import uvicorn_settings
 from tests.asgi_server import uvicorn_serving
+from tests.front_doors import PREFIX, fastapi_app
 from tests.helpers import make_settings, scripted_agent
-from tests.test_front_doors import PREFIX, fastapi_app
 from tests.web.conftest import require_browser
 
 require_browser()

@@ -109,7 +109,7 @@ class HttpExchange:
         origin = self.policy.cross_origin(headers)
         match = self.router.match(method if method != "OPTIONS" else "GET", path)
         if method == "OPTIONS":
-            await _write(send, self._options(headers, origin, match.allowed), head=True)
+            await _write(send, self._options(headers, origin, match.allowed))
             return
         cors = self.policy.response_headers(origin)
         if match.route is None:

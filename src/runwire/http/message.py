@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
@@ -22,6 +23,7 @@ __all__ = [
     "StreamResponse",
     "json_error",
     "json_response",
+    "read_json",
 ]
 
 
@@ -112,3 +114,21 @@ def json_error(
     if message:
         body["message"] = message
     return json_response(status, body, headers)
+
+
+def read_json(request: HttpRequest, kind: type[object] = dict) -> Any:
+    """The request's body decoded as JSON of ``kind`` (a dict by default; a msgspec
+    ``Struct`` validates the fields).
+
+    Raises:
+        HttpError: 415 ``unsupported_media_type`` unless ``Content-Type`` is
+            ``application/json``; 400 ``bad_request`` for a body that is not JSON
+            of that shape (the message says where).
+    """
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise HttpError(415, "unsupported_media_type", "send Content-Type: application/json")
+    try:
+        return msgspec.json.decode(request.body, type=kind)
+    except msgspec.DecodeError as exc:  # ValidationError included
+        raise HttpError(400, "bad_request", str(exc)) from None
