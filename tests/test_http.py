@@ -14,8 +14,11 @@ import pytest
 
 from runwire import Gateway
 from runwire.http.message import HttpRequest, HttpResponse, StreamResponse, json_response, read_json
-from tests.front_doors import FrontDoor, OpenDoor
-from tests.front_doors import door as door  # the parametrized fixture
+from tests.front_doors import (
+    FrontDoor,
+    OpenDoor,
+    door as door,  # the parametrized fixture
+)
 
 TIMEOUT = 10.0
 
