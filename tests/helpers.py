@@ -184,6 +184,22 @@ def get_json(url: str, token: str | None = None) -> tuple[int, Any]:
         return error.code, json.loads(error.read())
 
 
+def post_json(
+    url: str, body: object, token: str | None = None, content_type: str = "application/json"
+) -> tuple[int, Any]:
+    """POST ``body`` as JSON (bytes are sent as they are): status and decoded JSON body."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="POST")
+    request.add_header("Content-Type", content_type)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
 class Listener:
     """An engine listener for engine-level tests: passes deliveries to ``deliver`` and
     records resync requests and availability changes."""

@@ -84,7 +84,7 @@ async def test_abrupt_network_drop_mid_run_cleans_up_and_the_run_still_ends() ->
 async def test_server_closing_a_connection_cleans_up() -> None:
     async with running_gateway() as gateway, connect(gateway, "alice") as client:
         [connection] = gateway.manager.connections_of("alice")  # type: ignore[arg-type]
-        gateway.manager.close_connection(connection, 4403, "forbidden")  # type: ignore[arg-type]
+        gateway.manager.close_connection(connection, 4403, "forbidden")
         with pytest.raises(ConnectionClosed):
             while True:
                 await client.recv(timeout=5)

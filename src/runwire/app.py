@@ -12,7 +12,9 @@ import errno
 import importlib
 import logging
 import os
+import secrets
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 from runwire.adapters import adapt
 from runwire.agents.base import Agent
 from runwire.agents.dispatch import LocalDispatcher, RunDispatcher
-from runwire.agents.runtime import AgentRuntime, RunLimits
+from runwire.agents.runtime import AgentRuntime, RunLimits, StartedRun
 from runwire.asgi import AsgiApp
 from runwire.auth import Authenticator
-from runwire.backends import Backend, backend_for
+from runwire.backends import Backend, NodeHandlers, backend_for
 from runwire.banner import BANNER_LOGGER, banner
 from runwire.config import Mode, Settings, load_settings
 from runwire.engines.base import Engine, StoredEvent
@@ -37,6 +39,7 @@ from runwire.http.cors import CorsPolicy
 from runwire.http.exchange import HttpExchange, HttpLimits
 from runwire.http.router import Router
 from runwire.http.routes import gateway_routes
+from runwire.http.server_api import Presence, ServerApi
 from runwire.ids import UserId
 from runwire.loopwatch import LoopLagMonitor
 from runwire.manager import WebSocketManager, create_manager
@@ -132,6 +135,8 @@ class Gateway:
         self.settings = settings if settings is not None else load_settings()
         self.agent = agent if agent is not None else load_agent(self.settings.agent)
         self.authenticator = Authenticator(self.settings)
+        self.node_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        """This gateway process among the nodes (presence, logs)."""
         self.metrics = Metrics()
         backend = backend_for(self.settings)
         self.engine = backend.engine(self.settings)
@@ -179,7 +184,14 @@ class Gateway:
             )
         )
         self._control = (
-            backend.control(self.settings, self.manager.disconnect_user)
+            backend.control(
+                self.settings,
+                NodeHandlers(
+                    self.node_id,
+                    self.manager.disconnect_user,
+                    lambda user_id: len(self.manager.connections_of(user_id)),
+                ),
+            )
             if backend.control is not None
             else None
         )
@@ -190,9 +202,12 @@ class Gateway:
             settings=self.settings,
             authenticator=self.authenticator,
             runs=self.runs,
+            snapshots=self.snapshots,
             metrics=self.metrics,
             health=self._health,
         )
+        if self.settings.api_key is not None:
+            self._server_api().add_routes(self.router)
         self.http = HttpExchange(
             self.router,
             HttpLimits(
@@ -366,7 +381,7 @@ class Gateway:
     # -- wiring -----------------------------------------------------------------
 
     async def disconnect_user(
-        self, user_id: str, *, code: CloseCode = CloseCode.FORBIDDEN, reason: str = "revoked"
+        self, user_id: str, *, code: int = CloseCode.FORBIDDEN, reason: str = "revoked"
     ) -> int:
         """Close every socket of ``user_id``, on every node (4403 ``revoked`` by default).
 
@@ -388,6 +403,47 @@ class Gateway:
     async def publish(self, user_id: UserId, event: Event) -> StoredEvent:
         """Store ``event`` in the user's stream and deliver it (the one publish path)."""
         return await self.pipeline.publish(user_id, event)
+
+    async def presence(self, user_id: str) -> Presence:
+        """The open sockets of ``user_id``: on this node, and on every node when a
+        control channel joins them (Redis)."""
+        here = len(self.manager.connections_of(UserId(user_id)))
+        nodes = {self.node_id: here}
+        complete = True
+        if self._control is not None:
+            others, complete = await self._control.presence(UserId(user_id))
+            nodes |= others
+        nodes = {node: count for node, count in nodes.items() if count}
+        return Presence(user_id, sum(nodes.values()), nodes, complete)
+
+    def _server_api(self) -> ServerApi:
+        assert self.settings.api_key is not None
+
+        async def start_run(
+            user_id: str, content: str, message_id: str, thread_id: str | None
+        ) -> StartedRun:
+            started = await self.dispatcher.start_run(
+                UserId(user_id), content, message_id=message_id, thread_id=thread_id
+            )
+            if not started.duplicate:
+                self.metrics.runs_started.inc()
+            return started
+
+        async def cancel(user_id: str, run_id: str) -> bool:
+            return await self.dispatcher.cancel(UserId(user_id), run_id)
+
+        async def disconnect(user_id: str, code: int, reason: str) -> int:
+            return await self.disconnect_user(user_id, code=code, reason=reason)
+
+        return ServerApi(
+            key=self.settings.api_key.get_secret_value(),
+            max_message_chars=self.settings.max_message_chars,
+            engine_available=lambda: self.engine.available,
+            start_run=start_run,
+            cancel=cancel,
+            disconnect=disconnect,
+            presence=self.presence,
+        )
 
     def _health(self) -> dict[str, Any]:
         """The state ``GET /healthz`` reports (``engine_available`` decides 200 or 503)."""

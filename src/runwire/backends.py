@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from runwire.config import Settings
 from runwire.engines.base import Engine
 from runwire.engines.memory import HistoryBounds, MemoryEngine
-from runwire.exceptions import CloseCode, ConfigError
+from runwire.exceptions import ConfigError
 from runwire.ids import UserId
 from runwire.runs import LocalSnapshots, RunStore, SnapshotReader
 
@@ -61,7 +61,22 @@ class Control(Protocol):
 
     async def close(self) -> None: ...
 
-    async def disconnect(self, user_id: UserId, code: CloseCode, reason: str) -> None: ...
+    async def disconnect(self, user_id: UserId, code: int, reason: str) -> None: ...
+
+    async def presence(self, user_id: UserId) -> tuple[dict[str, int], bool]:
+        """The user's sockets on every *other* node, by node id, and whether every
+        node answered."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class NodeHandlers:
+    """What a node does for the control channel: its id, closing a user's local
+    sockets, and counting them."""
+
+    node_id: str
+    disconnect: Callable[[UserId, int, str], object]
+    count: Callable[[UserId], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +88,7 @@ class Backend:
     workers: Callable[[Settings], RunDispatcher] | None = None
     """The dispatcher that hands runs to ``runwire worker`` (``RUNWIRE_RUNS=workers``)."""
     snapshots: Callable[[Settings, RunStore], SharedSnapshots] | None = None
-    control: Callable[[Settings, Callable[[UserId, CloseCode, str], object]], Control] | None = None
+    control: Callable[[Settings, NodeHandlers], Control] | None = None
 
     def snapshot_reader(self, shared: SharedSnapshots | None, store: RunStore) -> SnapshotReader:
         """Where ``get_runs`` reads: the shared copy when there is one, else this node."""

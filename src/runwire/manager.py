@@ -230,7 +230,7 @@ class WebSocketManager:
             self._spawn(None, self.engine.unsubscribe(connection.user_id))
         self.metrics.connections_closed.labels(label_of(code, CLOSE_CODE_LABELS)).inc()
 
-    def disconnect_user(self, user_id: UserId, code: CloseCode, reason: str) -> int:
+    def disconnect_user(self, user_id: UserId, code: int, reason: str) -> int:
         """Close every connection of ``user_id`` on this node; returns how many."""
         connections = self.connections_of(user_id)
         for connection in connections:
@@ -607,7 +607,7 @@ class WebSocketManager:
             metrics.written.pending += frames_written
             metrics.writes.pending += writes
 
-    def close_connection(self, connection: Connection, code: CloseCode, reason: str) -> None:
+    def close_connection(self, connection: Connection, code: int, reason: str) -> None:
         """Ask one connection to close with ``code`` (sent on the next flush)."""
         connection.session.close(code, reason)
         self._mark_dirty(connection)

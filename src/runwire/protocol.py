@@ -170,7 +170,7 @@ class Session:
         self.limits = limits
         self.state = State.CONNECTING
         self.cursor = cursor
-        self.close_code: CloseCode | None = None
+        self.close_code: int | None = None
         self.close_reason = ""
         self._received: list[ClientFrame] = []
         # The outbound queue, as three parallel lists (no object per queued frame):
@@ -395,8 +395,9 @@ class Session:
 
     # -- closing ----------------------------------------------------------------
 
-    def close(self, code: CloseCode, reason: str) -> None:
-        """Request a close; the first request wins. Queued frames are discarded."""
+    def close(self, code: int, reason: str) -> None:
+        """Request a close (``code``: a :class:`CloseCode`, or any 4000-4999); the first
+        request wins. Queued frames are discarded."""
         if self.state >= State.CLOSING:
             return
         self.state = State.CLOSING

@@ -339,7 +339,7 @@ class _ConnectionListener(WSListener):
         else:  # binary, or the first fragment of a text message
             self._fail(CloseCode.PROTOCOL_VIOLATION, "only unfragmented text frames are accepted")
 
-    def _fail(self, code: CloseCode, reason: str) -> None:
+    def _fail(self, code: int, reason: str) -> None:
         """Close now with ``code``, unless the session already asked for another one."""
         assert self.writer is not None
         connection = self.connection

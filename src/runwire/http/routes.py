@@ -16,12 +16,12 @@ from typing import Any
 from runwire.auth import Authenticator, issue_token, token_from_headers
 from runwire.config import Mode, Settings
 from runwire.events import MAX_RUNS_PAGE
-from runwire.exceptions import AuthError
+from runwire.exceptions import AuthError, EngineError
 from runwire.http.message import HttpError, HttpRequest, HttpResponse, json_response
 from runwire.http.router import Router
 from runwire.ids import UserId
 from runwire.metrics import Metrics
-from runwire.runs import RunStore, page_of
+from runwire.runs import RunSnapshot, RunStore, SnapshotReader, page_of
 
 __all__ = ["caller_of", "gateway_routes"]
 
@@ -32,6 +32,7 @@ def gateway_routes(
     settings: Settings,
     authenticator: Authenticator,
     runs: RunStore,
+    snapshots: SnapshotReader,
     metrics: Metrics,
     health: Callable[[], dict[str, Any]],
 ) -> None:
@@ -39,9 +40,11 @@ def gateway_routes(
     ``/healthz``, ``/metrics`` and ``/api/*``.
 
     ``health()`` gives the body of ``/healthz``; its ``engine_available`` decides
-    200 or 503.
+    200 or 503. ``/api/runs*`` and ``/api/threads`` read through ``snapshots`` (the
+    store shared by every node in Redis mode, as the socket's ``get_runs``), which
+    keeps ``runs`` (this node's store) up to date.
     """
-    api = _Api(settings, authenticator, runs)
+    api = _Api(settings, authenticator, runs, snapshots)
 
     async def healthz(_: HttpRequest) -> HttpResponse:
         state = health()
@@ -84,12 +87,25 @@ def caller_of(authenticator: Authenticator, request: HttpRequest) -> UserId:
 
 
 class _Api:
-    """``/api/*``: the caller's own run snapshots, from this node's store."""
+    """``/api/*``: the caller's own run snapshots, from the shared store if any."""
 
-    def __init__(self, settings: Settings, authenticator: Authenticator, runs: RunStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        authenticator: Authenticator,
+        runs: RunStore,
+        snapshots: SnapshotReader,
+    ) -> None:
         self.settings = settings
         self.authenticator = authenticator
         self.store = runs
+        self.snapshots = snapshots
+
+    async def _runs_of(self, user_id: UserId, thread_id: str | None) -> list[RunSnapshot]:
+        try:
+            return await self.snapshots.runs(user_id, thread_id)
+        except EngineError:
+            raise _engine_unavailable() from None
 
     async def runs(self, request: HttpRequest) -> HttpResponse:
         user_id = caller_of(self.authenticator, request)
@@ -101,7 +117,7 @@ class _Api:
         if not 1 <= limit <= MAX_RUNS_PAGE:
             raise HttpError(400, "bad_request", f"limit must be 1-{MAX_RUNS_PAGE}")
         page = page_of(
-            self.store.runs(user_id, request.query_value("thread_id")),
+            await self._runs_of(user_id, request.query_value("thread_id")),
             limit=limit,
             before=request.query_value("before"),
             max_bytes=self.settings.reply_size_limit,
@@ -110,13 +126,17 @@ class _Api:
 
     async def run(self, request: HttpRequest) -> HttpResponse:
         user_id = caller_of(self.authenticator, request)
-        snapshot = self.store.run(user_id, request.params["run_id"])
+        try:
+            snapshot = await self.snapshots.run(user_id, request.params["run_id"])
+        except EngineError:
+            raise _engine_unavailable() from None
         if snapshot is None:
             raise HttpError(404, "not_found", "no such run")
         return json_response(200, snapshot)
 
     async def threads(self, request: HttpRequest) -> HttpResponse:
         user_id = caller_of(self.authenticator, request)
+        await self._runs_of(user_id, None)  # brings this node's store up to date
         return json_response(200, {"threads": self.store.threads(user_id)})
 
     async def info(self, _: HttpRequest) -> HttpResponse:
@@ -132,6 +152,12 @@ class _Api:
         except ValueError as exc:
             raise HttpError(400, "bad_request", str(exc)) from None
         return json_response(200, {"user_id": user, "token": token, "mode": "dev"})
+
+
+def _engine_unavailable() -> HttpError:
+    return HttpError(
+        503, "engine_unavailable", "the event engine is unavailable; retry", (("retry-after", "1"),)
+    )
 
 
 _CONTENT_TYPES = {

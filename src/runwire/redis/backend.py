@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from runwire.backends import Backend
+from runwire.backends import Backend, NodeHandlers
 from runwire.config import Settings
-from runwire.exceptions import CloseCode
-from runwire.ids import UserId
 from runwire.redis.control import RedisControl
 from runwire.redis.engine import RedisEngine
 from runwire.redis.snapshots import RedisSnapshots
@@ -50,10 +46,8 @@ def _snapshots(settings: Settings, store: RunStore) -> RedisSnapshots:
     )
 
 
-def _control(
-    settings: Settings, on_disconnect: Callable[[UserId, CloseCode, str], object]
-) -> RedisControl:
-    return RedisControl(settings.engine, on_disconnect)
+def _control(settings: Settings, node: NodeHandlers) -> RedisControl:
+    return RedisControl(settings.engine, node)
 
 
 BACKEND = Backend(
