@@ -36,6 +36,9 @@ SOCKET_WRITERS = {
     "runwire/server.py",  # the server's I/O adapter (picows transports)
     "runwire/client.py",  # the Python client, on the other end of the wire
     "runwire/manager.py:WebSocketManager.flush",  # the manager's one write, through the port
+    # The standalone front door's HTTP 408 to a request whose headers never came: a
+    # fixed HTTP answer on a connection that carries no socket (never an event).
+    "runwire/front.py:_HttpProtocol._headers_too_slow",
 }
 AGENT_FORBIDDEN = [
     "runwire.manager",
