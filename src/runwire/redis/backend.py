@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 
-from runwire.backends import Backend
+from runwire.backends import Backend, Publish
 from runwire.config import Settings
+from runwire.engines.base import Engine
 from runwire.exceptions import CloseCode
 from runwire.ids import UserId
 from runwire.redis.control import RedisControl
 from runwire.redis.engine import RedisEngine
+from runwire.redis.nodes import NodeLease
 from runwire.redis.snapshots import RedisSnapshots
 from runwire.redis.workers import RedisDispatcher, RedisMessageClaims
-from runwire.runs import RunStore
+from runwire.runs import RunStore, SnapshotReader
 
 __all__ = ["BACKEND"]
 
@@ -56,10 +59,30 @@ def _control(
     return RedisControl(settings.engine, on_disconnect)
 
 
+def _run_lease(
+    settings: Settings,
+    engine: Engine,
+    publish: Publish,
+    store: RunStore,
+    snapshots: SnapshotReader,
+) -> NodeLease:
+    return NodeLease(
+        settings.engine,
+        f"node-{secrets.token_hex(4)}",
+        heartbeat_s=settings.node_heartbeat_s,
+        keep_s=settings.idempotency_ttl_s,
+        engine=engine,
+        publish=publish,
+        store=store,
+        snapshots=snapshots,
+    )
+
+
 BACKEND = Backend(
     engine=_engine,
     message_claims=_claims,
     workers=_workers,
     snapshots=_snapshots,
     control=_control,
+    run_lease=_run_lease,
 )
