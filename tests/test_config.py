@@ -460,8 +460,7 @@ def test_an_unknown_variable_is_a_warning_naming_the_closest_setting(
     assert settings.port == 8765
     assert [r.getMessage() for r in caplog.records] == [
         "runwire: ignoring RUNWIRE_PROT: no such setting; did you mean RUNWIRE_PORT?",
-        "runwire: ignoring RUNWIRE_XYZZY_QUUX_PLUGH: no such setting;"
-        " see docs/configuration.md",
+        "runwire: ignoring RUNWIRE_XYZZY_QUUX_PLUGH: no such setting; see docs/configuration.md",
     ]
 
 

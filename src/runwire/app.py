@@ -157,7 +157,7 @@ class Gateway:
             backend.run_lease(
                 self.settings, self.engine, self.pipeline.publish, self.runs, self.snapshots
             )
-            if backend.run_lease is not None and self.settings.runs == "local"
+            if backend.run_lease is not None and self.settings.runs != "workers"
             else None
         )
         self.runtime = AgentRuntime(

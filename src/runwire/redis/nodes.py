@@ -142,10 +142,10 @@ class NodeLease:
         self.heartbeat_s = heartbeat_s
         self.keep_s = keep_s
         self.liveness = Liveness(self._redis, node_lease_key, lease_ttl_s(heartbeat_s))
-        self.engine = engine
-        self.publish = publish
-        self.store = store
-        self.snapshots = snapshots
+        self._engine = engine
+        self._publish = publish
+        self._store = store
+        self._snapshots = snapshots
         self._held: dict[str, HeldRun] = {}
         """Runs executing here (as recorded in Redis, or about to be)."""
         self._unreleased: set[str] = set()
@@ -154,6 +154,7 @@ class NodeLease:
         """Runs that ended here without their terminal event (the engine was down):
         ended by the sweep once it is back."""
         self._tasks: list[asyncio.Task[None]] = []
+        self._sweeping = asyncio.Lock()
         self._stopping = False
         self.ended = 0
         """Runs of lost nodes (or unpublished ones of this node) this node ended."""
@@ -271,9 +272,16 @@ class NodeLease:
         or before, by a claim whose reply was lost) and this node's unpublished ones.
         Returns how many runs were ended.
 
+        One sweep at a time per node (a second call waits for the first), so a claimed
+        run is ended once.
+
         Raises:
             EngineError: Redis could not be reached (what is left is retried).
         """
+        async with self._sweeping:
+            return await self._sweep()
+
+    async def _sweep(self) -> int:
         before = self.ended
         async with map_redis_errors("find lost nodes"):
             nodes = {str(n) for n in await self._redis.smembers(NODES_KEY)}
@@ -308,16 +316,16 @@ class NodeLease:
     async def _end(self, run_id: str, held: HeldRun) -> None:
         """End one run whose executor is gone (see the module's contract)."""
         user_id = UserId(held.user_id)
-        events = await run_events(self.engine, user_id, run_id)
+        events = await run_events(self._engine, user_id, run_id)
         if events and events[-1].event.is_terminal:
             return  # it ended before its node died: nothing to do but release it
         if events:
             log.warning("ending run %s of a lost node (agent_error node_lost)", run_id)
-            await self.snapshots.run(user_id, run_id)  # adopt the shared snapshot...
+            await self._snapshots.run(user_id, run_id)  # adopt the shared snapshot...
             for stored in events:  # ...and bring it up to the last stored event
-                self.store.observe(user_id, stored.offset, stored.event)
+                self._store.observe(user_id, stored.offset, stored.event)
             await end_run(
-                self.publish,
+                self._publish,
                 user_id,
                 run_id=run_id,
                 thread_id=held.thread_id,
