@@ -112,15 +112,23 @@ async def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
 
 
 @contextmanager
-def _serve(db: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """`runwire serve` on the sqlite file, with the streaming agent; its WebSocket URL."""
+def serve_sqlite(
+    db: Path,
+    tmp_path: Path,
+    *,
+    port: int = 0,
+    agent: str = "tests.engines.streaming_agent:agent",
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`runwire serve` on the sqlite file (dev mode, the tests' secret), with ``agent``;
+    yields the process and its WebSocket URL, and stops it with SIGINT if still
+    running."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNWIRE_")}
     env.update(
         RUNWIRE_ENGINE=_url(db),
-        RUNWIRE_PORT="0",
+        RUNWIRE_PORT=str(port),
         RUNWIRE_AUTH_SECRET=SECRET,
         RUNWIRE_STATE_DIR=str(tmp_path / "state"),
-        RUNWIRE_AGENT="tests.engines.streaming_agent:agent",
+        RUNWIRE_AGENT=agent,
         PYTHONPATH=str(ROOT),
     )
     process = subprocess.Popen(
@@ -150,7 +158,7 @@ async def test_kill_9_mid_run_then_restart_resumes_with_nothing_lost_and_ends_in
     settings = make_settings(auth_secret=SECRET)
     token = token_for(settings, "dave")
     seen: list[dict[str, object]] = []
-    with _serve(db, tmp_path) as (process, ws_url):
+    with serve_sqlite(db, tmp_path) as (process, ws_url):
         async with Client.connect(ws_url, token) as client:
             ack = await client.send_message("go")
             while sum(frame.get("type") == "agent_message_delta" for frame in seen) < 20:
@@ -160,7 +168,7 @@ async def test_kill_9_mid_run_then_restart_resumes_with_nothing_lost_and_ends_in
             os.kill(process.pid, signal.SIGKILL)  # mid-stream: no shutdown at all
             process.wait(timeout=10)
 
-    with _serve(db, tmp_path) as (_, ws_url):
+    with serve_sqlite(db, tmp_path) as (_, ws_url):
         async with Client.connect(ws_url, token, resume=position) as client:
             notices: list[object] = []
             rest: list[dict[str, object]] = []
