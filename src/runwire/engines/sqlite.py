@@ -55,7 +55,7 @@ __all__ = ["PROBE_BYTES", "SqliteEngine"]
 
 log = logging.getLogger("runwire.sqlite")
 
-PROBE_BYTES = 65_536
+PROBE_BYTES = 60_000
 """Size of the probe write (about a large event): a disk that has room for it again
 is taken as writable."""
 PROBE_MIN_S = 0.05
