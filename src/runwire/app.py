@@ -22,9 +22,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from runwire.adapters import adapt
-from runwire.agents.base import Agent
-from runwire.agents.dispatch import LocalDispatcher, RunDispatcher
-from runwire.agents.runtime import AgentRuntime, RunLimits, StartedRun
+from runwire.agents.base import Agent, Run
+from runwire.agents.dispatch import LocalDispatcher, RunDispatcher, RunLease
+from runwire.agents.runtime import UNPUBLISHED, AgentRuntime, RunLimits, StartedRun
 from runwire.asgi import AsgiApp
 from runwire.auth import Authenticator
 from runwire.backends import Backend, NodeHandlers, backend_for
@@ -68,9 +68,13 @@ def create_engine(settings: Settings) -> Engine:
 
 
 def create_dispatcher(
-    settings: Settings, runtime: AgentRuntime, backend: Backend | None = None
+    settings: Settings,
+    runtime: AgentRuntime,
+    backend: Backend | None = None,
+    lease: RunLease | None = None,
 ) -> RunDispatcher:
-    """Where runs execute: in this process (``local``) or in workers (``workers``).
+    """Where runs execute: in this process (``local``, holding each run in ``lease``
+    when there is one) or in workers (``workers``).
 
     Raises:
         ConfigError: ``workers`` with a backend that has no run queue.
@@ -81,7 +85,7 @@ def create_dispatcher(
             raise ConfigError("RUNWIRE_RUNS: workers need a shared engine (redis://...)")
         return backend.workers(settings)
     claims = backend.message_claims(settings) if backend.message_claims is not None else None
-    return LocalDispatcher(runtime, claims)
+    return LocalDispatcher(runtime, claims, lease)
 
 
 def _import(module_name: str) -> Any:
@@ -158,6 +162,18 @@ class Gateway:
             sink=self.manager,
             metrics=self.metrics,
         )
+        self.lease: RunLease | None = (
+            backend.run_lease(
+                self.settings,
+                self.node_id,
+                self.engine,
+                self.pipeline.publish,
+                self.runs,
+                self.snapshots,
+            )
+            if backend.run_lease is not None and self.settings.runs != "workers"
+            else None
+        )
         self.runtime = AgentRuntime(
             self.agent,
             self.pipeline.publish,
@@ -169,9 +185,10 @@ class Gateway:
                 engine_retry_s=self.settings.engine_retry_s,
                 slow_step_s=self.settings.slow_step_warning_s,
             ),
+            on_finished=self._run_finished,
             on_slow_step=lambda _run, _held_s: self.metrics.slow_steps.inc(),
         )
-        self.dispatcher = create_dispatcher(self.settings, self.runtime, backend)
+        self.dispatcher = create_dispatcher(self.settings, self.runtime, backend, self.lease)
         self.manager.set_frame_handler(
             ClientFrameHandler(
                 self.manager,
@@ -240,6 +257,8 @@ class Gateway:
         capabilities = self.engine.capabilities
         if capabilities.durable and not capabilities.shared:
             await close_interrupted(self.runs, self.pipeline.publish)
+        if self.lease is not None:
+            await self.lease.start()
         self._loop_lag.start()
         if self._control is not None:
             await self._control.start()
@@ -399,6 +418,11 @@ class Gateway:
         if self._control is not None:
             await self._control.disconnect(UserId(user_id), code, reason)
         return closed
+
+    async def _run_finished(self, run: Run, status: str) -> None:
+        """A run executed here ended: release it from the lease (if any)."""
+        if self.lease is not None:
+            await self.lease.finished(run.run_id, published=status != UNPUBLISHED)
 
     async def publish(self, user_id: UserId, event: Event) -> StoredEvent:
         """Store ``event`` in the user's stream and deliver it (the one publish path)."""

@@ -15,7 +15,7 @@ here under its scheme.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -27,8 +27,11 @@ from runwire.ids import UserId
 from runwire.runs import LocalSnapshots, RunStore, SnapshotReader
 
 if TYPE_CHECKING:
-    from runwire.agents.dispatch import MessageClaims, RunDispatcher
+    from runwire.agents.dispatch import MessageClaims, RunDispatcher, RunLease
+    from runwire.engines.base import StoredEvent
     from runwire.events import Event
+
+Publish = Callable[[UserId, "Event"], Awaitable["StoredEvent"]]
 
 __all__ = [
     "BACKENDS",
@@ -89,6 +92,11 @@ class Backend:
     """The dispatcher that hands runs to ``runwire worker`` (``RUNWIRE_RUNS=workers``)."""
     snapshots: Callable[[Settings, RunStore], SharedSnapshots] | None = None
     control: Callable[[Settings, NodeHandlers], Control] | None = None
+    run_lease: (
+        Callable[[Settings, str, Engine, Publish, RunStore, SnapshotReader], RunLease] | None
+    ) = None
+    """The lease of a node running agents locally, so that a live node ends its runs
+    when it dies (``node_id, engine, publish, store, snapshots``: the node's own)."""
 
     def snapshot_reader(self, shared: SharedSnapshots | None, store: RunStore) -> SnapshotReader:
         """Where ``get_runs`` reads: the shared copy when there is one, else this node."""

@@ -248,6 +248,13 @@ class Settings(BaseSettings):
     worker_heartbeat_s: float = Field(
         2.0, gt=0, description="Workers: heartbeat period; a worker silent 3x as long is dead."
     )
+    node_heartbeat_s: float = Field(
+        2.0,
+        gt=0,
+        description="Redis engine, `local` runs: period of each node's run lease. A node"
+        " silent 3x as long is lost, and a live node ends its unfinished runs (`agent_error`"
+        " `node_lost`) within 4x this period (8 s by default).",
+    )
     idempotency_keys: int = Field(
         100_000, ge=100, description="Remembered `user_message.id`s (oldest evicted first)."
     )

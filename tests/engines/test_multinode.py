@@ -27,10 +27,15 @@ NODES = 3
 
 @contextmanager
 def gateway_processes(
-    redis_url: str, tmp_path: Path, count: int, runs: str = "local", workers: int = 0
+    redis_url: str,
+    tmp_path: Path,
+    count: int,
+    runs: str = "local",
+    workers: int = 0,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[list[tuple[subprocess.Popen[str], str]]]:
     """``count`` gateways (and ``workers`` workers) on one Redis; yields the gateways'
-    (process, ws url) pairs."""
+    (process, ws url) pairs. ``extra_env`` is added to every process's environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNWIRE_")}
     env.update(
         RUNWIRE_ENGINE=redis_url,
@@ -41,6 +46,7 @@ def gateway_processes(
         RUNWIRE_LOG_LEVEL="info",
         RUNWIRE_RUNS=runs,
     )
+    env.update(extra_env or {})
     nodes: list[tuple[subprocess.Popen[str], str]] = []
     try:
         for index in range(workers):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -14,11 +15,15 @@ import pytest
 
 from runwire import Gateway
 from runwire.client import Client
-from runwire.exceptions import ConfigError
+from runwire.engines.sqlite import SqliteEngine
+from runwire.events import AgentMessageDelta, Event
+from runwire.exceptions import ConfigError, EngineError
+from runwire.ids import UserId
 from tests.helpers import (
     SECRET,
     assert_run_rules,
     collect_run,
+    get_json,
     make_settings,
     scripted_agent,
     token_for,
@@ -107,15 +112,23 @@ async def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
 
 
 @contextmanager
-def _serve(db: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """`runwire serve` on the sqlite file, with the streaming agent; its WebSocket URL."""
+def serve_sqlite(
+    db: Path,
+    tmp_path: Path,
+    *,
+    port: int = 0,
+    agent: str = "tests.engines.streaming_agent:agent",
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`runwire serve` on the sqlite file (dev mode, the tests' secret), with ``agent``;
+    yields the process and its WebSocket URL, and stops it with SIGINT if still
+    running."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNWIRE_")}
     env.update(
         RUNWIRE_ENGINE=_url(db),
-        RUNWIRE_PORT="0",
+        RUNWIRE_PORT=str(port),
         RUNWIRE_AUTH_SECRET=SECRET,
         RUNWIRE_STATE_DIR=str(tmp_path / "state"),
-        RUNWIRE_AGENT="tests.engines.streaming_agent:agent",
+        RUNWIRE_AGENT=agent,
         PYTHONPATH=str(ROOT),
     )
     process = subprocess.Popen(
@@ -145,7 +158,7 @@ async def test_kill_9_mid_run_then_restart_resumes_with_nothing_lost_and_ends_in
     settings = make_settings(auth_secret=SECRET)
     token = token_for(settings, "dave")
     seen: list[dict[str, object]] = []
-    with _serve(db, tmp_path) as (process, ws_url):
+    with serve_sqlite(db, tmp_path) as (process, ws_url):
         async with Client.connect(ws_url, token) as client:
             ack = await client.send_message("go")
             while sum(frame.get("type") == "agent_message_delta" for frame in seen) < 20:
@@ -155,7 +168,7 @@ async def test_kill_9_mid_run_then_restart_resumes_with_nothing_lost_and_ends_in
             os.kill(process.pid, signal.SIGKILL)  # mid-stream: no shutdown at all
             process.wait(timeout=10)
 
-    with _serve(db, tmp_path) as (_, ws_url):
+    with serve_sqlite(db, tmp_path) as (_, ws_url):
         async with Client.connect(ws_url, token, resume=position) as client:
             notices: list[object] = []
             rest: list[dict[str, object]] = []
@@ -179,3 +192,40 @@ async def test_kill_9_mid_run_then_restart_resumes_with_nothing_lost_and_ends_in
     assert [frame["data"]["ok"] for frame in closing] == [False]  # type: ignore[index]
     assert [(run["run_id"], run["status"]) for run in runs] == [(ack["run_id"], "error")]
     assert runs[0]["error"]["code"] == "interrupted"
+
+
+# -- a failed commit ------------------------------------------------------------------
+
+
+async def test_a_failed_commit_makes_the_engine_unavailable_until_the_file_takes_writes(
+    tmp_path: Path,
+) -> None:
+    """The disk fills up (SQLite's own limit, ``max_page_count``, gives the real
+    SQLITE_FULL a full disk gives): the publish fails, the sockets are told
+    ``engine_status`` ``unavailable`` and ``/healthz`` answers 503; room again, and the
+    engine reports ``available`` and publishes."""
+    db = tmp_path / "runwire.db"
+    async with _gateway(db) as gateway:
+        assert isinstance(gateway.engine, SqliteEngine)
+        database = gateway.engine.database
+        health = gateway.url + "/healthz"
+        async with Client.connect(gateway.ws_url, token_for(gateway.settings, "erin")) as client:
+            await database.write([("PRAGMA max_page_count = 1", ())])  # = its size now: full
+            big = Event.of(AgentMessageDelta("x" * 200_000), run_id="r", thread_id="t", seq=1, ts=1)
+            with pytest.raises(EngineError, match="database or disk is full"):
+                await gateway.publish(UserId("erin"), big)
+            assert (await client.recv(timeout=5)) == {
+                "type": "engine_status",
+                "state": "unavailable",
+            }
+            status, body = await asyncio.to_thread(get_json, health)
+            assert status == 503 and body["engine_available"] is False
+            with pytest.raises(EngineError, match="unavailable"):
+                await gateway.publish(UserId("erin"), big)
+
+            await database.write([("PRAGMA max_page_count = 1073741823", ())])  # room again
+            assert (await client.recv(timeout=5)) == {"type": "engine_status", "state": "available"}
+            assert (await asyncio.to_thread(get_json, health))[0] == 200
+            stored = await gateway.publish(UserId("erin"), big)
+            assert stored.offset == 1  # the failed publish took no offset
+            assert (await client.recv(timeout=5))["offset"] == 1

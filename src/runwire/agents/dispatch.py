@@ -13,7 +13,7 @@ from typing import Protocol
 from runwire.agents.runtime import AgentRuntime, StartedRun
 from runwire.ids import RunId, ThreadId, UserId, new_run_id, new_thread_id
 
-__all__ = ["LocalDispatcher", "MessageClaims", "RunDispatcher"]
+__all__ = ["LocalDispatcher", "MessageClaims", "RunDispatcher", "RunLease"]
 
 
 class RunDispatcher(Protocol):
@@ -56,16 +56,48 @@ class MessageClaims(Protocol):
         """Release the connection to the shared store."""
 
 
+class RunLease(Protocol):
+    """The runs this process executes, recorded in the shared store, so that a live
+    node ends them if this process dies (:mod:`runwire.redis.nodes`)."""
+
+    async def start(self) -> None:
+        """Take the lease; keep it and sweep for lost nodes until :meth:`close`."""
+
+    async def hold(
+        self, user_id: UserId, run_id: RunId, thread_id: ThreadId, message_id: str
+    ) -> None:
+        """Record a run before it starts.
+
+        Raises:
+            EngineError: it could not be recorded (the run must not start).
+        """
+
+    async def finished(self, run_id: str, published: bool) -> None:
+        """The run ended here (``published``: with its terminal event stored)."""
+
+    async def close(self) -> None:
+        """Give the lease up (after the runtime has ended its runs)."""
+
+
 class LocalDispatcher:
     """Runs agents in this gateway process with its :class:`AgentRuntime`.
 
     With ``claims`` (a shared engine), a message retried on another node maps to
-    the run the first node started; without, the runtime's own memory does.
+    the run the first node started; without, the runtime's own memory does. With a
+    ``lease`` (a shared engine), each run is held in the shared store before it
+    starts, so another node ends it if this process dies; the caller releases it
+    when the run finishes (the runtime's ``on_finished``).
     """
 
-    def __init__(self, runtime: AgentRuntime, claims: MessageClaims | None = None) -> None:
+    def __init__(
+        self,
+        runtime: AgentRuntime,
+        claims: MessageClaims | None = None,
+        lease: RunLease | None = None,
+    ) -> None:
         self.runtime = runtime
         self.claims = claims
+        self.lease = lease
 
     async def start_run(
         self, user_id: UserId, content: str, *, message_id: str, thread_id: str | None
@@ -81,9 +113,19 @@ class LocalDispatcher:
             if claimed.duplicate:
                 return claimed
             run_id, thread_id = claimed.run_id, claimed.thread_id
-        return self.runtime.start_run(
-            user_id, content, message_id=message_id, thread_id=thread_id, run_id=run_id
-        )
+            if self.lease is not None:
+                await self.lease.hold(user_id, run_id, claimed.thread_id, message_id)
+        try:
+            started = self.runtime.start_run(
+                user_id, content, message_id=message_id, thread_id=thread_id, run_id=run_id
+            )
+        except BaseException:
+            if self.lease is not None and run_id is not None:
+                await self.lease.finished(run_id, published=True)  # it never ran
+            raise
+        if self.lease is not None and run_id is not None and started.run_id != run_id:
+            await self.lease.finished(run_id, published=True)  # a known run: not this one
+        return started
 
     async def cancel(self, user_id: UserId, run_id: str) -> bool:
         return self.runtime.cancel(user_id, run_id)
@@ -93,5 +135,7 @@ class LocalDispatcher:
 
     async def stop(self, grace_s: float) -> None:
         await self.runtime.stop(grace_s)
+        if self.lease is not None:
+            await self.lease.close()
         if self.claims is not None:
             await self.claims.close()

@@ -14,7 +14,13 @@ Contract, beyond the engine port's:
   client has seen is never lost by a crash. ``publish`` returns after the commit.
 * **Group commit.** Publishes made while a commit is in progress share the next one.
 * **A failed commit** fails that publish (:class:`EngineError`) and every publish
-  queued behind it; their offsets are taken back, so the stream has no gap.
+  queued behind it; their offsets are taken back, so the stream has no gap. Any
+  failed commit of the file (events, idempotency keys or snapshots: disk full, I/O
+  error) makes the engine *unavailable* (``engine_state_changed(False)``: sockets get
+  ``engine_status`` ``unavailable``, ``/healthz`` answers 503, publishes and new
+  messages are refused) until a probe write of ``PROBE_BYTES`` commits again
+  (tried every ``PROBE_MIN_S``, backing off to ``PROBE_MAX_S``); then it reports
+  available.
 * **Bounds** are the memory engine's: per user ``max_events``, ``max_bytes`` and
   ``ttl_s`` (wall-clock seconds, so ages count across restarts), and at most
   ``max_users`` streams, the least recently published-to unsubscribed one evicted
@@ -23,6 +29,9 @@ Contract, beyond the engine port's:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -42,7 +51,19 @@ from runwire.exceptions import EngineError
 from runwire.ids import Epoch, UserId, new_epoch
 from runwire.sqlite.db import Database, Statement
 
-__all__ = ["SqliteEngine"]
+__all__ = ["PROBE_BYTES", "SqliteEngine"]
+
+log = logging.getLogger("runwire.sqlite")
+
+PROBE_BYTES = 60_000
+"""Size of the probe write (about a large event): a disk that has room for it again
+is taken as writable."""
+PROBE_MIN_S = 0.05
+PROBE_MAX_S = 2.0
+_PROBE: list[Statement] = [
+    (f"INSERT OR REPLACE INTO meta VALUES ('probe', zeroblob({PROBE_BYTES}))", ()),
+    ("DELETE FROM meta WHERE key = 'probe'", ()),
+]
 
 _UPSERT_STREAM = (
     "INSERT INTO streams (user_id, epoch, last_offset, touched) VALUES (?, ?, ?, ?)"
@@ -85,7 +106,9 @@ class SqliteEngine:
         self.available = False
         self.evicted_streams = 0
         self.evicted_events = 0
-        database.on_failure(self._take_back_offsets)
+        self.failed_commits = 0
+        self._probe: asyncio.Task[None] | None = None
+        database.on_failure(self._commit_failed)
 
     async def start(self, listener: EngineListener) -> None:
         """Open the file and load its streams.
@@ -108,6 +131,11 @@ class SqliteEngine:
     async def close(self) -> None:
         self.available = False
         self._reports = None
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await probe
         await self.database.close()
         self._streams.clear()
 
@@ -156,10 +184,37 @@ class SqliteEngine:
         if dropped_through and self.database.is_open:
             self.database.write_behind([(_TRIM_EVENTS, (user_id, dropped_through))])
 
-    def _take_back_offsets(self) -> None:
-        """A commit failed: offsets given to publishes that will not commit are free."""
+    def _commit_failed(self) -> None:
+        """A commit failed: offsets given to publishes that will not commit are free,
+        and the engine is unavailable until a probe write commits."""
         for stream in self._streams.values():
             stream.taken = stream.last_offset
+        self.failed_commits += 1
+        if self._reports is None:
+            return  # closing (or not started): nobody to tell
+        if self.available:
+            self.available = False
+            log.warning("sqlite engine UNAVAILABLE: a commit to %s failed", self.database.path)
+            self._reports.engine_state_changed(False)
+        if self._probe is None:
+            self._probe = asyncio.get_running_loop().create_task(self._recover())
+
+    async def _recover(self) -> None:
+        """Probe the file until a write commits again, then report available."""
+        delay = PROBE_MIN_S
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self.database.write(list(_PROBE))
+            except EngineError:
+                delay = min(delay * 2, PROBE_MAX_S)
+                continue
+            break
+        self._probe = None
+        if self._reports is not None and not self.available:
+            self.available = True
+            log.warning("sqlite engine available: %s takes writes again", self.database.path)
+            self._reports.engine_state_changed(True)
 
     # -- the port ------------------------------------------------------------------
 
@@ -172,7 +227,7 @@ class SqliteEngine:
                 is closed.
         """
         if not self.available:
-            raise EngineError("the sqlite engine is not started")
+            raise EngineError("the sqlite engine is unavailable (not started, or a write failed)")
         stream = self._stream(user_id)
         offset = stream.taken + 1
         frame = encode_envelope_checked(event, offset, self.bounds.max_event_bytes)
@@ -227,5 +282,6 @@ class SqliteEngine:
             "evicted_streams": self.evicted_streams,
             "evicted_events": self.evicted_events,
             "commits": self.database.commits,
+            "failed_commits": self.failed_commits,
             "committed_writes": self.database.writes,
         }

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from runwire.backends import Backend, NodeHandlers
+from runwire.backends import Backend, NodeHandlers, Publish
 from runwire.config import Settings
+from runwire.engines.base import Engine
 from runwire.redis.control import RedisControl
 from runwire.redis.engine import RedisEngine
+from runwire.redis.nodes import NodeLease
 from runwire.redis.snapshots import RedisSnapshots
 from runwire.redis.workers import RedisDispatcher, RedisMessageClaims
-from runwire.runs import RunStore
+from runwire.runs import RunStore, SnapshotReader
 
 __all__ = ["BACKEND"]
 
@@ -50,10 +52,31 @@ def _control(settings: Settings, node: NodeHandlers) -> RedisControl:
     return RedisControl(settings.engine, node)
 
 
+def _run_lease(
+    settings: Settings,
+    node_id: str,
+    engine: Engine,
+    publish: Publish,
+    store: RunStore,
+    snapshots: SnapshotReader,
+) -> NodeLease:
+    return NodeLease(
+        settings.engine,
+        node_id,
+        heartbeat_s=settings.node_heartbeat_s,
+        keep_s=settings.idempotency_ttl_s,
+        engine=engine,
+        publish=publish,
+        store=store,
+        snapshots=snapshots,
+    )
+
+
 BACKEND = Backend(
     engine=_engine,
     message_claims=_claims,
     workers=_workers,
     snapshots=_snapshots,
     control=_control,
+    run_lease=_run_lease,
 )

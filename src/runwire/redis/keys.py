@@ -12,6 +12,10 @@ touches for one user is in one slot (Redis Cluster ready).
 ``rw:{u}:msg:<id>`` / ``:active``    idempotency keys, active runs (workers)
 ``rw:run:<run>``                     the worker that owns a run
 ``rw:worker:<name>``                 a worker's heartbeat
+``rw:{nodes}:lease:<node>``          a gateway node's lease (``local`` runs)
+``rw:{nodes}:runs:<node>``           the runs a node executes (hash run -> owner)
+``rw:{nodes}:closing:<node>``        lost nodes' runs a node claimed to end (hash)
+``rw:{nodes}:all``                   the nodes holding a lease (set)
 ``rw:runs``                          the run queue (stream, group ``workers``)
 ``rw:cancel``                        cancel requests to workers (channel)
 ``rw:control``                       commands to every node (channel)
@@ -26,11 +30,15 @@ from runwire.ids import UserId
 __all__ = [
     "CANCEL_CHANNEL",
     "CONTROL_CHANNEL",
+    "NODES_KEY",
     "NODE_CHANNEL",
     "RUNS_STREAM",
     "active_runs_key",
     "live_channel",
     "message_key",
+    "node_closing_key",
+    "node_lease_key",
+    "node_runs_key",
     "run_owner_key",
     "run_seq_key",
     "snapshot_index_key",
@@ -44,6 +52,9 @@ RUNS_STREAM = "rw:runs"
 CANCEL_CHANNEL = "rw:cancel"
 CONTROL_CHANNEL = "rw:control"
 NODE_CHANNEL = "rw:node"
+NODES_KEY = "rw:{nodes}:all"
+"""The gateway nodes holding a lease; every lease key shares the ``{nodes}`` tag, so
+the claim script touches one slot."""
 
 
 def stream_keys(user_id: UserId) -> tuple[str, str, str, str]:
@@ -89,3 +100,15 @@ def run_owner_key(run_id: str) -> str:
 
 def worker_key(name: str) -> str:
     return f"rw:worker:{name}"
+
+
+def node_lease_key(node: str) -> str:
+    return f"rw:{{nodes}}:lease:{node}"
+
+
+def node_runs_key(node: str) -> str:
+    return f"rw:{{nodes}}:runs:{node}"
+
+
+def node_closing_key(node: str) -> str:
+    return f"rw:{{nodes}}:closing:{node}"

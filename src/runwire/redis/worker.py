@@ -19,20 +19,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import secrets
-import time
 from typing import Any
 
 from runwire.agents.base import Agent, Run
 from runwire.agents.runtime import UNPUBLISHED, AgentRuntime, RunLimits
 from runwire.config import Settings
-from runwire.engines import Engine, ResumeFailure, StoredEvent
-from runwire.events import AgentError, Event, ToolCompleted
+from runwire.engines import Engine
 from runwire.exceptions import EngineError
 from runwire.pipeline import Pipeline
+from runwire.recovery import WORKER_LOST, end_run, open_calls_of, run_events
 from runwire.redis.client import map_redis_errors
 from runwire.redis.keys import CANCEL_CHANNEL
+from runwire.redis.lease import lease_ttl_s
 from runwire.redis.snapshots import RedisSnapshots
 from runwire.redis.workers import RunRequest, WorkQueue
 from runwire.runs import RunStore
@@ -55,7 +54,7 @@ class Worker:
         self.name = name or f"worker-{secrets.token_hex(4)}"
         self.heartbeat_s = settings.worker_heartbeat_s
         self.queue = WorkQueue(
-            settings.engine, self.name, heartbeat_ttl_s=max(1, math.ceil(3 * self.heartbeat_s))
+            settings.engine, self.name, heartbeat_ttl_s=lease_ttl_s(self.heartbeat_s)
         )
         self.store = RunStore(
             runs_per_user=settings.snapshot_runs_per_user, max_users=settings.history_max_users
@@ -168,7 +167,7 @@ class Worker:
             for request in list(self._unclosed.values()):
                 await self._take_over(request)  # raises while the engine is down
                 self._unclosed.pop(request.run_id, None)
-            min_idle_ms = int(3 * self.heartbeat_s * 1000)
+            min_idle_ms = lease_ttl_s(self.heartbeat_s) * 1000
             for request in await self.queue.orphans(min_idle_ms):
                 self._unclosed[request.run_id] = request  # ours now, until closed
                 await self._take_over(request)
@@ -220,7 +219,7 @@ class Worker:
 
     async def _take_over(self, request: RunRequest) -> None:
         """A dead worker's run: start it, close it, or just release it."""
-        events = await self._events_of(request)
+        events = await run_events(self.engine, request.user_id, request.run_id)
         if not events:
             self.taken_over += 1
             log.warning("taking over run %s", request.run_id)
@@ -229,44 +228,15 @@ class Worker:
         if not events[-1].event.is_terminal:
             self.failed_over += 1
             log.warning("failing run %s of a lost worker", request.run_id)
-            seq = events[-1].event.seq
-            open_calls: dict[str, str] = {}
-            for stored in events:
-                data = stored.event.data
-                if stored.event.type == "tool_executing":
-                    open_calls[data.call_id] = data.tool  # type: ignore[union-attr]
-                elif stored.event.type == "tool_completed":
-                    open_calls.pop(data.call_id, None)  # type: ignore[union-attr]
-            closing: list[Any] = [
-                ToolCompleted(call_id, tool, False, 0.0, error="worker lost")
-                for call_id, tool in open_calls.items()
-            ]
-            closing.append(AgentError("worker_lost", "the worker running this run stopped"))
-            for data in closing:
-                seq += 1
-                event = Event.of(
-                    data,
-                    run_id=request.run_id,
-                    thread_id=request.thread_id,
-                    seq=seq,
-                    ts=time.time_ns() // 1_000_000,
-                )
-                await self.pipeline.publish(request.user_id, event)
+            await end_run(
+                self.pipeline.publish,
+                request.user_id,
+                run_id=request.run_id,
+                thread_id=request.thread_id,
+                last_seq=events[-1].event.seq,
+                open_calls=open_calls_of(s.event for s in events),
+                code=WORKER_LOST,
+                message="the worker running this run stopped",
+                tool_error="worker lost",
+            )
         await self.queue.finished(request)
-
-    async def _events_of(self, request: RunRequest) -> list[StoredEvent]:
-        """The run's events still in its user's history, in order."""
-        position = await self.engine.position(request.user_id)
-        after = 0
-        found: list[StoredEvent] = []
-        while after < position.offset:
-            batch = await self.engine.read_after(request.user_id, position.epoch, after, 256)
-            if isinstance(batch, ResumeFailure):
-                # The oldest events are gone: move towards the head until the window.
-                after += max(1, (position.offset - after) // 2)
-                continue
-            if not batch:
-                break
-            found.extend(s for s in batch if s.event.run_id == request.run_id)
-            after = batch[-1].offset
-        return found

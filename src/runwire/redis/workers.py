@@ -38,6 +38,7 @@ from runwire.redis.keys import (
     run_owner_key,
     worker_key,
 )
+from runwire.redis.lease import Liveness
 
 __all__ = ["RedisDispatcher", "RedisMessageClaims", "RunRequest", "WorkQueue"]
 
@@ -155,6 +156,7 @@ class WorkQueue:
         self._redis: aioredis.Redis = redis_client(url, decode_responses=True)
         self.name = name
         self.heartbeat_ttl_s = heartbeat_ttl_s
+        self._liveness = Liveness(self._redis, worker_key, heartbeat_ttl_s)
 
     async def setup(self) -> None:
         """Create the consumer group (once, for everyone)."""
@@ -167,8 +169,7 @@ class WorkQueue:
 
     async def heartbeat(self) -> None:
         """Say this worker is alive for ``heartbeat_ttl_s``."""
-        async with map_redis_errors("heartbeat"):
-            await self._redis.set(worker_key(self.name), "1", ex=self.heartbeat_ttl_s)
+        await self._liveness.renew(self.name)
 
     async def read(self, count: int, block_ms: int) -> list[RunRequest]:
         """New runs for this worker (at most ``count``; waits up to ``block_ms``)."""
@@ -223,7 +224,7 @@ class WorkQueue:
                 owner = item["consumer"]
                 if owner == self.name or item["time_since_delivered"] < min_idle_ms:
                     continue
-                if not await self._redis.exists(worker_key(owner)):
+                if not await self._liveness.alive(owner):
                     dead.append(item["message_id"])
             if not dead:
                 return []
