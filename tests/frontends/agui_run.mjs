@@ -8,9 +8,10 @@
 //   token      bearer token (Authorization header)
 //   threadId, runId, message   the run to ask for (message: the user's text)
 //   abortAfterEvents           call agent.abortRun() once this many events arrived
-// Result: {result, resolved, error, messages, events: [{type, ...}]}
+// Result: {result, resolved, outcome, error, messages, events: [{type, ...}],
+//          requests (with sseFile: what the client asked for)}
 import { HttpAgent } from "@ag-ui/client";
-import { emit, errorOf, fileFetch, options } from "./common.mjs";
+import { emit, errorOf, fileFetch, options, requests } from "./common.mjs";
 
 class StreamAgent extends HttpAgent {
   constructor(config, lastEventId) {
@@ -61,4 +62,5 @@ emit({
   error: errorOf(error),
   messages: agent.messages,
   events,
+  requests,
 });

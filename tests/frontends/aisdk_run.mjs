@@ -9,9 +9,9 @@
 //   trigger    "submit-message" (default) or "regenerate-message"; regenerateId: its messageId
 //   reconnect  true: reconnectToStream() instead of sendMessages() (204 -> noStream)
 //   abortAfterChunks   abort the request once this many chunks arrived
-// Result: {message, chunks, errors, noStream, error}
+// Result: {message, chunks, errors, noStream, error, requests (with sseFile)}
 import { DefaultChatTransport, readUIMessageStream } from "ai";
-import { emit, errorOf, fileFetch, options } from "./common.mjs";
+import { emit, errorOf, fileFetch, options, requests } from "./common.mjs";
 
 const opts = options();
 const transport = new DefaultChatTransport({
@@ -64,4 +64,4 @@ try {
 } catch (e) {
   error = e;
 }
-emit({ message, chunks, errors, noStream, error: errorOf(error) });
+emit({ message, chunks, errors, noStream, error: errorOf(error), requests });

@@ -14,12 +14,19 @@ export function emit(result) {
   process.stdout.write(JSON.stringify(result) + "\n");
 }
 
+/** The requests a fileFetch answered: {url, method, headers, body}. */
+export const requests = [];
+
 /** A fetch answering every request with the SSE text of `file`, as a server would. */
 export function fileFetch(file, headers = {}) {
   const body = readFileSync(file);
   return async (url, init) => {
-    const requests = (fileFetch.requests ??= []);
-    requests.push({ url: String(url), method: init?.method ?? "GET", body: init?.body ?? null });
+    requests.push({
+      url: String(url),
+      method: init?.method ?? "GET",
+      headers: Object.fromEntries(new Headers(init?.headers ?? {})),
+      body: init?.body ?? null,
+    });
     return new Response(body, {
       status: 200,
       headers: { "content-type": "text/event-stream", ...headers },

@@ -26,8 +26,8 @@ from runwire.events import (
     ToolExecuting,
 )
 from runwire.frontends import RunTranslator
-from runwire.frontends.agui import AguiTranslator
-from runwire.frontends.aisdk import UiMessageTranslator
+from runwire.frontends.agui import AguiTranslator, parse_run_input
+from runwire.frontends.aisdk import UiMessageTranslator, parse_chat_request
 from runwire.ids import Epoch
 from tests.frontends.node import run_node
 from tests.frontends.runs import RUNS, Run
@@ -142,3 +142,82 @@ def test_ai_sdk_transport_assembles_the_assistant_message(name: str, tmp_path: P
     assert "".join(p["text"] for p in parts if p["type"] == "text") == want["text"]
     status = "error" if isinstance(end, AgentError) else end.status
     assert message["metadata"]["runwire"]["status"] == status
+
+
+def test_the_clients_requests_are_what_the_parsers_accept(tmp_path: Path) -> None:
+    """What the routes will receive: the clients' real request bodies and headers."""
+    run = RUNS["thinking, a tool, a failing tool, deltas"]
+    agui = run_node(
+        "agui_run.mjs",
+        {
+            "sseFile": sse_file(tmp_path, AguiTranslator(EPOCH), run),
+            "url": "http://gateway.test/agui",
+            "token": "tok",
+            "threadId": "t_1",
+            "runId": "r_1",
+            "message": "how many orders shipped?",
+        },
+    )
+    (post,) = agui["requests"]
+    assert (post["method"], post["url"]) == ("POST", "http://gateway.test/agui")
+    assert post["headers"]["authorization"] == "Bearer tok"
+    assert post["headers"]["accept"] == "text/event-stream"
+    request = parse_run_input(post["body"])
+    assert (request.thread_id, request.run_id, request.text) == (
+        "t_1",
+        "r_1",
+        "how many orders shipped?",
+    )
+    chat = run_node(
+        "aisdk_run.mjs",
+        {
+            "sseFile": sse_file(tmp_path, UiMessageTranslator(EPOCH), run),
+            "api": "http://gateway.test/api/chat",
+            "token": "tok",
+            "chatId": "t_1",
+            "messageId": "u_1",
+            "message": "how many orders shipped?",
+        },
+    )
+    (post,) = chat["requests"]
+    assert (post["method"], post["url"]) == ("POST", "http://gateway.test/api/chat")
+    assert post["headers"]["authorization"] == "Bearer tok"
+    body = parse_chat_request(post["body"])
+    assert (body.thread_id, body.text, body.idempotency_key) == (
+        "t_1",
+        "how many orders shipped?",
+        "u_1",
+    )
+
+
+def test_the_resume_requests_are_gets_of_the_stream_routes(tmp_path: Path) -> None:
+    run = RUNS["thinking, a tool, a failing tool, deltas"]
+    agui = run_node(
+        "agui_run.mjs",
+        {
+            "sseFile": sse_file(tmp_path, AguiTranslator(EPOCH), run),
+            "stream": {"url": "http://gateway.test/agui/runs/r_1/stream", "lastEventId": "e:4"},
+            "token": "tok",
+            "runId": "r_1",
+        },
+    )
+    assert agui["resolved"] and agui["result"] == run[-1][1].data.output  # type: ignore[union-attr]
+    (get,) = agui["requests"]
+    assert (get["method"], get["url"], get["body"]) == (
+        "GET",
+        "http://gateway.test/agui/runs/r_1/stream",
+        None,
+    )
+    assert get["headers"]["last-event-id"] == "e:4"
+    chat = run_node(
+        "aisdk_run.mjs",
+        {
+            "sseFile": sse_file(tmp_path, UiMessageTranslator(EPOCH), run),
+            "api": "http://gateway.test/api/chat",
+            "chatId": "t_1",
+            "reconnect": True,
+        },
+    )
+    (get,) = chat["requests"]
+    assert (get["method"], get["url"]) == ("GET", "http://gateway.test/api/chat/t_1/stream")
+    assert chat["message"]["id"] == "r_1.assistant"
