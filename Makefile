@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,asgi,redis,langgraph,pydantic-ai]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,asgi,agui,redis,langgraph,pydantic-ai]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -63,7 +63,7 @@ MUTATE_JOBS ?= 2
 MUTANTS ?=
 
 mutate: $(STAMP)  ## mutation score of protocol, resume, manager, the memory engine, the runtime
-	$(BIN)/python -m pip install --quiet -e '.[dev,asgi,redis,langgraph,pydantic-ai,mutate]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,asgi,agui,redis,langgraph,pydantic-ai,mutate]'
 	$(if $(MUTANTS),,rm -rf mutants)
 	$(BIN)/mutmut run --max-children $(MUTATE_JOBS) $(foreach m,$(MUTANTS),'$(m)')
 	$(BIN)/python docs/_mutation_score.py
