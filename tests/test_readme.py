@@ -313,3 +313,21 @@ def test_every_make_command_the_readme_names_is_a_target(heading: str, tmp_path:
     for command in commands:
         dry = _run(command.replace("make ", "make -n ", 1), ROOT, _env(tmp_path))
         assert dry.returncode == 0, (command, dry.stderr)
+
+
+def test_start_runs_from_your_backend(tmp_path: Path) -> None:
+    [source] = _blocks("Start runs from your backend", "python")
+    [commands] = _blocks("Start runs from your backend", "sh")
+    assert commands.splitlines()[0].startswith("export RUNWIRE_API_KEY=$(python3 -c")
+    (tmp_path / "backend.py").write_text(source)
+    env = _env(tmp_path, RUNWIRE_PORT=str(_free_port()), RUNWIRE_API_KEY="k" * 64)
+    with _started(f"{RUNWIRE} serve", tmp_path, env) as server:
+        assert server.stdout is not None
+        _read_until(server.stdout, r"gateway on http://")
+        python = ROOT / ".venv" / "bin" / "python"
+        first = _run(f"{python} backend.py", tmp_path, env)
+        again = _run(f"{python} backend.py", tmp_path, env)
+    assert first.returncode == 0 and again.returncode == 0, first.stderr + again.stderr
+    run_id, outcome = first.stdout.split()
+    assert run_id.startswith("r_") and outcome == "started"
+    assert again.stdout.split() == [run_id, "duplicate"]
