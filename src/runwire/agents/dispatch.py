@@ -52,6 +52,11 @@ class MessageClaims(Protocol):
         returns the recorded run (``duplicate=True`` when it was already there)."""
         ...
 
+    async def release(self, user_id: UserId, message_id: str, run_id: RunId) -> None:
+        """Forget ``message_id``'s claim if it still names ``run_id`` (a run that was
+        refused before it started, so that a retry of the message may start it)."""
+        ...
+
     async def close(self) -> None:
         """Release the connection to the shared store."""
 
@@ -120,8 +125,11 @@ class LocalDispatcher:
                 user_id, content, message_id=message_id, thread_id=thread_id, run_id=run_id
             )
         except BaseException:
-            if self.lease is not None and run_id is not None:
-                await self.lease.finished(run_id, published=True)  # it never ran
+            if run_id is not None:  # it never ran: its message may come again
+                if self.lease is not None:
+                    await self.lease.finished(run_id, published=True)
+                if self.claims is not None:
+                    await self.claims.release(user_id, message_id, run_id)
             raise
         if self.lease is not None and run_id is not None and started.run_id != run_id:
             await self.lease.finished(run_id, published=True)  # a known run: not this one

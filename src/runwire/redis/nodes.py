@@ -59,6 +59,7 @@ from runwire.redis.keys import (
     node_runs_key,
 )
 from runwire.redis.lease import Liveness, lease_ttl_s
+from runwire.redis.scripts import FORGET_MESSAGE
 from runwire.runs import RunStore, SnapshotReader
 
 __all__ = ["HeldRun", "NodeLease"]
@@ -83,16 +84,6 @@ end
 if moved > 0 then redis.call('EXPIRE', KEYS[5], ARGV[2]) end
 redis.call('SREM', KEYS[4], ARGV[1])
 return moved
-"""
-
-# KEYS: a message key. ARGV: a run id. Drops the key only if it still names that run.
-_FORGET_MESSAGE = """
-local known = redis.call('GET', KEYS[1])
-if known and string.sub(known, 1, #ARGV[1] + 1) == ARGV[1] .. '|' then
-  redis.call('DEL', KEYS[1])
-  return 1
-end
-return 0
 """
 
 
@@ -137,7 +128,7 @@ class NodeLease:
     ) -> None:
         self._redis: aioredis.Redis = redis_client(url, decode_responses=True)
         self._claim = self._redis.register_script(_CLAIM)
-        self._forget = self._redis.register_script(_FORGET_MESSAGE)
+        self._forget = self._redis.register_script(FORGET_MESSAGE)
         self.name = name
         self.heartbeat_s = heartbeat_s
         self.keep_s = keep_s

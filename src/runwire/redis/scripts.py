@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["POSITION", "PUBLISH", "READ"]
+__all__ = ["FORGET_MESSAGE", "POSITION", "PUBLISH", "READ"]
 
 # Trim the user's stream from its oldest entry while it holds more than ARGV[1]
 # entries or max bytes, or entries older than max age (ms, by the caller's clock).
@@ -93,3 +93,15 @@ local entries = redis.call('XRANGE', KEYS[3], '(' .. ARGV[1] .. '-1', '+', 'COUN
 return {epoch or '', last, entries}
 """
 )
+
+
+# KEYS: a message key (``message_key``). ARGV: a run id. Drops the idempotency key
+# only if it still names that run (its value is ``run_id|thread_id``).
+FORGET_MESSAGE = """
+local known = redis.call('GET', KEYS[1])
+if known and string.sub(known, 1, #ARGV[1] + 1) == ARGV[1] .. '|' then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""

@@ -39,6 +39,7 @@ from runwire.redis.keys import (
     worker_key,
 )
 from runwire.redis.lease import Liveness
+from runwire.redis.scripts import FORGET_MESSAGE
 
 __all__ = ["RedisDispatcher", "RedisMessageClaims", "RunRequest", "WorkQueue"]
 
@@ -130,6 +131,7 @@ class RedisMessageClaims:
     def __init__(self, url: str, *, ttl_s: int) -> None:
         self._redis: aioredis.Redis = redis_client(url, decode_responses=True)
         self.ttl_s = ttl_s
+        self._forget = self._redis.register_script(FORGET_MESSAGE)
 
     async def claim(
         self, user_id: UserId, message_id: str, run_id: RunId, thread_id: ThreadId
@@ -143,6 +145,15 @@ class RedisMessageClaims:
         # A SET NX retried after its reply was lost finds our own claim: not a duplicate.
         known_run, _, known_thread = known.partition("|")
         return StartedRun(RunId(known_run), ThreadId(known_thread), duplicate=known != ours)
+
+    async def release(self, user_id: UserId, message_id: str, run_id: RunId) -> None:
+        """Drop the claim of ``message_id`` if it still names ``run_id``.
+
+        Raises:
+            EngineError: Redis could not be reached (the claim stays until its TTL).
+        """
+        async with map_redis_errors("release message"):
+            await run_script(self._forget, keys=[message_key(user_id, message_id)], args=[run_id])
 
     async def close(self) -> None:
         with contextlib.suppress(RedisError, OSError):

@@ -67,5 +67,25 @@ class SqliteClaims:
             raise
         return StartedRun(run_id, thread_id, duplicate=False)
 
+    async def release(self, user_id: UserId, message_id: str, run_id: RunId) -> None:
+        """Drop the claim of ``message_id`` if it still names ``run_id``.
+
+        Raises:
+            EngineError: the file could not be written (the claim stays).
+        """
+        keys = self._loaded()
+        known = keys.get((user_id, message_id))
+        if known is None or known[0] != run_id:
+            return
+        del keys[(user_id, message_id)]
+        await self.database.write(
+            [
+                (
+                    "DELETE FROM claims WHERE user_id = ? AND message_id = ? AND run_id = ?",
+                    (user_id, message_id, run_id),
+                )
+            ]
+        )
+
     async def close(self) -> None:
         """Nothing to release: the engine closes the file."""
