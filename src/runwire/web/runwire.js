@@ -138,8 +138,15 @@ function withQuery(url, params) {
  *   (with a token function the client refreshes on its own);
  * - `refreshed`: `{type, id, expires_at}`: the token was replaced in-band;
  * - `refresh_failed`: `{error}`: the token function or the refresh failed (retried);
- * - `close`: `{code, reason, reconnect, delay}` whenever a socket closes.
+ * - `close`: `{code, reason, reconnect, delay}` whenever a socket closes;
+ * - `engine_status`: `{type, state}`: the server's engine (Redis) is `unavailable` or
+ *   `available` again;
+ * - `engine_wait`: `{id, type}`: a request was refused with `engine_unavailable` and
+ *   waits (up to `engineWait`) for the engine to be back, then is sent again.
  */
+/** Requests sent again, with the same id, once a refused engine is back. */
+const RETRY_ON_ENGINE = new Set(["user_message", "get_runs", "get_run"]);
+
 export class RunwireClient extends EventTarget {
   /**
    * @param {object} [options]
@@ -147,6 +154,9 @@ export class RunwireClient extends EventTarget {
    * @param {number} [options.maxDelay=10000] cap of the reconnect delay in ms
    * @param {number} [options.rateLimitedDelay=5000] least delay after 4429
    * @param {number} [options.requestTimeout=15000] default deadline of send/cancel/ping/getRuns/getRun in ms
+   * @param {number} [options.engineWait=30000] how long send/getRuns/getRun answered `error`
+   *   `engine_unavailable` wait for `engine_status` `available` before being sent again
+   *   (the server promises that frame follows); then they reject with that error
    * @param {boolean} [options.reconnect=true] reconnect after unexpected closes
    * @param {number} [options.refreshMargin=30000] with a token function, refresh this many
    *   ms before `expires_at` (or after half the remaining lifetime, if later)
@@ -160,6 +170,7 @@ export class RunwireClient extends EventTarget {
       maxDelay: 10_000,
       rateLimitedDelay: 5_000,
       requestTimeout: 15_000,
+      engineWait: 30_000,
       reconnect: true,
       refreshMargin: 30_000,
       ...options,
@@ -429,7 +440,15 @@ export class RunwireClient extends EventTarget {
     if (type === "ack" || type === "pong" || type === "runs" || type === "refreshed") {
       this._settle(frame.id, "resolve", frame);
     } else if (type === "error" && frame.ref && this._pending.has(frame.ref)) {
-      this._settle(frame.ref, "reject", new RunwireError(frame.code, frame.message));
+      const error = new RunwireError(frame.code, frame.message);
+      if (frame.code === "engine_unavailable" && RETRY_ON_ENGINE.has(this._pending.get(frame.ref).frame.type)) {
+        this._awaitEngine(frame.ref, error);
+      } else {
+        this._settle(frame.ref, "reject", error);
+      }
+    } else if (type === "engine_status") {
+      if (frame.state === "available") this._engineBack();
+      this._emit("engine_status", frame);
     } else if (type === "connected") {
       this._connected(frame);
     } else if (type === "resumed") {
@@ -552,11 +571,34 @@ export class RunwireClient extends EventTarget {
       const timer = setTimeout(() => {
         this._settle(key, "reject", new RunwireError("timeout", `no reply within ${deadline} ms`));
       }, deadline);
-      this._pending.set(key, { frame, resolve, reject, timer });
+      this._pending.set(key, { frame, resolve, reject, timer, timeout: deadline, engineWait: false });
       if (this.state === "connected" || this.state === "resumed" || this._resuming) {
         this._write(frame);
       }
     });
+  }
+
+  /** Keep a request the engine refused until `engine_status` `available` (or engineWait). */
+  _awaitEngine(key, error) {
+    const pending = this._pending.get(key);
+    clearTimeout(pending.timer);
+    pending.engineWait = true;
+    pending.timer = setTimeout(() => this._settle(key, "reject", error), this.options.engineWait);
+    this._emit("engine_wait", { id: key, type: pending.frame.type });
+  }
+
+  /** The engine is back: send again, with the same id, what waited for it. */
+  _engineBack() {
+    for (const [key, pending] of this._pending.entries()) {
+      if (!pending.engineWait) continue;
+      pending.engineWait = false;
+      clearTimeout(pending.timer);
+      const deadline = pending.timeout;
+      pending.timer = setTimeout(() => {
+        this._settle(key, "reject", new RunwireError("timeout", `no reply within ${deadline} ms`));
+      }, deadline);
+      this._write(pending.frame);
+    }
   }
 
   _settle(key, how, value) {
