@@ -44,10 +44,14 @@ class RedisServer:
     """A Redis-compatible server (:func:`server_binary`) in its own directory, on its
     own port."""
 
-    def __init__(self, directory: Path, *, persistent: bool = False) -> None:
+    def __init__(
+        self, directory: Path, *, persistent: bool = False, extra: tuple[str, ...] = ()
+    ) -> None:
         self.binary = server_binary()
         self.directory = directory
         self.persistent = persistent
+        self.extra = extra
+        """More server arguments (cluster mode, say)."""
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -76,6 +80,7 @@ class RedisServer:
                 "--loglevel",
                 "warning",
                 *persistence,
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -89,3 +89,30 @@ def test_make_test_without_chromium_stops_naming_the_command(tmp_path: Path) -> 
 def test_make_test_without_chromium_goes_on_when_told_to_skip(tmp_path: Path) -> None:
     result = _test_deps(tmp_path, SKIP_BROWSER_TESTS="1")
     assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_the_test_cluster_forms_and_a_replica_takes_over_a_killed_master(
+    tmp_path: Path,
+) -> None:
+    from redis.cluster import ClusterNode, RedisCluster as ClusterClient
+
+    from tests.redis_cluster import RedisCluster
+
+    cluster = RedisCluster(tmp_path / "cluster")
+    cluster.start()
+    try:
+        assert cluster.url.startswith("redis+cluster://127.0.0.1:")
+        seeds = [ClusterNode("127.0.0.1", m.port) for m in cluster.masters]  # type: ignore[no-untyped-call]
+        client = ClusterClient(startup_nodes=seeds)
+        for n in range(30):  # keys on every master's slots
+            client.set(f"key-{n}", n)
+        cluster.wait_synced()
+        killed = cluster.masters[0]
+        cluster.kill_master(0)
+        assert killed.process is None
+        survivors = [ClusterNode("127.0.0.1", m.port) for m in cluster.masters[1:]]  # type: ignore[no-untyped-call]
+        client = ClusterClient(startup_nodes=survivors)
+        assert [client.get(f"key-{n}") for n in range(30)] == [str(n).encode() for n in range(30)]
+        client.close()
+    finally:
+        cluster.stop()
