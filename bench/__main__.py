@@ -12,6 +12,8 @@ Scenarios (each stack in a fresh server process pinned to core 0; the C load cli
    between them, every event published on node A; fan-out and latency at fixed rates,
    next to the memory engine (one node) under the same publishers. A private
    ``redis-server`` (no persistence, core 1) is started for it and killed after.
+7. sqlite: runwire on the durable SQLite engine (a file in the bench's temp folder),
+   fan-out and latency at 10,000 events/s, next to the memory engine.
 
 Baselines: websockets, a raw asyncio writer ("the Python bound") and python-socketio
 (ASGI under uvicorn; measured when ``python-socketio`` and ``uvicorn`` are installed).
@@ -52,7 +54,7 @@ SOCKETIO = all(importlib.util.find_spec(m) is not None for m in ("socketio", "uv
 KINDS = ("runwire", "websockets", "raw", *(("socketio",) if SOCKETIO else ()))
 BASELINES = KINDS[1:]
 SERVER_CORE, CLIENT_CORE = 0, 1
-SCENARIOS = ("fanout", "burst", "latency", "memory", "e2e", "redis")
+SCENARIOS = ("fanout", "burst", "latency", "memory", "e2e", "redis", "sqlite")
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CORE = CLIENT_CORE  # see docs/benchmarks.md, "Redis mode": core 0 is the gateways'
 NODES_CORES = (SERVER_CORE, SERVER_CORE)  # node A, node B
@@ -292,19 +294,27 @@ class Bench:
         return best
 
     def engine_stream(
-        self, redis: Redis | None, users: int, spec: dict[str, Any], sleep_us: int
+        self,
+        redis: Redis | None,
+        users: int,
+        spec: dict[str, Any],
+        sleep_us: int,
+        engine: str | None = None,
     ) -> dict[str, Any]:
-        """runwire on the memory engine (one node), or on ``redis`` with two nodes: the
-        clients split between them (user ``u{j}`` on node ``j % 2``), every event
-        published on node A (so half the users are reached through the other node)."""
+        """runwire on the memory engine (one node; ``engine``: another one-node engine
+        URL, such as ``sqlite:///...``), or on ``redis`` with two nodes: the clients
+        split between them (user ``u{j}`` on node ``j % 2``), every event published on
+        node A (so half the users are reached through the other node)."""
         nodes: list[Child] = []
         client = None
         prof = None
         if self.profile is not None and spec["pattern"] == "fanout":
-            prof = self.profile / f"{'redis-node-a' if redis else 'memory'}-fanout.collapsed.txt"
+            name = "redis-node-a" if redis else (engine or "memory").partition(":")[0]
+            prof = self.profile / f"{name}-fanout.collapsed.txt"
         try:
             if redis is None:
-                node, port = self.server("runwire", users, prof)
+                extra = ("--engine", engine) if engine else ()
+                node, port = self.server("runwire", users, prof, extra=extra)
                 nodes.append(node)
                 ports = str(port)
             else:
@@ -373,8 +383,8 @@ class Bench:
             result["redis_inst_ops"] = redis1["instantaneous_ops_per_sec"]
         return result
 
-    def engine_repeated(self, repeat: int, *args: Any) -> dict[str, Any]:
-        runs = [self.engine_stream(*args) for _ in range(repeat)]
+    def engine_repeated(self, repeat: int, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        runs = [self.engine_stream(*args, **kwargs) for _ in range(repeat)]
         key = "lat_p99" if args[2]["pattern"] == "rate" else "rate"
         runs.sort(key=lambda r: r[key])
         best = runs[len(runs) // 2]
@@ -587,6 +597,78 @@ def redis_table(title: str, mem: dict[str, Any], red: dict[str, Any] | None, lat
     return table(title, header, rows)
 
 
+def sqlite_scenario(bench: Bench, sizes: Sizes, repeat: int, workdir: Path) -> list[str]:
+    """Scenario 7: the durable SQLite engine next to the memory engine, one node each,
+    the same publishers, with ``sqlite_synchronous`` ``full`` (the default: an fsync per
+    commit) and ``normal``; targets fan-out >= 0.5x memory, p99 <= 2 ms at 10,000 ev/s."""
+    out: list[str] = []
+    n, w = sizes.users, PUBLISHERS
+    verdicts: list[tuple[str, str, bool]] = []
+    for name, spec, sleep_us in (
+        ("fan-out", {"pattern": "fanout", "events": sizes.redis_events, "publishers": w}, 1000),
+        (
+            "latency at 10,000 events/s",
+            {"pattern": "rate", "rate": 10_000, "duration": sizes.redis_s, "publishers": w},
+            0,
+        ),
+    ):
+        mem = bench.engine_repeated(repeat, None, n, spec, sleep_us)
+        lite: dict[str, dict[str, Any]] = {}
+        for synchronous in ("full", "normal"):
+            os.environ["RUNWIRE_SQLITE_SYNCHRONOUS"] = synchronous  # read by the node
+            database = workdir / f"sqlite-{name.split()[0]}-{synchronous}.db"
+            try:
+                lite[synchronous] = bench.engine_repeated(
+                    repeat, None, n, spec, sleep_us, engine=f"sqlite:///{database}"
+                )
+            finally:
+                del os.environ["RUNWIRE_SQLITE_SYNCHRONOUS"]
+        latency = spec["pattern"] == "rate"
+        full, normal = lite["full"], lite["normal"]
+
+        def row(
+            label: str,
+            key: str,
+            digits: int = 0,
+            ratios: bool = True,
+            mem: dict[str, Any] = mem,
+            full: dict[str, Any] = full,
+            normal: dict[str, Any] = normal,
+        ) -> list[str]:
+            a, b, c = mem.get(key), full.get(key), normal.get(key)
+            return [
+                label,
+                fmt(a, digits),
+                fmt(b, digits),
+                fmt(c, digits),
+                ratio(b, a) if ratios else "",
+                ratio(c, a) if ratios else "",
+            ]
+
+        rows = rate_rows(row, latency)
+        rows += [
+            row("gateway CPU us/event", "us_per_event", 2),
+            ["delivery check", integrity(mem), integrity(full), integrity(normal), "", ""],
+        ]
+        title = f"7. sqlite {name}: {n} users (one node each, {w} publishers)"
+        header = ["metric", "memory", "sqlite full", "sqlite normal", "full/mem", "normal/mem"]
+        out.append(table(title, header, rows))
+        print(out[-1], flush=True)
+        for synchronous, result in lite.items():
+            if latency:
+                p99 = result.get("lat_p99", 0)
+                target = f"sqlite ({synchronous}) p99 <= 2 ms at 10,000 ev/s"
+                verdicts.append((target, f"{p99:,.0f} us", p99 <= 2000))
+            else:
+                value = result["rate"] / max(mem["rate"], 1)
+                target = f"sqlite ({synchronous}) fan-out >= 0.5x memory"
+                verdicts.append((target, f"{value:.2f}x", value >= 0.5))
+    rows = [[label, value, "PASS" if ok else "MISS"] for label, value, ok in verdicts]
+    out.append(table("sqlite targets", ["target", "measured", "verdict"], rows))
+    print(out[-1], flush=True)
+    return out
+
+
 def machine() -> str:
     model = "?"
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
@@ -777,6 +859,9 @@ def main() -> None:
 
         if "redis" in only:
             out += redis_scenario(bench, sizes, args.repeat, Path(tmp))
+
+        if "sqlite" in only:
+            out += sqlite_scenario(bench, sizes, args.repeat, Path(tmp))
 
     labels = {True: "PASS", False: "MISS", None: "SKIP (--quick or ulimit)"}
     rows = [[name, value, labels[ok]] for name, value, ok in verdicts]

@@ -33,7 +33,14 @@ from pydantic_settings import (
 
 from runwire.exceptions import ConfigError
 
-__all__ = ["ENV_PREFIX", "Mode", "Settings", "load_settings", "masked_settings"]
+__all__ = [
+    "ENV_PREFIX",
+    "Mode",
+    "Settings",
+    "SqliteSynchronous",
+    "load_settings",
+    "masked_settings",
+]
 
 ENV_PREFIX = "RUNWIRE_"
 CONFIG_FILE_VARIABLE = f"{ENV_PREFIX}CONFIG_FILE"
@@ -65,6 +72,10 @@ class Mode(StrEnum):
     PRODUCTION = "production"
 
 
+SqliteSynchronous = Literal["full", "normal"]
+"""How the SQLite engine commits (``Settings.sqlite_synchronous``)."""
+
+
 class Settings(BaseSettings):
     """Every setting of a runwire gateway, with its one default.
 
@@ -94,6 +105,13 @@ class Settings(BaseSettings):
         " process, history, runs and idempotency keys kept in that file across restarts; the"
         " default is `.runwire/runwire.db` in the current folder), `memory://` (one process,"
         " nothing kept: tests and benchmarks) or `redis://host:port/db` (many nodes).",
+    )
+    sqlite_synchronous: SqliteSynchronous = Field(
+        "full",
+        description="SQLite engine: `full` (each commit is fsynced before its events are"
+        " delivered: nothing a client saw is lost, even by a power cut) or `normal` (no"
+        " fsync per commit: survives the process dying, not the machine losing power;"
+        " several times the publish rate on slow disks, docs/benchmarks.md).",
     )
     runs: Literal["local", "workers"] = Field(
         "local",

@@ -72,7 +72,7 @@ async def sqlite_engine(bounds: HistoryBounds, clock: Clock) -> Engine:
 
     folder = Path(tempfile.mkdtemp(prefix="runwire-contract-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    return SqliteEngine(Database(folder / "runwire.db"), bounds, clock=clock)
+    return SqliteEngine(Database(folder / "runwire.db", "full"), bounds, clock=clock)
 
 
 ENGINE_FACTORIES: dict[str, EngineFactory] = {

@@ -25,6 +25,8 @@ from tests.helpers import (
     collect_run,
     get_json,
     make_settings,
+    publish_texts,
+    running_gateway,
     scripted_agent,
     token_for,
 )
@@ -229,3 +231,44 @@ async def test_a_failed_commit_makes_the_engine_unavailable_until_the_file_takes
             stored = await gateway.publish(UserId("erin"), big)
             assert stored.offset == 1  # the failed publish took no offset
             assert (await client.recv(timeout=5))["offset"] == 1
+
+
+@pytest.mark.parametrize(("setting", "pragma"), [("full", 2), ("normal", 1)])
+async def test_sqlite_synchronous_sets_how_commits_reach_the_disk(
+    tmp_path: Path, setting: str, pragma: int
+) -> None:
+    engine = f"sqlite:///{tmp_path / 'runwire.db'}"
+    async with running_gateway(engine=engine, sqlite_synchronous=setting) as gateway:
+        assert isinstance(gateway.engine, SqliteEngine)
+        database = gateway.engine.database
+        assert database.synchronous == setting
+        connection = database._conn  # the writer's own connection (the file is exclusive)
+        assert connection is not None
+        assert connection.execute("PRAGMA synchronous").fetchone() == (pragma,)
+        await publish_texts(gateway, "sync-user", ["a", "b", "c"])
+        position = await gateway.engine.position(UserId("sync-user"))
+        assert position.offset == 3
+
+
+async def test_the_publishes_of_one_loop_iteration_are_one_write(tmp_path: Path) -> None:
+    engine = f"sqlite:///{tmp_path / 'runwire.db'}"
+    async with running_gateway(engine=engine) as gateway:
+        assert isinstance(gateway.engine, SqliteEngine)
+        database = gateway.engine.database
+        users = [UserId(f"batch-{n}") for n in range(20)]
+        for user in users:  # the streams exist first (their rows are written behind)
+            await gateway.engine.position(user)
+        await database.write([])  # committed after those, in order
+        before = database.writes
+        events = [
+            Event.of(AgentMessageDelta(f"{n}"), run_id=f"r{n}", thread_id="t", seq=1, ts=0)
+            for n in range(20)
+        ]
+        stored = await asyncio.gather(
+            *(
+                gateway.engine.publish(user, event)
+                for user, event in zip(users, events, strict=True)
+            )
+        )
+        assert [s.offset for s in stored] == [1] * 20
+        assert database.writes - before == 1, "one write for the iteration's 20 publishes"

@@ -12,7 +12,9 @@ Contract, beyond the engine port's:
   readable with :meth:`SqliteEngine.read_after` and counted by
   :meth:`SqliteEngine.position` only once its commit is on disk: an event any
   client has seen is never lost by a crash. ``publish`` returns after the commit.
-* **Group commit.** Publishes made while a commit is in progress share the next one.
+* **Group commit.** The publishes of one loop iteration are one write (a row insert
+  for all their events, one stream update per user), and the writes queued while a
+  commit is in progress share the next commit.
 * **A failed commit** fails that publish (:class:`EngineError`) and every publish
   queued behind it; their offsets are taken back, so the stream has no gap. Any
   failed commit of the file (events, idempotency keys or snapshots: disk full, I/O
@@ -49,7 +51,7 @@ from runwire.engines.memory import HistoryBounds
 from runwire.events import Event, encode_envelope_checked
 from runwire.exceptions import EngineError
 from runwire.ids import Epoch, UserId, new_epoch
-from runwire.sqlite.db import Database, Statement
+from runwire.sqlite.db import Database, Rows, Statement
 
 __all__ = ["PROBE_BYTES", "SqliteEngine"]
 
@@ -108,6 +110,9 @@ class SqliteEngine:
         self.evicted_events = 0
         self.failed_commits = 0
         self._probe: asyncio.Task[None] | None = None
+        self._batch: list[tuple[_Stream, StoredEvent, float]] = []
+        """Publishes of this loop iteration, written together by :meth:`_flush`."""
+        self._batch_done: asyncio.Future[None] | None = None
         database.on_failure(self._commit_failed)
 
     async def start(self, listener: EngineListener) -> None:
@@ -233,13 +238,38 @@ class SqliteEngine:
         frame = encode_envelope_checked(event, offset, self.bounds.max_event_bytes)
         stream.taken = offset
         stored = StoredEvent(user_id, stream.epoch, offset, frame, event)
-        now = self._clock()
-        statements: list[Statement] = [
-            (_UPSERT_STREAM, (user_id, stream.epoch, offset, now)),
-            (_INSERT_EVENT, (user_id, offset, now, frame)),
-        ]
-        await self.database.write(statements, lambda: self._committed(stream, stored, now))
+        self._batch.append((stream, stored, self._clock()))
+        done = self._batch_done
+        if done is None:
+            loop = asyncio.get_running_loop()
+            done = self._batch_done = loop.create_future()
+            loop.call_soon(self._flush)
+        await done
         return stored
+
+    def _flush(self) -> None:
+        """Write this iteration's publishes as one (see "Group commit")."""
+        batch, self._batch = self._batch, []
+        done, self._batch_done = self._batch_done, None
+        assert done is not None
+        heads: dict[UserId, tuple[UserId, Epoch, int, float]] = {}
+        for _, stored, now in batch:
+            heads[stored.user_id] = (stored.user_id, stored.epoch, stored.offset, now)
+        statements: list[Statement] = [
+            Rows(_INSERT_EVENT, [(s.user_id, s.offset, now, s.frame) for _, s, now in batch]),
+            Rows(_UPSERT_STREAM, list(heads.values())),
+        ]
+
+        def committed() -> None:
+            for stream, stored, now in batch:
+                self._committed(stream, stored, now)
+
+        try:
+            self.database.write(statements, committed, done)
+        except EngineError as exc:  # closed meanwhile
+            for stream, _, _ in batch:
+                stream.taken = stream.last_offset
+            done.set_exception(exc)
 
     def _committed(self, stream: _Stream, stored: StoredEvent, now: float) -> None:
         """On the loop, in offset order: the event is on disk; show it."""

@@ -9,22 +9,26 @@ from runwire.engines.base import Engine
 from runwire.engines.sqlite import SqliteEngine
 from runwire.runs import RunStore
 from runwire.sqlite.claims import SqliteClaims
-from runwire.sqlite.db import database_for, path_of
+from runwire.sqlite.db import Database, database_for, path_of
 from runwire.sqlite.snapshots import SqliteSnapshots
 
 __all__ = ["BACKEND"]
 
 
+def _database(settings: Settings) -> Database:
+    return database_for(path_of(settings.engine), settings.sqlite_synchronous)
+
+
 def _engine(settings: Settings) -> Engine:
-    return SqliteEngine(database_for(path_of(settings.engine)), history_bounds(settings))
+    return SqliteEngine(_database(settings), history_bounds(settings))
 
 
 def _claims(settings: Settings) -> SqliteClaims:
-    return SqliteClaims(database_for(path_of(settings.engine)), max_keys=settings.idempotency_keys)
+    return SqliteClaims(_database(settings), max_keys=settings.idempotency_keys)
 
 
 def _snapshots(settings: Settings, store: RunStore) -> SqliteSnapshots:
-    return SqliteSnapshots(database_for(path_of(settings.engine)), store)
+    return SqliteSnapshots(_database(settings), store)
 
 
 BACKEND = Backend(engine=_engine, message_claims=_claims, snapshots=_snapshots)

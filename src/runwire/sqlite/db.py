@@ -9,7 +9,8 @@ Contract:
   (``PRAGMA quick_check``), or has another schema version is refused with a
   :class:`ConfigError` naming the file. runwire does not repair, move or overwrite it.
 * **One writer, in order.** Every write runs on one thread, in submission order, in
-  WAL mode with ``synchronous=FULL``. The writes queued while a commit is in progress
+  WAL mode with ``synchronous=FULL`` (or ``NORMAL``: no fsync per commit, see
+  :attr:`Database.synchronous`). The writes queued while a commit is in progress
   are committed together (group commit: one fsync for many events).
 * **Committed, then reported.** :meth:`Database.write` returns a future that is
   resolved on the event loop after the commit. Its ``on_commit`` callback runs on the
@@ -36,12 +37,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runwire.config import SqliteSynchronous
 from runwire.engines.base import StoredEvent
 from runwire.events import event_from_frame
 from runwire.exceptions import ConfigError, EngineError
 from runwire.ids import Epoch, UserId
 
-__all__ = ["SCHEMA_VERSION", "Database", "Loaded", "LoadedStream", "database_for", "path_of"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Database",
+    "Loaded",
+    "LoadedStream",
+    "Rows",
+    "database_for",
+    "path_of",
+]
 
 log = logging.getLogger("runwire.sqlite")
 
@@ -61,8 +71,21 @@ _SCHEMA = (
     " started_ts INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (user_id, run_id))",
 )
 _MAX_BATCH = 4_096
+WAL_CHECKPOINT_PAGES = 16_384
+"""The WAL is copied into the database file once it holds this many pages (64 MiB
+at 4 KiB pages): fewer, larger checkpoints than SQLite's default 1,000 pages, each
+of which stalls the writer (and so every publish) for several ms."""
 
-Statement = tuple[str, Sequence[Any]]
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """One statement run for many parameter rows (``executemany``: the rows of a batch
+    of events cost one Python call, not one each)."""
+
+    sql: str
+    rows: Sequence[Sequence[Any]]
+
+
+Statement = tuple[str, Sequence[Any]] | Rows
 
 
 def path_of(url: str) -> Path:
@@ -113,8 +136,12 @@ class _Write:
 class Database:
     """One SQLite file, written by one thread (see the module's contract)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, synchronous: SqliteSynchronous) -> None:
         self.path = path
+        self.synchronous: SqliteSynchronous = synchronous
+        """``full``: each commit is on disk (fsync) before it is reported; ``normal``:
+        in the OS (WAL written, no fsync): it survives the process dying, not the
+        machine losing power (see docs/operations.md, durability)."""
         self.loaded: Loaded | None = None
         """What :meth:`open` read (for the engine, the claims and the snapshots)."""
         self.commits = 0
@@ -175,7 +202,8 @@ class Database:
         try:
             conn.execute("PRAGMA locking_mode=EXCLUSIVE")
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             check = [row[0] for row in conn.execute("PRAGMA quick_check")]
             if check != ["ok"]:
                 raise self._refuse(f"is corrupt or truncated ({'; '.join(check[:3])})")
@@ -216,20 +244,25 @@ class Database:
             )
 
     def write(
-        self, statements: list[Statement], on_commit: Callable[[], None] | None = None
+        self,
+        statements: list[Statement],
+        on_commit: Callable[[], None] | None = None,
+        future: asyncio.Future[None] | None = None,
     ) -> asyncio.Future[None]:
         """Queue ``statements`` (one transaction with the others of its batch).
 
-        The future resolves after the commit; ``on_commit`` runs on the loop just
-        before, in submission order. Failure: the future raises :class:`EngineError`
-        (a caller that does not await it loses nothing but the error, logged).
+        The future (``future``, or a new one) resolves after the commit; ``on_commit``
+        runs on the loop just before, in submission order. Failure: the future raises
+        :class:`EngineError` (a caller that does not await it loses nothing but the
+        error, logged).
 
         Raises:
             EngineError: the database is not open.
         """
         if self._thread is None or self._loop is None:
             raise EngineError(f"the database {self.path} is not open")
-        future: asyncio.Future[None] = self._loop.create_future()
+        if future is None:
+            future = self._loop.create_future()
         self._queue.put(_Write(statements, on_commit, future, self._generation))
         return future
 
@@ -279,8 +312,11 @@ class Database:
                 try:
                     conn.execute("BEGIN")
                     for item in live:
-                        for sql, params in item.statements:
-                            conn.execute(sql, params)
+                        for statement in item.statements:
+                            if isinstance(statement, Rows):
+                                conn.executemany(statement.sql, statement.rows)
+                            else:
+                                conn.execute(*statement)
                     conn.execute("COMMIT")
                 except sqlite3.Error as exc:
                     error = exc
@@ -358,11 +394,11 @@ def _load(conn: sqlite3.Connection) -> Loaded:
 _DATABASES: dict[Path, Database] = {}
 
 
-def database_for(path: Path) -> Database:
+def database_for(path: Path, synchronous: SqliteSynchronous) -> Database:
     """This process's :class:`Database` of ``path`` (the engine, the idempotency keys
     and the snapshots of one gateway share it; a closed one is replaced)."""
     key = path.resolve()
     database = _DATABASES.get(key)
     if database is None:
-        database = _DATABASES[key] = Database(path)
+        database = _DATABASES[key] = Database(path, synchronous)
     return database
