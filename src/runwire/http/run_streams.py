@@ -157,17 +157,23 @@ class RunStreams:
         """Follow the run of ``snapshot`` after ``after`` (``None``: from its start),
         replayed from history and then live to its end.
 
+        The connection replays the run from its ``first_offset`` either way; with
+        ``after`` the translator withholds what the client has. ``after`` of another
+        epoch than the stream's: 409 ``resume_failed`` (``epoch_changed``).
+
         Raises:
             HttpError: 429, 503 (see the module).
         """
+        # Always from the run's start: the translator numbers an event's blocks from
+        # the run's first event and withholds what ``after`` covers (its contract).
         if after is not None:
-            resume = after.resume_request()
+            epoch = after.epoch
         else:
             try:
-                position = await self.engine.position(claims.user_id)
+                epoch = (await self.engine.position(claims.user_id)).epoch
             except EngineError:
                 raise engine_unavailable() from None
-            resume = ResumeRequest(position.epoch, max(snapshot.first_offset - 1, 0))
+        resume = ResumeRequest(epoch, max(snapshot.first_offset - 1, 0))
         follower = self._follower(claims, translator(after), run_id=snapshot.run_id)
         await self._open(follower, claims, resume)
         return follower
