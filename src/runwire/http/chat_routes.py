@@ -49,6 +49,16 @@ def _translator(after: EventId | None) -> TranslatorFactory:
     return make
 
 
+def _fresh_key(user_message_id: str) -> str:
+    """A new run's key (a regenerate that names no answer): the message id and 16 hex
+    digits, within the 128 characters of an idempotency key."""
+    suffix = secrets.token_hex(8)
+    return f"{user_message_id[: _MAX_KEY - len(suffix) - 1]}.{suffix}"
+
+
+_MAX_KEY = 128
+
+
 def _answer(follower: SseFollower) -> StreamResponse:
     return stream_response(follower, HEADERS["content-type"], _HEADERS)
 
@@ -62,7 +72,7 @@ def add_chat_routes(router: Router, streams: RunStreams, path: str) -> None:
             asked = parse_chat_request(request.body)
         except InvalidRequest as exc:
             raise HttpError(400, exc.code, exc.message) from None
-        key = asked.idempotency_key or f"{asked.user_message_id[:90]}.{secrets.token_hex(8)}"
+        key = asked.idempotency_key or _fresh_key(asked.user_message_id)
         follower = await streams.start(
             claims, asked.text, key=key, thread_id=asked.thread_id, translator=_translator
         )
