@@ -27,7 +27,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 expect.set_options(timeout=10_000)
 
 PAGE = b"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>chat</title></head><body>
+<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">
+<title>chat</title></head><body>
 <form><label>Message <input name="message"></label><button>Send</button></form>
 <p id="status">idle</p><p id="reasoning"></p><p id="tool"></p><p id="answer"></p>
 <script type="module" src="chat.js"></script>
