@@ -179,7 +179,7 @@ class SseFollower:
         """Take the connection's frames: translate the run's events, act on the rest."""
         for frame in frames:
             if self.ended:
-                return
+                break  # the run ended or the stream was cut: the rest is not for it
             peek = _peek.decode(frame)
             kind = peek.type
             if kind in _EVENT_TYPES:
