@@ -26,6 +26,7 @@ from tests.helpers import (
     publish_texts,
     running_gateway,
     token_for,
+    wait_until,
 )
 
 RUN_INPUT = {
@@ -231,3 +232,31 @@ async def test_the_ag_ui_path_can_be_turned_off() -> None:
         assert (status, answer["error"]) == (404, "not_found")
         status, _, _ = await acall("POST", f"{gateway.url}/api/chat", CHAT, token)
         assert status == 200
+
+
+async def test_the_stream_ends_at_its_runs_end_even_mid_write() -> None:
+    from runwire.events import AgentCompleted, AgentMessageDelta, Event
+
+    async with running_gateway(StepAgent()) as gateway:
+        follower = follower_on(gateway, "r_end")  # heartbeats every 30 s: none here
+        assert await follower.connected(5)
+        user = UserId("alice")
+        reading = asyncio.ensure_future(read_all(follower))
+        await wait_until(lambda: follower._wake.is_set() is False, what="the reader waiting")
+        await asyncio.sleep(0)
+        for event in (
+            Event.of(AgentMessageDelta("done"), run_id="r_end", thread_id="t", seq=1, ts=0),
+            Event.of(
+                AgentCompleted("done", "completed"), run_id="r_end", thread_id="t", seq=2, ts=0
+            ),
+            Event.of(AgentMessageDelta("other"), run_id="r_other", thread_id="t", seq=1, ts=0),
+        ):
+            await gateway.publish(user, event)  # one flush writes all three to the follower
+        body = await asyncio.wait_for(reading, 5)
+        assert body.decode().endswith("data: [DONE]\n\n")
+        assert gateway.manager.connection_count == 0
+
+
+async def read_all(follower: SseFollower) -> bytes:
+    """The whole body of a follower's stream."""
+    return b"".join([chunk async for chunk in follower.chunks()])
