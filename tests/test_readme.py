@@ -12,6 +12,7 @@ fixed ones.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -235,6 +236,31 @@ def _agent_namespace() -> dict[str, Any]:
     namespace: dict[str, Any] = {"__name__": "readme_example"}
     exec(compile(_agent_source(), str(README), "exec"), namespace)
     return namespace
+
+
+def test_the_front_end_example_prints_a_whole_ui_message_stream(tmp_path: Path) -> None:
+    token_line, curl = _commands(_blocks("Your front-end: AG-UI and the AI SDK", "sh")[0])
+    port = _free_port()
+    env = _env(tmp_path, RUNWIRE_PORT=str(port))
+    assert token_line.startswith("TOKEN=$(") and token_line.endswith(")")
+    with _started("make run", ROOT, env) as server:
+        assert server.stdout is not None
+        _read_until(server.stdout, r"gateway on http://")
+        token = _run(token_line.removeprefix("TOKEN=$(").removesuffix(")"), ROOT, env)
+        assert token.returncode == 0, token.stderr
+        command = curl.replace("$TOKEN", token.stdout.strip()).replace("8765", str(port))
+        done = _run(command, ROOT, env)
+    assert done.returncode == 0, done.stderr
+    chunks = [line[6:] for line in done.stdout.splitlines() if line.startswith("data: ")]
+    assert chunks[-1] == "[DONE]"
+    parsed = [json.loads(chunk) for chunk in chunks[:-1]]
+    assert parsed[0]["type"] == "start" and parsed[-1]["type"] == "finish"
+    text = "".join(c["delta"] for c in parsed if c["type"] == "text-delta")
+    assert text == "17 * 23 = 391. Your message has 4 words and 16 characters."
+    assert [c["toolName"] for c in parsed if c["type"] == "tool-input-available"] == [
+        "calculator",
+        "text_stats",
+    ]
 
 
 async def test_the_readme_agent_obeys_the_run_rules() -> None:

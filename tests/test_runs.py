@@ -103,3 +103,25 @@ async def test_snapshots_over_the_socket_match_http() -> None:
     assert status == 200 and isinstance(body, dict)
     assert runs == body["runs"] and [run] == runs
     assert run is not None and run["status"] == "completed" and run["answer"] == "echo: hello."
+
+
+def test_first_offset_is_the_runs_start_and_old_snapshots_still_decode() -> None:
+    import msgspec
+
+    from runwire.events import AgentMessageDelta, AgentStarted, Event
+    from runwire.ids import UserId
+    from runwire.runs import RunSnapshot, RunStore
+
+    store = RunStore(runs_per_user=5, max_users=5)
+    user = UserId("alice")
+    started = Event.of(AgentStarted("demo", "hi"), run_id="r_1", thread_id="t", seq=1, ts=1)
+    delta = Event.of(AgentMessageDelta("hello"), run_id="r_1", thread_id="t", seq=2, ts=2)
+    store.observe(user, 7, started)
+    store.observe(user, 9, delta)
+    snapshot = store.run(user, "r_1")
+    assert snapshot is not None and (snapshot.first_offset, snapshot.last_offset) == (7, 9)
+    stored = msgspec.json.encode(snapshot)  # as SQLite and Redis keep it
+    assert msgspec.json.decode(stored, type=RunSnapshot).first_offset == 7
+    old = msgspec.json.decode(stored.replace(b',"first_offset":7', b""))
+    assert "first_offset" not in old
+    assert msgspec.json.decode(msgspec.json.encode(old), type=RunSnapshot).first_offset == 0

@@ -35,10 +35,12 @@ from runwire.events import Event
 from runwire.exceptions import CloseCode, ConfigError
 from runwire.front import FrontDoor, FrontDoorOptions
 from runwire.handlers import ClientFrameHandler
+from runwire.http.chat_routes import add_chat_routes
 from runwire.http.cors import CorsPolicy
 from runwire.http.exchange import HttpExchange, HttpLimits
 from runwire.http.router import Router
 from runwire.http.routes import gateway_routes
+from runwire.http.run_streams import RunStreams
 from runwire.http.server_api import Presence, ServerApi
 from runwire.ids import UserId
 from runwire.loopwatch import LoopLagMonitor
@@ -225,6 +227,7 @@ class Gateway:
         )
         if self.settings.api_key is not None:
             self._server_api().add_routes(self.router)
+        self._frontend_routes()
         self.http = HttpExchange(
             self.router,
             HttpLimits(
@@ -468,6 +471,29 @@ class Gateway:
             disconnect=disconnect,
             presence=self.presence,
         )
+
+    def _frontend_routes(self) -> None:
+        """The AI SDK chat stream (``chat_path``) and, with the ``agui`` extra, the
+        AG-UI endpoint (``agui_path``); an empty path turns one off (docs/frontends.md)."""
+        settings = self.settings
+        streams = RunStreams(
+            settings,
+            self.authenticator,
+            self.manager,
+            self.dispatcher,
+            self.engine,
+            self.snapshots,
+            self.metrics,
+        )
+        if settings.chat_path:
+            add_chat_routes(self.router, streams, settings.chat_path)
+        if settings.agui_path:
+            try:
+                from runwire.http.agui_routes import add_agui_routes
+            except ImportError:
+                log.debug("AG-UI endpoint off: the agui extra (ag-ui-protocol) is not installed")
+                return
+            add_agui_routes(self.router, streams, settings.agui_path)
 
     def _health(self) -> dict[str, Any]:
         """The state ``GET /healthz`` reports (``engine_available`` decides 200 or 503)."""

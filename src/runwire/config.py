@@ -174,6 +174,32 @@ class Settings(BaseSettings):
         ge=1,
         description="HTTP requests handled at once (streams included); more get 503.",
     )
+    agui_path: str = Field(
+        "/agui",
+        pattern=r"^(/[A-Za-z0-9._~-]+)+$|^$",
+        description="AG-UI endpoint (`POST`; resume `GET <path>/runs/{runId}/stream`, cancel"
+        " `POST <path>/runs/{runId}/cancel`; docs/frontends.md). Served when the `agui` extra"
+        " is installed; empty: off.",
+    )
+    chat_path: str = Field(
+        "/api/chat",
+        pattern=r"^(/[A-Za-z0-9._~-]+)+$|^$",
+        description="AI SDK UI message stream endpoint (`POST`, the `ai` package's"
+        " `DefaultChatTransport` default; resume `GET <path>/{id}/stream`). Empty: off.",
+    )
+    sse_heartbeat_s: float = Field(
+        15.0,
+        gt=0,
+        description="An idle front-end stream (AG-UI, AI SDK) gets a `: heartbeat` comment"
+        " this often, so proxies keep it open.",
+    )
+    sse_high_water_bytes: int = Field(
+        262_144,
+        ge=4096,
+        description="SSE text waiting for one slow front-end stream before its events stay in"
+        " its connection's queue (then coalesced deltas, then the end of the stream, as 4409"
+        " on a socket).",
+    )
     api_key: SecretStr | None = Field(
         None,
         description="Key of the server API (`/api/v1/*`, `Authorization: Bearer <key>`, at"

@@ -79,6 +79,10 @@ class RunSnapshot(msgspec.Struct):
     last_offset: int = 0
     last_seq: int = 0
     truncated: bool = False
+    first_offset: int = 0
+    """Offset of the run's ``agent_started`` in its user's stream: a replay of the run
+    reads history after ``first_offset - 1``. ``0`` in snapshots written before it
+    existed (they still decode)."""
 
 
 class ThreadSummary(msgspec.Struct):
@@ -138,7 +142,12 @@ class RunStore:
             if not isinstance(data, AgentStarted):
                 return  # its start was evicted; nothing coherent to show
             snapshot = RunSnapshot(
-                event.run_id, event.thread_id, data.agent, data.input, started_ts=event.ts
+                event.run_id,
+                event.thread_id,
+                data.agent,
+                data.input,
+                started_ts=event.ts,
+                first_offset=offset,
             )
             runs[event.run_id] = snapshot
             if len(runs) > self.runs_per_user:

@@ -3,20 +3,31 @@
 // Options (JSON, argv[2]):
 //   url        POST endpoint (e.g. http://127.0.0.1:8765/agui), or
 //   sseFile    a file of SSE text served instead of a server (no network)
-//   stream     {url, lastEventId?}: read GET <url> instead of POSTing (the resume
-//              route); HttpAgent's own pipeline, only requestInit() says GET
+//   stream     {url, lastEventId?, prefixFile?}: read GET <url> instead of POSTing (the
+//              resume route); HttpAgent's own pipeline, only requestInit() says GET.
+//              prefixFile: a JSON file of the events an earlier, aborted run of the
+//              client received; they go first, so the client's verifier and message
+//              assembly judge the stitched stream (prefix + what the route sent)
+//   recordIds  true: result.ids, the SSE id of each event received (in order)
 //   token      bearer token (Authorization header)
 //   threadId, runId, message   the run to ask for (message: the user's text)
 //   abortAfterEvents           call agent.abortRun() once this many events arrived
 // Result: {result, resolved, outcome, error, messages, events: [{type, ...}],
 //          requests (with sseFile: what the client asked for)}
+import { readFileSync } from "node:fs";
 import { HttpAgent } from "@ag-ui/client";
-import { emit, errorOf, fileFetch, options, requests } from "./common.mjs";
+import { concat, from } from "rxjs";
+import { emit, errorOf, fileFetch, idRecordingFetch, options, requests } from "./common.mjs";
 
 class StreamAgent extends HttpAgent {
-  constructor(config, lastEventId) {
+  constructor(config, lastEventId, prefix) {
     super(config);
     this.lastEventId = lastEventId;
+    this.prefix = prefix;
+  }
+  run(input) {
+    const rest = super.run(input);
+    return this.prefix ? concat(from(this.prefix), rest) : rest;
   }
   requestInit(input) {
     const init = super.requestInit(input);
@@ -36,7 +47,12 @@ const config = {
   initialMessages: [{ id: `${opts.runId ?? "run"}.user`, role: "user", content: opts.message ?? "" }],
   ...(opts.sseFile ? { fetch: fileFetch(opts.sseFile) } : {}),
 };
-const agent = opts.stream ? new StreamAgent(config, opts.stream.lastEventId) : new HttpAgent(config);
+const ids = [];
+if (opts.recordIds) config.fetch = idRecordingFetch(ids, config.fetch);
+const prefix = opts.stream?.prefixFile ? JSON.parse(readFileSync(opts.stream.prefixFile)) : null;
+const agent = opts.stream
+  ? new StreamAgent(config, opts.stream.lastEventId, prefix)
+  : new HttpAgent(config);
 const events = [];
 let outcome = null;
 const subscriber = {
@@ -62,5 +78,6 @@ emit({
   error: errorOf(error),
   messages: agent.messages,
   events,
+  ids,
   requests,
 });

@@ -9,15 +9,18 @@
 //   trigger    "submit-message" (default) or "regenerate-message"; regenerateId: its messageId
 //   reconnect  true: reconnectToStream() instead of sendMessages() (204 -> noStream)
 //   abortAfterChunks   abort the request once this many chunks arrived
+//   recordIds  true: result.ids, the SSE id of each chunk received (in order)
 // Result: {message, chunks, errors, noStream, error, requests (with sseFile)}
 import { DefaultChatTransport, readUIMessageStream } from "ai";
-import { emit, errorOf, fileFetch, options, requests } from "./common.mjs";
+import { emit, errorOf, fileFetch, idRecordingFetch, options, requests } from "./common.mjs";
 
 const opts = options();
+const ids = [];
+const baseFetch = opts.sseFile ? fileFetch(opts.sseFile) : globalThis.fetch;
 const transport = new DefaultChatTransport({
   api: opts.api ?? "http://runwire.invalid/api/chat",
   headers: opts.token ? { Authorization: `Bearer ${opts.token}` } : {},
-  ...(opts.sseFile ? { fetch: fileFetch(opts.sseFile) } : {}),
+  fetch: opts.recordIds ? idRecordingFetch(ids, baseFetch) : baseFetch,
 });
 const controller = new AbortController();
 const chatId = opts.chatId ?? "t_harness";
@@ -64,4 +67,4 @@ try {
 } catch (e) {
   error = e;
 }
-emit({ message, chunks, errors, noStream, error: errorOf(error), requests });
+emit({ message, chunks, errors, noStream, error: errorOf(error), ids, requests });

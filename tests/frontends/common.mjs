@@ -39,3 +39,37 @@ export function errorOf(error) {
   if (error == null) return null;
   return { name: error.name ?? "Error", message: String(error.message ?? error) };
 }
+
+/**
+ * A fetch that records the `id:` of every SSE event (a block with data) it passes on,
+ * in order, into `ids`: the body the client reads is unchanged. One AG-UI event or UI
+ * message chunk is one block, so `ids[n - 1]` is the position of the n-th one.
+ */
+export function idRecordingFetch(ids, inner = globalThis.fetch) {
+  return async (url, init) => {
+    const response = await inner(url, init);
+    if (!response.body) return response;
+    const decoder = new TextDecoder();
+    let buffer = "";
+    const tap = new TransformStream({
+      transform(chunk, out) {
+        buffer += decoder.decode(chunk, { stream: true });
+        const blocks = buffer.split("\n\n");
+        buffer = blocks.pop();
+        for (const block of blocks) {
+          const lines = block.split("\n");
+          const id = lines.find((line) => line.startsWith("id: "));
+          if (id && lines.some((line) => line.startsWith("data: ") && line !== "data: [DONE]")) {
+            ids.push(id.slice(4));
+          }
+        }
+        out.enqueue(chunk);
+      },
+    });
+    return new Response(response.body.pipeThrough(tap), {
+      status: response.status,
+      statusText: response.statusText,
+      headers: response.headers,
+    });
+  };
+}

@@ -71,6 +71,34 @@ def harness() -> Harness:
     return installed
 
 
+def bundle(entry: str, out: Path) -> Path:
+    """Bundle harness module ``entry`` and the npm packages it imports for the browser
+    (esbuild, pinned in package.json; no CDN); returns ``out``.
+
+    Raises:
+        AssertionError: esbuild failed.
+    """
+    installed = harness()
+    esbuild = installed.directory / "node_modules" / ".bin" / "esbuild"
+    done = subprocess.run(
+        [
+            str(esbuild),
+            str(installed.directory / entry),
+            "--bundle",
+            "--format=esm",
+            "--platform=browser",
+            "--log-level=warning",
+            f"--outfile={out}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"esbuild {entry} failed:\n{done.stderr[-4000:]}")
+    return out
+
+
 def _parsed(script: str, returncode: int, stdout: str, stderr: str) -> dict[str, Any]:
     lines = stdout.strip().splitlines()
     if returncode != 0 or not lines:

@@ -13,17 +13,17 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
-from runwire.auth import Authenticator, issue_token, token_from_headers
+from runwire.auth import Authenticator, TokenClaims, issue_token, token_from_headers
 from runwire.config import Mode, Settings
 from runwire.events import MAX_RUNS_PAGE
-from runwire.exceptions import AuthError, EngineError
+from runwire.exceptions import AuthError, EngineError, LimitError
 from runwire.http.message import HttpError, HttpRequest, HttpResponse, json_response
 from runwire.http.router import Router
 from runwire.ids import UserId
 from runwire.metrics import Metrics
 from runwire.runs import RunSnapshot, RunStore, SnapshotReader, page_of
 
-__all__ = ["caller_of", "gateway_routes"]
+__all__ = ["caller_of", "claims_of", "engine_unavailable", "gateway_routes", "limit_refused"]
 
 
 def gateway_routes(
@@ -80,10 +80,34 @@ def caller_of(authenticator: Authenticator, request: HttpRequest) -> UserId:
     Raises:
         HttpError: 401 ``unauthorized`` (the message says why: missing, expired, ...).
     """
+    return claims_of(authenticator, request).user_id
+
+
+def claims_of(authenticator: Authenticator, request: HttpRequest) -> TokenClaims:
+    """:func:`caller_of` with the token's expiry (a stream ends at ``exp``, as a socket).
+
+    Raises:
+        HttpError: 401 ``unauthorized`` (the message says why: missing, expired, ...).
+    """
     try:
-        return authenticator.verify(token_from_headers(request.headers))
+        return authenticator.verify_claims(token_from_headers(request.headers))
     except AuthError as exc:
         raise HttpError(401, "unauthorized", exc.reason) from None
+
+
+def engine_unavailable() -> HttpError:
+    """503 ``engine_unavailable`` with ``Retry-After``: the engine cannot serve now."""
+    return HttpError(
+        503, "engine_unavailable", "the event engine is unavailable; retry", (("retry-after", "1"),)
+    )
+
+
+def limit_refused(exc: LimitError) -> HttpError:
+    """A bound that refused a run or a stream, as HTTP: 503 for the gateway's own
+    (``busy``, ``shutting_down``), 429 for the user's (``too_many_runs``,
+    ``too_many_connections``); ``Retry-After`` on both."""
+    status = 503 if exc.code in ("busy", "shutting_down") else 429
+    return HttpError(status, exc.code, exc.message, (("retry-after", "1"),))
 
 
 class _Api:
@@ -105,7 +129,7 @@ class _Api:
         try:
             return await self.snapshots.runs(user_id, thread_id)
         except EngineError:
-            raise _engine_unavailable() from None
+            raise engine_unavailable() from None
 
     async def runs(self, request: HttpRequest) -> HttpResponse:
         user_id = caller_of(self.authenticator, request)
@@ -129,7 +153,7 @@ class _Api:
         try:
             snapshot = await self.snapshots.run(user_id, request.params["run_id"])
         except EngineError:
-            raise _engine_unavailable() from None
+            raise engine_unavailable() from None
         if snapshot is None:
             raise HttpError(404, "not_found", "no such run")
         return json_response(200, snapshot)
@@ -152,12 +176,6 @@ class _Api:
         except ValueError as exc:
             raise HttpError(400, "bad_request", str(exc)) from None
         return json_response(200, {"user_id": user, "token": token, "mode": "dev"})
-
-
-def _engine_unavailable() -> HttpError:
-    return HttpError(
-        503, "engine_unavailable", "the event engine is unavailable; retry", (("retry-after", "1"),)
-    )
 
 
 _CONTENT_TYPES = {

@@ -40,6 +40,7 @@ from runwire.events import ClientId, WireId
 from runwire.exceptions import CloseCode, EngineError, LimitError
 from runwire.http.message import HttpError, HttpRequest, HttpResponse, json_response, read_json
 from runwire.http.router import Router
+from runwire.http.routes import engine_unavailable, limit_refused
 
 __all__ = [
     "API_PREFIX",
@@ -156,14 +157,13 @@ class ServerApi:
         if len(body.content) > self.max_message_chars:
             raise HttpError(413, "message_too_long", "content exceeds max_message_chars")
         if not self.engine_available():
-            raise _unavailable()
+            raise engine_unavailable()
         try:
             started = await self.start_run(body.user_id, body.content, body.id, body.thread_id)
         except LimitError as exc:
-            status = 503 if exc.code in ("busy", "shutting_down") else 429
-            raise HttpError(status, exc.code, exc.message, (("retry-after", "1"),)) from None
+            raise limit_refused(exc) from None
         except EngineError:
-            raise _unavailable() from None
+            raise engine_unavailable() from None
         answer = RunStarted(body.id, started.run_id, started.thread_id, started.duplicate)
         return json_response(202, answer)
 
@@ -172,7 +172,7 @@ class ServerApi:
         try:
             cancelled = await self.cancel(body.user_id, request.params["run_id"])
         except EngineError:
-            raise _unavailable() from None
+            raise engine_unavailable() from None
         if not cancelled:
             raise HttpError(404, "not_found", "no active run with this id for this user")
         return json_response(200, {"run_id": request.params["run_id"], "cancelled": True})
@@ -183,24 +183,18 @@ class ServerApi:
         try:
             closed = await self.disconnect(user_id, body.code, body.reason)
         except EngineError:
-            raise _unavailable() from None
+            raise engine_unavailable() from None
         return json_response(200, {"user_id": user_id, "closed_here": closed})
 
     async def _presence(self, request: HttpRequest) -> HttpResponse:
         try:
             presence = await self.presence(request.params["user_id"])
         except EngineError:
-            raise _unavailable() from None
+            raise engine_unavailable() from None
         return json_response(200, presence)
 
     async def _openapi(self, _: HttpRequest) -> HttpResponse:
         return json_response(200, openapi_document())
-
-
-def _unavailable() -> HttpError:
-    return HttpError(
-        503, "engine_unavailable", "the event engine is unavailable; retry", (("retry-after", "1"),)
-    )
 
 
 def openapi_document() -> dict[str, Any]:

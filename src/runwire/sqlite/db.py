@@ -76,6 +76,7 @@ WAL_CHECKPOINT_PAGES = 16_384
 at 4 KiB pages): fewer, larger checkpoints than SQLite's default 1,000 pages, each
 of which stalls the writer (and so every publish) for several ms."""
 
+
 @dataclass(frozen=True, slots=True)
 class Rows:
     """One statement run for many parameter rows (``executemany``: the rows of a batch
