@@ -307,7 +307,7 @@ class RedisEngine:
             self.max_bytes,
             self.max_age_ms,
             self.key_ttl_s,
-            _RUN_SEQ_TTL_S,
+            _RUN_SEQ_TTL_S * 1000,
             self._slack_events,
             self._slack_bytes,
         ]

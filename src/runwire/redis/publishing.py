@@ -13,7 +13,7 @@ from typing import Any
 from runwire.engines.base import StoredEvent
 from runwire.events import Event
 from runwire.ids import Epoch, UserId
-from runwire.redis.keys import live_channel, run_seq_key, stream_keys
+from runwire.redis.keys import live_channel, run_field, stream_keys
 
 __all__ = ["PublishRequest", "Stored", "publish_call", "stored_of"]
 
@@ -65,16 +65,18 @@ def publish_call(
     args: list[Any] = list(header)
     order: list[list[int]] = []
     for user_id, indexes in _groups(requests).items():
-        runs: dict[str, int] = {}
+        runs: dict[str, str] = {}
         events: list[Any] = []
         for index in indexes:
             request = requests[index]
             event = request.event
-            run = runs.setdefault(event.run_id, len(runs) + 1)
-            events += (run, event.seq, request.prefix, request.suffix)
+            field = runs.get(event.run_id)
+            if field is None:
+                field = runs[event.run_id] = run_field(event.run_id)
+            events += (field, event.seq, request.prefix, request.suffix)
         keys += stream_keys(user_id)
-        keys += (run_seq_key(user_id, run_id) for run_id in runs)
         args += (candidate(), live_channel(user_id), len(runs), len(indexes))
+        args += runs.values()
         args += events
         order.append(indexes)
     return keys, args, order
