@@ -80,13 +80,14 @@ from runwire.redis.batching import Batcher
 from runwire.redis.client import (
     CONNECT_TIMEOUT_S,
     POOL_CONNECTIONS,
+    PackedConnection,
     map_redis_errors,
     redis_client,
     run_script,
 )
 from runwire.redis.keys import NODE_CHANNEL, live_channel, stream_keys, user_of_channel
 from runwire.redis.live import LiveOrder
-from runwire.redis.publishing import PublishRequest, Stored, publish_call, stored_of
+from runwire.redis.publishing import PublishRequest, publish_call, stored_of
 from runwire.redis.subscriptions import SubscriptionSet
 
 __all__ = ["RedisEngine"]
@@ -175,7 +176,7 @@ class RedisEngine:
         )
         self._slots = asyncio.Semaphore(POOL_CONNECTIONS)
         self._publish_script = self._redis.register_script(scripts.PUBLISH)
-        self._batcher: Batcher[PublishRequest, Stored] = Batcher(
+        self._batcher: Batcher[PublishRequest, StoredEvent] = Batcher(
             self._store, max_items=_BATCH_EVENTS, closed=_closed
         )
         self._live = LiveOrder()
@@ -190,6 +191,7 @@ class RedisEngine:
         # No read timeout: the connection is idle between events; PINGs check it.
         self._subscriber = aioredis.ConnectionPool.from_url(
             url,
+            connection_class=PackedConnection,
             protocol=2,
             socket_timeout=None,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
@@ -282,8 +284,9 @@ class RedisEngine:
     # -- publishing and reading -------------------------------------------------
 
     def _epoch_candidate(self) -> str:
-        """A fresh epoch name, cheap enough for every publish (used only when a user's
-        stream is new or was lost): this engine's random prefix and a counter."""
+        """A fresh epoch name, cheap enough for every publish batch (used only when a
+        user's stream is new or was lost): this engine's random prefix and a counter
+        (the publish script appends the group's number)."""
         self._epochs += 1
         return f"{self._epoch_prefix}{self._epochs:x}"
 
@@ -296,10 +299,9 @@ class RedisEngine:
                 publishing the same ``(run_id, seq)`` again is safe).
         """
         prefix, suffix = _split_frame(event, self.max_event_bytes)
-        result = await self._batcher.submit(PublishRequest(user_id, event, prefix, suffix))
-        return result.stored
+        return await self._batcher.submit(PublishRequest(user_id, event, prefix, suffix))
 
-    async def _store(self, requests: list[PublishRequest]) -> list[Stored]:
+    async def _store(self, requests: list[PublishRequest]) -> list[StoredEvent]:
         """One script call for a batch; hands this node's fresh events on at once."""
         header = [
             int(self._clock() * 1000),
@@ -310,26 +312,28 @@ class RedisEngine:
             _RUN_SEQ_TTL_S * 1000,
             self._slack_events,
             self._slack_bytes,
+            self._epoch_candidate(),
         ]
-        keys, args, groups = publish_call(requests, header, self._epoch_candidate)
+        keys, args, groups = publish_call(requests, header)
         try:
             async with self._slots, map_redis_errors("publish", self.mark_unavailable):
                 reply = await run_script(self._publish_script, keys=keys, args=args)
         except EngineError:
             self.publish_errors += len(requests)
             raise
-        results = stored_of(requests, reply, groups)
+        results, duplicates = stored_of(requests, reply, groups)
         reports = self._reports
         if reports is not None and self._subscriptions:
-            self._deliver_local(reports, results)
+            self._deliver_local(reports, results, duplicates)
         return results
 
-    def _deliver_local(self, reports: EngineListener, results: list[Stored]) -> None:
+    def _deliver_local(
+        self, reports: EngineListener, results: list[StoredEvent], duplicates: list[bool]
+    ) -> None:
         subscriptions, live = self._subscriptions, self._live
-        for result in results:
-            stored = result.stored
+        for stored, duplicate in zip(results, duplicates, strict=True):
             if (
-                not result.duplicate
+                not duplicate
                 and stored.user_id in subscriptions
                 and live.local(stored.user_id, stored.epoch, stored.offset)
             ):
