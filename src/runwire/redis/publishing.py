@@ -1,0 +1,91 @@
+"""The publish script's call: a batch of publishes in, their stored events out.
+
+The one place that knows the argument layout of :data:`runwire.redis.scripts.PUBLISH`
+(documented there). A batch is grouped by user, each user's events in batch order,
+so a user's offsets follow the order its events were submitted in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runwire.engines.base import StoredEvent
+from runwire.events import Event
+from runwire.ids import Epoch, UserId
+from runwire.redis.keys import live_channel, stream_keys
+
+__all__ = ["PublishRequest", "publish_call", "stored_of"]
+
+
+class PublishRequest:
+    """One event to publish, already encoded around its (unknown) offset."""
+
+    __slots__ = ("event", "prefix", "suffix", "user_id")
+
+    def __init__(self, user_id: UserId, event: Event, prefix: bytes, suffix: bytes) -> None:
+        self.user_id = user_id
+        self.event = event
+        self.prefix = prefix
+        self.suffix = suffix
+
+
+def _groups(requests: list[PublishRequest]) -> dict[UserId, list[int]]:
+    groups: dict[UserId, list[int]] = {}
+    for index, request in enumerate(requests):
+        group = groups.get(request.user_id)
+        if group is None:
+            groups[request.user_id] = [index]
+        else:
+            group.append(index)
+    return groups
+
+
+def publish_call(
+    requests: list[PublishRequest], header: list[Any]
+) -> tuple[list[str], list[Any], list[list[int]]]:
+    """``(keys, args, groups)`` for one script call storing ``requests``.
+
+    ``header``: the script's first nine arguments (clock, bounds, epoch candidate);
+    ``groups``: the request indexes of each group, for :func:`stored_of`.
+    """
+    keys: list[str] = []
+    args: list[Any] = list(header)
+    order: list[list[int]] = []
+    for user_id, indexes in _groups(requests).items():
+        runs: dict[str, None] = {}
+        events: list[Any] = []
+        for index in indexes:
+            request = requests[index]
+            event = request.event
+            runs[event.run_id] = None
+            events += (event.run_id, event.seq, request.prefix, request.suffix)
+        keys += stream_keys(user_id)
+        args.append(live_channel(user_id))
+        args += runs
+        args.append("")
+        args += events
+        args.append("")
+        order.append(indexes)
+    return keys, args, order
+
+
+def stored_of(
+    requests: list[PublishRequest], reply: Any, groups: list[list[int]]
+) -> tuple[list[StoredEvent], list[bool]]:
+    """The script's reply as one :class:`StoredEvent` per request, in request order,
+    and whether each was a duplicate (stored already: then it has the offset of its
+    run's last stored event)."""
+    results: list[StoredEvent | None] = [None] * len(requests)
+    duplicates = [False] * len(requests)
+    for indexes, group in zip(groups, reply, strict=True):
+        epoch = Epoch(group[0].decode())
+        for position, index in enumerate(indexes):
+            request = requests[index]
+            raw = group[1 + 2 * position]  # the offset, as the script's string
+            if isinstance(raw, int):
+                raw = str(raw).encode()
+            frame = request.prefix + raw + request.suffix
+            results[index] = StoredEvent(request.user_id, epoch, int(raw), frame, request.event)
+            if group[2 + 2 * position]:
+                duplicates[index] = True
+    return results, duplicates  # type: ignore[return-value]  # each index is in a group
