@@ -1,11 +1,15 @@
 """The Redis engine: one ordered, resumable stream per user, shared by many nodes.
 
-Every publish runs one server-side script that, atomically: creates the user's
-epoch if the stream was lost, increments the user's offset, appends the envelope
-(built around that offset) to the user's stream (stream ID ``<offset>-1``), trims
-the stream to its bounds, refreshes the keys' time to live (every 64th event), and
-publishes it on the user's channel. Two nodes publishing for one user therefore
-never produce a gap, a duplicate or a reorder.
+Publishing is batched: every publish made while the loop runs one iteration (or
+while the previous batch is in flight) goes to Redis in one call of one server-side
+script (:class:`~runwire.redis.batching.Batcher`, one batch in flight, so batches
+apply in order). Per user, atomically, the script creates the epoch if the stream
+was lost, skips an event whose ``(run_id, seq)`` is already stored (a retried
+publish), gives the others the next offsets, appends each envelope (built around its
+offset) to the user's stream (stream ID ``<offset>-1``) and publishes all of them in
+one message on the user's channel; it trims the stream once a bound is passed by a
+sixteenth and refreshes the keys' time to live every 64th event. Two nodes
+publishing for one user therefore never produce a gap, a duplicate or a reorder.
 
 Live delivery: each node subscribes only to the channels of users it holds sockets
 for. One :class:`~runwire.redis.subscriptions.SubscriptionSet` owns which users those
@@ -17,6 +21,13 @@ channels equal the wanted users and a command succeeds, reports the engine avail
 and asks the manager to catch every subscribed user up from history (``resync``), so
 events published meanwhile are filled in before newer live ones.
 
+An event published here for a user with sockets here is handed on as soon as the
+script answers, without waiting for its pub/sub echo, when it is the next offset
+after the last one handed on; otherwise it waits for its echo. The echo of an offset
+handed on already is skipped without being decoded (:class:`~runwire.redis.live.LiveOrder`).
+So every envelope is decoded at most once per node, and the listener sees each
+user's offsets in order, each once.
+
 Every other connection comes from :func:`redis_client`: retried once on a broken
 connection and health-checked when idle, so the first command after a Redis restart
 does not fail. A command that still cannot reach Redis marks the engine unavailable
@@ -27,12 +38,13 @@ The epoch lives in Redis, so it survives gateway restarts; it changes only when
 Redis loses the user's keys (restart without persistence, eviction, expiry).
 
 Bounds: per user ``history_max_events`` entries, ``history_max_bytes`` bytes and
-``history_ttl_s`` of age (by the publishing node's wall clock): count and bytes are
-trimmed on every publish, age on every 16th publish and on every read (so a read
-never returns an event older than the bound); a user's keys (epoch and offset too)
-expire ``redis_key_ttl_s`` after its last event, after which the user's stream
-starts a new epoch. Redis errors become :class:`~runwire.exceptions.EngineError`.
-Requires the ``redis`` extra (``pip install runwire[redis]``).
+``history_ttl_s`` of age (by the publishing node's wall clock). A read trims exactly
+first, so it never returns an event past a bound; between reads a stream holds at
+most a sixteenth more (count and bytes), and the age bound is checked every 16th
+publish. A user's keys (epoch and offset too) expire ``redis_key_ttl_s`` after its
+last event, after which the user's stream starts a new epoch. Redis errors become
+:class:`~runwire.exceptions.EngineError`. Requires the ``redis`` extra
+(``pip install runwire[redis]``).
 """
 
 from __future__ import annotations
@@ -64,6 +76,7 @@ from runwire.events import Event, encode_envelope_checked, event_from_frame
 from runwire.exceptions import EngineError
 from runwire.ids import Epoch, UserId, new_epoch
 from runwire.redis import scripts
+from runwire.redis.batching import Batcher
 from runwire.redis.client import (
     CONNECT_TIMEOUT_S,
     POOL_CONNECTIONS,
@@ -71,13 +84,9 @@ from runwire.redis.client import (
     redis_client,
     run_script,
 )
-from runwire.redis.keys import (
-    NODE_CHANNEL,
-    live_channel,
-    run_seq_key,
-    stream_keys,
-    user_of_channel,
-)
+from runwire.redis.keys import NODE_CHANNEL, live_channel, stream_keys, user_of_channel
+from runwire.redis.live import LiveOrder
+from runwire.redis.publishing import PublishRequest, Stored, publish_call, stored_of
 from runwire.redis.subscriptions import SubscriptionSet
 
 __all__ = ["RedisEngine"]
@@ -92,6 +101,8 @@ _PING_TIMEOUT_S = 5.0
 _BACKOFF_MIN_S = 0.05
 _BACKOFF_MAX_S = 2.0
 _CHANNELS_PER_COMMAND = 512
+_BATCH_EVENTS = 256
+"""The most events one publish script call stores (it runs ~4 us per event)."""
 
 
 def _split_frame(event: Event, max_event_bytes: int) -> tuple[bytes, bytes]:
@@ -109,6 +120,14 @@ def _split_frame(event: Event, max_event_bytes: int) -> tuple[bytes, bytes]:
 def _stored(user_id: UserId, epoch: Epoch, frame: bytes) -> StoredEvent:
     offset, event = event_from_frame(frame)
     return StoredEvent(user_id, epoch, offset, frame, event)
+
+
+def _event_of(frame: bytes) -> Event:
+    return event_from_frame(frame)[1]
+
+
+def _closed() -> Exception:
+    return EngineError("the redis engine is closed")
 
 
 class RedisEngine:
@@ -156,6 +175,13 @@ class RedisEngine:
         )
         self._slots = asyncio.Semaphore(POOL_CONNECTIONS)
         self._publish_script = self._redis.register_script(scripts.PUBLISH)
+        self._batcher: Batcher[PublishRequest, Stored] = Batcher(
+            self._store, max_items=_BATCH_EVENTS, closed=_closed
+        )
+        self._live = LiveOrder()
+        """The last offset handed on per wanted user (local delivery and echoes)."""
+        self._slack_events = max(1, max_events // scripts.TRIM_SLACK_DIVISOR)
+        self._slack_bytes = max(1, max_bytes // scripts.TRIM_SLACK_DIVISOR)
         self._position_script = self._redis.register_script(scripts.POSITION)
         self._read_script = self._redis.register_script(scripts.READ)
         # The subscription connection: made by the listener, never retried by redis-py
@@ -190,6 +216,8 @@ class RedisEngine:
         self.capabilities = EngineCapabilities(shared=True, durable=True, immediate=False)
         """Durable as far as Redis persists (AOF/RDB); a lost stream gets a new epoch."""
         self.publish_errors = 0
+        self.local_deliveries = 0
+        self.echoes_skipped = 0
         self.reconnects = 0
         self.resyncs = 0
 
@@ -215,6 +243,7 @@ class RedisEngine:
         # comes as its awaitable completes; the listener checks the flag every round.
         self._closing = True
         self._changed.set()
+        await self._batcher.close()
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -259,32 +288,56 @@ class RedisEngine:
         return f"{self._epoch_prefix}{self._epochs:x}"
 
     async def publish(self, user_id: UserId, event: Event) -> StoredEvent:
+        """Store ``event`` with the next batch (see the module docstring).
+
+        Raises:
+            EventRejected: not encodable or too big (before anything is sent).
+            EngineError: Redis did not confirm the batch (it may have stored it:
+                publishing the same ``(run_id, seq)`` again is safe).
+        """
         prefix, suffix = _split_frame(event, self.max_event_bytes)
+        result = await self._batcher.submit(PublishRequest(user_id, event, prefix, suffix))
+        return result.stored
+
+    async def _store(self, requests: list[PublishRequest]) -> list[Stored]:
+        """One script call for a batch; hands this node's fresh events on at once."""
+        header = [
+            int(self._clock() * 1000),
+            self.max_events,
+            self.max_bytes,
+            self.max_age_ms,
+            self.key_ttl_s,
+            _RUN_SEQ_TTL_S * 1000,
+            self._slack_events,
+            self._slack_bytes,
+        ]
+        keys, args, groups = publish_call(requests, header, self._epoch_candidate)
         try:
             async with self._slots, map_redis_errors("publish", self.mark_unavailable):
-                epoch, offset, _duplicate = await run_script(
-                    self._publish_script,
-                    keys=[*stream_keys(user_id), run_seq_key(user_id, event.run_id)],
-                    args=[
-                        self._epoch_candidate(),
-                        prefix,
-                        suffix,
-                        self.max_events,
-                        self.max_bytes,
-                        self.max_age_ms,
-                        self.key_ttl_s,
-                        live_channel(user_id),
-                        int(self._clock() * 1000),
-                        event.seq,
-                        _RUN_SEQ_TTL_S,
-                    ],
-                )
+                reply = await run_script(self._publish_script, keys=keys, args=args)
         except EngineError:
-            self.publish_errors += 1
+            self.publish_errors += len(requests)
             raise
-        offset = int(offset)
-        frame = prefix + str(offset).encode() + suffix
-        return StoredEvent(user_id, Epoch(epoch.decode()), offset, frame, event)
+        results = stored_of(requests, reply, groups)
+        reports = self._reports
+        if reports is not None and self._subscriptions:
+            self._deliver_local(reports, results)
+        return results
+
+    def _deliver_local(self, reports: EngineListener, results: list[Stored]) -> None:
+        subscriptions, live = self._subscriptions, self._live
+        for result in results:
+            stored = result.stored
+            if (
+                not result.duplicate
+                and stored.user_id in subscriptions
+                and live.local(stored.user_id, stored.epoch, stored.offset)
+            ):
+                self.local_deliveries += 1
+                try:
+                    reports.deliver(stored)
+                except Exception:  # a delivery bug must not fail the publish
+                    log.exception("local delivery failed")
 
     async def _command(self, action: str, call: Callable[[], Awaitable[Any]]) -> Any:
         """Run one command on the pool (retried once by the connection on a broken
@@ -356,6 +409,7 @@ class RedisEngine:
             await asyncio.wait_for(waiter, _SUBSCRIBE_TIMEOUT_S)
         except BaseException as exc:
             if subscriptions.remove(user_id):
+                self._live.forget(user_id)
                 self._changed.set()
             if isinstance(exc, TimeoutError):
                 raise EngineError("redis did not confirm the subscription in time") from None
@@ -370,6 +424,7 @@ class RedisEngine:
         """Undo one :meth:`subscribe`. After the user's last one its events are no
         longer delivered (at once), and the listener unsubscribes its channel."""
         if self._subscriptions.remove(user_id):
+            self._live.forget(user_id)
             self._changed.set()
 
     def _now_live(self, user_id: UserId) -> None:
@@ -502,11 +557,20 @@ class RedisEngine:
                 self._reports.resync(user_id)
 
     def _on_message(self, channel: bytes, data: bytes) -> None:
+        """An echo: ``epoch|first offset|frame\\nframe...`` (one publish script group).
+        Frames handed on already (published here) are skipped undecoded."""
         user_id = user_of_channel(channel)
-        if user_id is None or user_id not in self._subscriptions or self._reports is None:
+        reports = self._reports
+        if user_id is None or user_id not in self._subscriptions or reports is None:
             return
-        epoch, _, frame = data.partition(b"|")
-        self._reports.deliver(_stored(user_id, Epoch(epoch.decode()), frame))
+        raw_epoch, raw_first, body = data.split(b"|", 2)
+        epoch, first = Epoch(raw_epoch.decode()), int(raw_first)
+        frames = body.split(b"\n")
+        skip = self._live.echo(user_id, epoch, first, len(frames))
+        self.echoes_skipped += skip
+        for index in range(skip, len(frames)):
+            frame = frames[index]
+            reports.deliver(StoredEvent(user_id, epoch, first + index, frame, _event_of(frame)))
 
     def stats(self) -> dict[str, int]:
         subscriptions = self._subscriptions
@@ -519,6 +583,9 @@ class RedisEngine:
             "unconfirmed_users": len(subscriptions.missing()),
             "available": int(self.available),
             "publish_errors": self.publish_errors,
+            "publish_batches": self._batcher.batches,
+            "local_deliveries": self.local_deliveries,
+            "echoes_skipped": self.echoes_skipped,
             "reconnects": self.reconnects,
             "resyncs": self.resyncs,
         }

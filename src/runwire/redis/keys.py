@@ -4,9 +4,10 @@ A user's keys share the hash tag ``{<user_id>}``, so everything the publish scri
 touches for one user is in one slot (Redis Cluster ready).
 
 ==================================  =============================================
-``rw:{u}:epoch`` / ``:offset``       the user's stream epoch and last offset
-``rw:{u}:stream`` / ``:bytes``       the user's history (stream) and its size
-``rw:{u}:seq:<run>``                 the run's last stored ``seq`` (publish dedupe)
+``rw:{u}:meta``                      hash: the user's stream epoch, last offset,
+                                     history bytes, and per run ``r:<run>`` its last
+                                     stored ``seq`` (publish dedupe)
+``rw:{u}:stream``                    the user's history (stream)
 ``rw:{u}:live``                      the user's live channel
 ``rw:{u}:snap:<run>`` / ``:snaps``   run snapshots and their index
 ``rw:{u}:msg:<id>`` / ``:active``    idempotency keys, active runs (workers)
@@ -40,7 +41,7 @@ __all__ = [
     "node_lease_key",
     "node_runs_key",
     "run_owner_key",
-    "run_seq_key",
+    "run_field",
     "snapshot_index_key",
     "snapshot_key",
     "stream_keys",
@@ -57,14 +58,15 @@ NODES_KEY = "rw:{nodes}:all"
 the claim script touches one slot."""
 
 
-def stream_keys(user_id: UserId) -> tuple[str, str, str, str]:
-    """The user's epoch, offset, stream and byte-size keys."""
+def stream_keys(user_id: UserId) -> tuple[str, str]:
+    """The user's meta hash and stream keys."""
     base = f"rw:{{{user_id}}}"
-    return f"{base}:epoch", f"{base}:offset", f"{base}:stream", f"{base}:bytes"
+    return f"{base}:meta", f"{base}:stream"
 
 
-def run_seq_key(user_id: UserId, run_id: str) -> str:
-    return f"rw:{{{user_id}}}:seq:{run_id}"
+def run_field(run_id: str) -> str:
+    """The meta hash field holding a run's last stored ``seq``."""
+    return f"r:{run_id}"
 
 
 def live_channel(user_id: UserId) -> str:
