@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ConstantBackoff
 from redis.commands.core import AsyncScript
@@ -22,14 +23,22 @@ from redis.exceptions import (
 )
 
 from runwire.exceptions import EngineError
+from runwire.redis.topology import cluster_seeds, is_cluster
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
     "POOL_CONNECTIONS",
+    "Client",
+    "listener_client",
     "map_redis_errors",
     "redis_client",
     "run_script",
 ]
+
+Client = aioredis.Redis | RedisCluster
+"""A client of one server (``redis://``) or of a cluster (``redis+cluster://``): the
+same commands; a cluster client routes each by its key's slot (and follows
+``MOVED`` / ``ASK``, refreshing its slot map)."""
 
 POOL_CONNECTIONS = 32
 _POOL_TIMEOUT_S = 10.0
@@ -78,15 +87,23 @@ def redis_client(
     decode_responses: bool,
     blocking: bool = True,
     max_connections: int = POOL_CONNECTIONS,
-) -> aioredis.Redis:
+) -> Client:
     """A client whose connections survive a Redis restart (:func:`_connection_options`).
 
     ``blocking``: a burst of commands waits for a free connection (up to
     ``_POOL_TIMEOUT_S``) instead of failing with "too many connections"; the engine's
     hot path uses a plain pool capped by its own semaphore instead. The client owns its
     pool: ``aclose()`` closes both.
+
+    A ``redis+cluster://`` URL gives a cluster client with the same options, and up to
+    ``max_connections`` per node (its pools do not block: callers that burst cap
+    themselves, as the engine does). Its one retry also refreshes the slot map, so a
+    command that failed on a master that just died goes to the promoted replica when
+    the promotion is already known.
     """
     options = _connection_options()
+    if is_cluster(url):
+        return _cluster_client(url, decode_responses, max_connections, options)
     pool: aioredis.ConnectionPool
     if blocking:
         pool = aioredis.BlockingConnectionPool.from_url(
@@ -101,6 +118,32 @@ def redis_client(
             url, max_connections=max_connections, decode_responses=decode_responses, **options
         )
     return aioredis.Redis.from_pool(pool)
+
+
+def _cluster_client(
+    url: str, decode_responses: bool, max_connections: int, options: dict[str, Any]
+) -> RedisCluster:
+    seeds, credentials = cluster_seeds(url)
+    return RedisCluster(
+        startup_nodes=[ClusterNode(seed.host, seed.port) for seed in seeds],
+        decode_responses=decode_responses,
+        max_connections=max_connections,
+        **options,
+        **credentials,
+    )
+
+
+def listener_client(url: str) -> Client:
+    """A client with redis-py's own defaults and no read timeout, for pub/sub listeners
+    that wait for messages indefinitely (the control channel)."""
+    if is_cluster(url):
+        seeds, credentials = cluster_seeds(url)
+        return RedisCluster(
+            startup_nodes=[ClusterNode(seed.host, seed.port) for seed in seeds],
+            socket_timeout=None,
+            **credentials,
+        )
+    return aioredis.Redis.from_url(url)
 
 
 async def run_script(script: AsyncScript, *, keys: list[Any], args: list[Any]) -> Any:

@@ -24,12 +24,11 @@ import secrets
 from typing import Literal
 
 import msgspec
-import redis.asyncio as aioredis
 
 from runwire.backends import NodeHandlers
 from runwire.exceptions import CloseCode
 from runwire.ids import UserId
-from runwire.redis.client import map_redis_errors
+from runwire.redis.client import listener_client, map_redis_errors
 from runwire.redis.keys import CONTROL_CHANNEL
 
 __all__ = ["PRESENCE_TIMEOUT_S", "DisconnectCommand", "PresenceQuery", "RedisControl"]
@@ -81,7 +80,7 @@ class RedisControl:
         self.url = url
         self._node = node
         self._replies: set[asyncio.Task[None]] = set()
-        self._redis = aioredis.Redis.from_url(url)
+        self._redis = listener_client(url)
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self.state: Literal["idle", "listening", "reconnecting"] = "idle"

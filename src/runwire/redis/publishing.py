@@ -2,7 +2,9 @@
 
 The one place that knows the argument layout of :data:`runwire.redis.scripts.PUBLISH`
 (documented there). A batch is grouped by user, each user's events in batch order,
-so a user's offsets follow the order its events were submitted in.
+so a user's offsets follow the order its events were submitted in. On a Redis
+Cluster a script touches one slot: :func:`by_slot` splits a batch into one call per
+slot (a user's events all in one), :func:`in_request_order` puts the answers back.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ from runwire.events import Event
 from runwire.ids import Epoch, UserId
 from runwire.redis.keys import live_channel, run_field, stream_keys
 
-__all__ = ["PublishRequest", "Stored", "publish_call", "stored_of"]
+__all__ = [
+    "PublishRequest",
+    "Stored",
+    "by_slot",
+    "in_request_order",
+    "publish_call",
+    "stored_of",
+]
 
 
 class PublishRequest:
@@ -94,3 +103,26 @@ def stored_of(requests: list[PublishRequest], reply: Any, groups: list[list[int]
             stored = StoredEvent(request.user_id, epoch, offset, frame, request.event)
             results[index] = Stored(stored, bool(group[2 + 2 * position]))
     return results  # type: ignore[return-value]  # every index is in one group
+
+
+def by_slot(requests: list[PublishRequest], slot_of: Callable[[UserId], int]) -> list[list[int]]:
+    """The request indexes of each slot (by ``slot_of`` of the user), in batch order."""
+    slots: dict[int, list[int]] = {}
+    seen: dict[UserId, list[int]] = {}
+    for index, request in enumerate(requests):
+        part = seen.get(request.user_id)
+        if part is None:
+            part = seen[request.user_id] = slots.setdefault(slot_of(request.user_id), [])
+        part.append(index)
+    return list(slots.values())
+
+
+def in_request_order(
+    count: int, parts: list[list[int]], answers: list[list[Stored]]
+) -> list[Stored]:
+    """The answers of the calls of :func:`by_slot`'s parts, as one list in request order."""
+    results: list[Stored | None] = [None] * count
+    for indexes, stored in zip(parts, answers, strict=True):
+        for index, result in zip(indexes, stored, strict=True):
+            results[index] = result
+    return results  # type: ignore[return-value]  # every index is in one part

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["FORGET_MESSAGE", "POSITION", "PUBLISH", "READ", "TRIM_SLACK_DIVISOR"]
+__all__ = [
+    "FORGET_MESSAGE",
+    "POSITION",
+    "PUBLISH",
+    "READ",
+    "SHARDED_PUBLISH",
+    "TRIM_SLACK_DIVISOR",
+]
 
 TRIM_SLACK_DIVISOR = 16
 """A publish trims only once the stream is over a bound by 1/16 of it (at least one
@@ -68,7 +75,9 @@ end
 # keys' time to live (days), and run fields older than the run field ttl are dropped.
 # Lua converts numbers to strings and back slowly (~0.3 us each), so values are kept
 # as the strings they arrive or are stored as wherever no arithmetic needs them.
-PUBLISH = (
+# On a Redis Cluster the group's frames go out with SPUBLISH (SHARDED_PUBLISH): the
+# user's live channel has the user's hash tag, so it is in the slot of its keys.
+_PUBLISH_TEMPLATE = (
     TRIM
     + """
 local now = ARGV[1]
@@ -153,7 +162,7 @@ while a <= total do
       end
       if #stale > 0 then redis.call('HDEL', meta, unpack(stale)) end
     end
-    redis.call('PUBLISH', channel, epoch .. '|' .. first_id .. '|' .. table.concat(frames, '\\n'))
+    redis.call('__PUB__', channel, epoch .. '|' .. first_id .. '|' .. table.concat(frames, '\\n'))
   end
   reply[#reply + 1] = group
   k = k + 2
@@ -161,6 +170,8 @@ end
 return reply
 """
 )
+PUBLISH = _PUBLISH_TEMPLATE.replace("__PUB__", "PUBLISH")
+SHARDED_PUBLISH = _PUBLISH_TEMPLATE.replace("__PUB__", "SPUBLISH")
 
 # KEYS: meta, stream. ARGV: candidate epoch, key ttl s.
 POSITION = """

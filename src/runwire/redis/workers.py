@@ -23,13 +23,12 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from runwire.agents.runtime import StartedRun
 from runwire.exceptions import LimitError
 from runwire.ids import RunId, ThreadId, UserId, new_run_id, new_thread_id
-from runwire.redis.client import map_redis_errors, redis_client, run_script
+from runwire.redis.client import Client, map_redis_errors, redis_client, run_script
 from runwire.redis.keys import (
     CANCEL_CHANNEL,
     RUNS_STREAM,
@@ -78,7 +77,7 @@ class RedisDispatcher:
     """Gateway side: accept user messages as runs for the workers."""
 
     def __init__(self, url: str, *, per_user: int, ttl_s: int, stream_max: int) -> None:
-        self._redis: aioredis.Redis = redis_client(url, decode_responses=True)
+        self._redis: Client = redis_client(url, decode_responses=True)
         self._start = self._redis.register_script(_START)
         self.per_user = per_user
         self.ttl_s = ttl_s
@@ -129,7 +128,7 @@ class RedisMessageClaims:
     """Idempotency keys in Redis (``SET NX``), for gateways running agents locally."""
 
     def __init__(self, url: str, *, ttl_s: int) -> None:
-        self._redis: aioredis.Redis = redis_client(url, decode_responses=True)
+        self._redis: Client = redis_client(url, decode_responses=True)
         self.ttl_s = ttl_s
         self._forget = self._redis.register_script(FORGET_MESSAGE)
 
@@ -164,7 +163,7 @@ class WorkQueue:
     """Worker side: the runs stream, its consumer group, heartbeats and takeovers."""
 
     def __init__(self, url: str, name: str, *, heartbeat_ttl_s: int) -> None:
-        self._redis: aioredis.Redis = redis_client(url, decode_responses=True)
+        self._redis: Client = redis_client(url, decode_responses=True)
         self.name = name
         self.heartbeat_ttl_s = heartbeat_ttl_s
         self._liveness = Liveness(self._redis, worker_key, heartbeat_ttl_s)
