@@ -196,7 +196,11 @@ class RedisEngine:
             "socket_connect_timeout": CONNECT_TIMEOUT_S,
             "socket_keepalive": True,
         }
-        self._subscriber = aioredis.ConnectionPool.from_url(url, **self._subscriber_options)
+        self._subscriber = (
+            None
+            if self._topology.sharded
+            else aioredis.ConnectionPool.from_url(url, **self._subscriber_options)
+        )
         self._reports: EngineListener | None = None
         """Where events, resyncs and availability go (the process's pipeline)."""
         self._listeners: dict[tuple[tuple[int, int], ...], ShardListener] = {}
@@ -256,8 +260,9 @@ class RedisEngine:
                 if not waiter.done():
                     waiter.set_exception(EngineError("the redis engine is closed"))
         self._live_waiters.clear()
-        with contextlib.suppress(RedisError, OSError):
-            await self._subscriber.disconnect()
+        if self._subscriber is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._subscriber.disconnect()
         with contextlib.suppress(RedisError, OSError):
             await self._redis.aclose()
         self.available = False
@@ -497,7 +502,7 @@ class RedisEngine:
 
     async def connect(self, listener: ShardListener) -> Any:
         """A subscription connection to ``listener``'s shard master, found anew."""
-        if not self._topology.sharded:
+        if self._subscriber is not None:
             connection = self._subscriber.make_connection()  # type: ignore[no-untyped-call]
         else:
             shards = {shard.key: shard for shard in await self._topology.shards()}
