@@ -6,6 +6,7 @@ errors become :class:`~runwire.exceptions.EngineError` in :func:`map_redis_error
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,6 +31,7 @@ __all__ = [
     "POOL_CONNECTIONS",
     "Client",
     "listener_client",
+    "pubsub_of",
     "map_redis_errors",
     "redis_client",
     "run_script",
@@ -120,11 +122,36 @@ def redis_client(
     return aioredis.Redis.from_pool(pool)
 
 
+class BoundedCluster(RedisCluster):
+    """A cluster client whose commands wait for a free connection instead of failing.
+
+    redis-py's cluster pools do not block: a command past ``max_connections`` on a
+    node fails with ``MaxConnectionsError`` (a ``ConnectionError``, so the engine would
+    report itself unavailable under a burst). Here at most ``max_connections``
+    commands are in flight at once, over all nodes, so no node's pool runs out. The
+    first command initializes the client (the slot map) before any other is sent:
+    redis-py's own initialization, raced by concurrent first commands, closes
+    connections the others are using.
+    """
+
+    def __init__(self, *, max_connections: int, **kwargs: Any) -> None:
+        super().__init__(max_connections=max_connections, **kwargs)
+        self._bound = asyncio.Semaphore(max_connections)
+        self._first = asyncio.Lock()
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if self._initialize:
+            async with self._first:
+                await self.initialize()
+        async with self._bound:
+            return await super().execute_command(*args, **kwargs)
+
+
 def _cluster_client(
     url: str, decode_responses: bool, max_connections: int, options: dict[str, Any]
 ) -> RedisCluster:
     seeds, credentials = cluster_seeds(url)
-    return RedisCluster(
+    return BoundedCluster(
         startup_nodes=[ClusterNode(seed.host, seed.port) for seed in seeds],
         decode_responses=decode_responses,
         max_connections=max_connections,
@@ -144,6 +171,22 @@ def listener_client(url: str) -> Client:
             **credentials,
         )
     return aioredis.Redis.from_url(url)
+
+
+async def pubsub_of(client: Client, **options: Any) -> Any:
+    """A pub/sub object of ``client`` for plain (cluster-wide) channels.
+
+    A cluster client first refreshes its slot map (its pub/sub picks the node of the
+    channel's slot from it, and an empty or stale map would pick none or a dead one);
+    any node then delivers a plain ``PUBLISH`` from any other.
+
+    Raises:
+        RedisError, OSError: no cluster node answered.
+    """
+    if isinstance(client, RedisCluster):
+        await client.initialize()
+        await client.nodes_manager.initialize()
+    return client.pubsub(**options)
 
 
 async def run_script(script: AsyncScript, *, keys: list[Any], args: list[Any]) -> Any:

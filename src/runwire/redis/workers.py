@@ -28,7 +28,7 @@ from redis.exceptions import RedisError, ResponseError
 from runwire.agents.runtime import StartedRun
 from runwire.exceptions import LimitError
 from runwire.ids import RunId, ThreadId, UserId, new_run_id, new_thread_id
-from runwire.redis.client import Client, map_redis_errors, redis_client, run_script
+from runwire.redis.client import Client, map_redis_errors, pubsub_of, redis_client, run_script
 from runwire.redis.keys import (
     CANCEL_CHANNEL,
     RUNS_STREAM,
@@ -252,9 +252,13 @@ class WorkQueue:
                 pipe.delete(run_owner_key(request.run_id))
                 await pipe.execute()
 
-    def cancellations(self) -> Any:
-        """A pub/sub object subscribed to cancel requests (caller iterates it)."""
-        return self._redis.pubsub(ignore_subscribe_messages=True)
+    async def cancellations(self) -> Any:
+        """A pub/sub object for cancel requests (the caller subscribes and iterates it).
+
+        Raises:
+            RedisError, OSError: Redis could not be reached (a cluster: no node).
+        """
+        return await pubsub_of(self._redis, ignore_subscribe_messages=True)
 
     async def close(self) -> None:
         with contextlib.suppress(RedisError, OSError):
