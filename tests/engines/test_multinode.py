@@ -163,7 +163,8 @@ async def test_300_users_with_tabs_across_three_nodes(
         _check_stream(user, events, run_ids[user])
         misrouted += sum(e["run_id"] not in run_ids[user] for e in events)
     report(
-        f"multinode ({store}, {runs}, {workers} workers): {len(users)} users x 2 tabs on {NODES} nodes, "
+        f"multinode ({store}, {runs}, {workers} workers): {len(users)} users x 2 tabs"
+        f" on {NODES} nodes, "
         f"{sum(len(s) for s in streams)} events received, every run complete and in order "
         f"on every tab, misrouted={misrouted}"
     )

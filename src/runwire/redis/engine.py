@@ -75,6 +75,7 @@ from runwire.redis.batching import Batcher
 from runwire.redis.client import (
     CONNECT_TIMEOUT_S,
     POOL_CONNECTIONS,
+    PackedConnection,
     map_redis_errors,
     redis_client,
     run_script,
@@ -84,7 +85,6 @@ from runwire.redis.listener import ShardListener, ShardsChanged
 from runwire.redis.live import LiveOrder
 from runwire.redis.publishing import (
     PublishRequest,
-    Stored,
     by_slot,
     in_request_order,
     publish_call,
@@ -176,7 +176,7 @@ class RedisEngine:
         self._publish_script = self._redis.register_script(
             scripts.SHARDED_PUBLISH if self._topology.sharded else scripts.PUBLISH
         )
-        self._batcher: Batcher[PublishRequest, Stored] = Batcher(
+        self._batcher: Batcher[PublishRequest, StoredEvent] = Batcher(
             self._store, max_items=_BATCH_EVENTS, closed=_closed
         )
         self._live = LiveOrder()
@@ -199,7 +199,9 @@ class RedisEngine:
         self._subscriber = (
             None
             if self._topology.sharded
-            else aioredis.ConnectionPool.from_url(url, **self._subscriber_options)
+            else aioredis.ConnectionPool.from_url(
+                url, connection_class=PackedConnection, **self._subscriber_options
+            )
         )
         self._reports: EngineListener | None = None
         """Where events, resyncs and availability go (the process's pipeline)."""
@@ -289,8 +291,9 @@ class RedisEngine:
     # -- publishing and reading -------------------------------------------------
 
     def _epoch_candidate(self) -> str:
-        """A fresh epoch name, cheap enough for every publish (used only when a user's
-        stream is new or was lost): this engine's random prefix and a counter."""
+        """A fresh epoch name, cheap enough for every publish batch (used only when a
+        user's stream is new or was lost): this engine's random prefix and a counter
+        (the publish script appends the group's number)."""
         self._epochs += 1
         return f"{self._epoch_prefix}{self._epochs:x}"
 
@@ -303,10 +306,9 @@ class RedisEngine:
                 publishing the same ``(run_id, seq)`` again is safe).
         """
         prefix, suffix = _split_frame(event, self.max_event_bytes)
-        result = await self._batcher.submit(PublishRequest(user_id, event, prefix, suffix))
-        return result.stored
+        return await self._batcher.submit(PublishRequest(user_id, event, prefix, suffix))
 
-    async def _store(self, requests: list[PublishRequest]) -> list[Stored]:
+    async def _store(self, requests: list[PublishRequest]) -> list[StoredEvent]:
         """One script call for a batch; hands this node's fresh events on at once."""
         header = [
             int(self._clock() * 1000),
@@ -317,6 +319,7 @@ class RedisEngine:
             _RUN_SEQ_TTL_S * 1000,
             self._slack_events,
             self._slack_bytes,
+            self._epoch_candidate(),
         ]
         try:
             if not self._topology.sharded:
@@ -325,8 +328,14 @@ class RedisEngine:
                 parts = by_slot(requests, self._slot_of_user)
                 # Every call ends before the batch does (one batch in flight keeps
                 # each user's order), whether or not another one failed.
+                # Each call its own epoch candidate (the script numbers groups per call).
                 replies = await asyncio.gather(
-                    *(self._store_slot([requests[i] for i in part], header) for part in parts),
+                    *(
+                        self._store_slot(
+                            [requests[i] for i in part], [*header[:-1], self._epoch_candidate()]
+                        )
+                        for part in parts
+                    ),
                     return_exceptions=True,
                 )
                 for reply in replies:
@@ -338,12 +347,14 @@ class RedisEngine:
             raise
         reports = self._reports
         if reports is not None and self._wanted:
-            self._deliver_local(reports, results)
-        return results
+            self._deliver_local(reports, *results)
+        return results[0]
 
-    async def _store_slot(self, requests: list[PublishRequest], header: list[Any]) -> list[Stored]:
+    async def _store_slot(
+        self, requests: list[PublishRequest], header: list[Any]
+    ) -> tuple[list[StoredEvent], list[bool]]:
         """One script call for ``requests`` (all in one slot on a cluster)."""
-        keys, args, groups = publish_call(requests, header, self._epoch_candidate)
+        keys, args, groups = publish_call(requests, header)
         async with self._slots, map_redis_errors("publish", self.mark_unavailable):
             reply = await run_script(self._publish_script, keys=keys, args=args)
         return stored_of(requests, reply, groups)
@@ -351,12 +362,13 @@ class RedisEngine:
     def _slot_of_user(self, user_id: UserId) -> int:
         return self._topology.slot(live_channel(user_id))
 
-    def _deliver_local(self, reports: EngineListener, results: list[Stored]) -> None:
+    def _deliver_local(
+        self, reports: EngineListener, results: list[StoredEvent], duplicates: list[bool]
+    ) -> None:
         subscriptions, live = self._wanted, self._live
-        for result in results:
-            stored = result.stored
+        for stored, duplicate in zip(results, duplicates, strict=True):
             if (
-                not result.duplicate
+                not duplicate
                 and stored.user_id in subscriptions
                 and live.local(stored.user_id, stored.epoch, stored.offset)
             ):
@@ -509,7 +521,7 @@ class RedisEngine:
             if shards.keys() != self._shards.keys():
                 raise ShardsChanged("the cluster's slots moved")
             master = shards[listener.key].master
-            connection = aioredis.Connection(
+            connection = PackedConnection(
                 host=master.host,
                 port=master.port,
                 **self._subscriber_options,

@@ -5,8 +5,10 @@ touches for one user is in one slot (Redis Cluster ready).
 
 ==================================  =============================================
 ``rw:{u}:meta``                      hash: the user's stream epoch, last offset,
-                                     history bytes, and per run ``r:<run>`` its last
-                                     stored ``seq`` (publish dedupe)
+                                     history bytes, and per run ``r:<run>`` /
+                                     ``o:<run>`` / ``t:<run>`` its last stored
+                                     ``seq``, that event's offset and when (the
+                                     publish dedupe; fields written by the script)
 ``rw:{u}:stream``                    the user's history (stream)
 ``rw:{u}:live``                      the user's live channel
 ``rw:{u}:snap:<run>`` / ``:snaps``   run snapshots and their index
@@ -41,7 +43,6 @@ __all__ = [
     "node_lease_key",
     "node_runs_key",
     "run_owner_key",
-    "run_field",
     "snapshot_index_key",
     "snapshot_key",
     "stream_keys",
@@ -62,11 +63,6 @@ def stream_keys(user_id: UserId) -> tuple[str, str]:
     """The user's meta hash and stream keys."""
     base = f"rw:{{{user_id}}}"
     return f"{base}:meta", f"{base}:stream"
-
-
-def run_field(run_id: str) -> str:
-    """The meta hash field holding a run's last stored ``seq``."""
-    return f"r:{run_id}"
 
 
 def live_channel(user_id: UserId) -> str:

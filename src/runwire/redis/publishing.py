@@ -15,11 +15,10 @@ from typing import Any
 from runwire.engines.base import StoredEvent
 from runwire.events import Event
 from runwire.ids import Epoch, UserId
-from runwire.redis.keys import live_channel, run_field, stream_keys
+from runwire.redis.keys import live_channel, stream_keys
 
 __all__ = [
     "PublishRequest",
-    "Stored",
     "by_slot",
     "in_request_order",
     "publish_call",
@@ -39,17 +38,6 @@ class PublishRequest:
         self.suffix = suffix
 
 
-class Stored:
-    """What the script did with one request: stored (``duplicate`` false), or found
-    it stored already (then ``stored`` has the offset of its run's last event)."""
-
-    __slots__ = ("duplicate", "stored")
-
-    def __init__(self, stored: StoredEvent, duplicate: bool) -> None:
-        self.stored = stored
-        self.duplicate = duplicate
-
-
 def _groups(requests: list[PublishRequest]) -> dict[UserId, list[int]]:
     groups: dict[UserId, list[int]] = {}
     for index, request in enumerate(requests):
@@ -62,47 +50,54 @@ def _groups(requests: list[PublishRequest]) -> dict[UserId, list[int]]:
 
 
 def publish_call(
-    requests: list[PublishRequest], header: list[Any], candidate: Callable[[], str]
+    requests: list[PublishRequest], header: list[Any]
 ) -> tuple[list[str], list[Any], list[list[int]]]:
     """``(keys, args, groups)`` for one script call storing ``requests``.
 
-    ``header``: the script's first eight arguments (clock and bounds); ``candidate``:
-    a fresh epoch name per group (used if the user's stream is new or was lost);
+    ``header``: the script's first nine arguments (clock, bounds, epoch candidate);
     ``groups``: the request indexes of each group, for :func:`stored_of`.
     """
     keys: list[str] = []
     args: list[Any] = list(header)
     order: list[list[int]] = []
     for user_id, indexes in _groups(requests).items():
-        runs: dict[str, str] = {}
+        runs: dict[str, None] = {}
         events: list[Any] = []
         for index in indexes:
             request = requests[index]
             event = request.event
-            field = runs.get(event.run_id)
-            if field is None:
-                field = runs[event.run_id] = run_field(event.run_id)
-            events += (field, event.seq, request.prefix, request.suffix)
+            runs[event.run_id] = None
+            events += (event.run_id, event.seq, request.prefix, request.suffix)
         keys += stream_keys(user_id)
-        args += (candidate(), live_channel(user_id), len(runs), len(indexes))
-        args += runs.values()
+        args.append(live_channel(user_id))
+        args += runs
+        args.append("")
         args += events
+        args.append("")
         order.append(indexes)
     return keys, args, order
 
 
-def stored_of(requests: list[PublishRequest], reply: Any, groups: list[list[int]]) -> list[Stored]:
-    """The script's reply as one :class:`Stored` per request, in request order."""
-    results: list[Stored | None] = [None] * len(requests)
+def stored_of(
+    requests: list[PublishRequest], reply: Any, groups: list[list[int]]
+) -> tuple[list[StoredEvent], list[bool]]:
+    """The script's reply as one :class:`StoredEvent` per request, in request order,
+    and whether each was a duplicate (stored already: then it has the offset of its
+    run's last stored event)."""
+    results: list[StoredEvent | None] = [None] * len(requests)
+    duplicates = [False] * len(requests)
     for indexes, group in zip(groups, reply, strict=True):
         epoch = Epoch(group[0].decode())
         for position, index in enumerate(indexes):
             request = requests[index]
-            offset = int(group[1 + 2 * position])
-            frame = request.prefix + str(offset).encode() + request.suffix
-            stored = StoredEvent(request.user_id, epoch, offset, frame, request.event)
-            results[index] = Stored(stored, bool(group[2 + 2 * position]))
-    return results  # type: ignore[return-value]  # every index is in one group
+            raw = group[1 + 2 * position]  # the offset, as the script's string
+            if isinstance(raw, int):
+                raw = str(raw).encode()
+            frame = request.prefix + raw + request.suffix
+            results[index] = StoredEvent(request.user_id, epoch, int(raw), frame, request.event)
+            if group[2 + 2 * position]:
+                duplicates[index] = True
+    return results, duplicates  # type: ignore[return-value]  # each index is in a group
 
 
 def by_slot(requests: list[PublishRequest], slot_of: Callable[[UserId], int]) -> list[list[int]]:
@@ -118,11 +113,14 @@ def by_slot(requests: list[PublishRequest], slot_of: Callable[[UserId], int]) ->
 
 
 def in_request_order(
-    count: int, parts: list[list[int]], answers: list[list[Stored]]
-) -> list[Stored]:
-    """The answers of the calls of :func:`by_slot`'s parts, as one list in request order."""
-    results: list[Stored | None] = [None] * count
-    for indexes, stored in zip(parts, answers, strict=True):
-        for index, result in zip(indexes, stored, strict=True):
+    count: int, parts: list[list[int]], answers: list[tuple[list[StoredEvent], list[bool]]]
+) -> tuple[list[StoredEvent], list[bool]]:
+    """The answers (:func:`stored_of`) of the calls for :func:`by_slot`'s parts, as
+    one answer in request order."""
+    results: list[StoredEvent | None] = [None] * count
+    duplicates = [False] * count
+    for indexes, (stored, duplicated) in zip(parts, answers, strict=True):
+        for index, result, duplicate in zip(indexes, stored, duplicated, strict=True):
             results[index] = result
-    return results  # type: ignore[return-value]  # every index is in one part
+            duplicates[index] = duplicate
+    return results, duplicates  # type: ignore[return-value]  # every index is in one part

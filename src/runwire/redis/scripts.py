@@ -57,24 +57,28 @@ end
 #
 # KEYS, per group: the user's meta hash, its stream.
 # ARGV: now ms, max entries, max bytes, max age ms, key ttl s, run field ttl ms,
-#   entries slack, bytes slack; then per group: candidate epoch, live channel, runs r,
-#   events n, the meta field of each run ("r:<run_id>"); then per event: its run's
-#   field, seq, frame prefix, frame suffix (the envelope around its offset).
+#   entries slack, bytes slack, the batch's epoch candidate (a user whose stream is new
+#   or was lost gets it with the group's number, 4 hex digits, appended); then per
+#   group: live channel, the run of each of its events' runs ("<run_id>") and "", then
+#   per event: its run, seq, frame prefix, frame suffix (the envelope around its
+#   offset); then "".
 # Reply: per group {epoch, offset_1, duplicate_1, ..., offset_n, duplicate_n}.
 #
 # The meta hash holds epoch, offset (the last one), bytes (the stream's), and per run
-# "r:<run_id>" = "<last stored seq>:<its offset>:<ms>". Stream IDs are "<offset>-0".
-# Per group: one HMGET, one XADD per new event, one HSET, one PUBLISH of all the
-# group's new frames ("epoch|first offset|frame\nframe...": a compact JSON envelope
-# holds no raw newline). An event whose (run, seq) is not newer than the run's last
-# stored one is not stored again (a retried publish): duplicate 1, with the offset of
-# the run's last stored event. Amortised: trimming once a bound is passed by its
-# slack (XLEN only once the stream could hold that many: it never holds more entries
-# than its last offset); the age bound when the group passes a multiple of 16
-# offsets; when it passes an offset 1 (mod 64), so on a stream's first event too: both
-# keys' time to live (days), and run fields older than the run field ttl are dropped.
-# Lua converts numbers to strings and back slowly (~0.3 us each), so values are kept
-# as the strings they arrive or are stored as wherever no arithmetic needs them.
+# "r:<run_id>" its last stored seq, "o:<run_id>" that event's offset and "t:<run_id>"
+# when (ms). Stream IDs are "<offset>-0". Per group: one HMGET, one XADD per new
+# event, one HSET, one PUBLISH of all the group's new frames ("epoch|first
+# offset|frame\nframe...": a compact JSON envelope holds no raw newline). An event
+# whose (run, seq) is not newer than the run's last stored one is not stored again (a
+# retried publish): duplicate 1, with the offset of the run's last stored event.
+# Amortised: trimming once a bound is passed by its slack (XLEN only once the stream
+# could hold that many: it never holds more entries than its last offset); the age
+# bound when the group passes a multiple of 16 offsets; when it passes an offset 1
+# (mod 64), so on a stream's first event too: both keys' time to live (days), and run
+# fields older than the run field ttl are dropped.
+# Lua converts between numbers and strings slowly (~0.3 us each): values stay the
+# strings they arrive or are stored as wherever no arithmetic needs them, and the
+# layout ends lists with "" rather than counting them.
 # On a Redis Cluster the group's frames go out with SPUBLISH (SHARDED_PUBLISH): the
 # user's live channel has the user's hash tag, so it is in the slot of its keys.
 _PUBLISH_TEMPLATE = (
@@ -85,41 +89,48 @@ local now_ms = tonumber(now)
 local max_events, max_bytes, max_age = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local key_ttl, run_ttl = ARGV[5], tonumber(ARGV[6])
 local slack_events, slack_bytes = tonumber(ARGV[7]), tonumber(ARGV[8])
+local candidate = ARGV[9]
 local reply = {}
-local k, a = 1, 9
+local k, a = 1, 10
 local total = #ARGV
 while a <= total do
   local meta, stream = KEYS[k], KEYS[k + 1]
-  local candidate, channel = ARGV[a], ARGV[a + 1]
-  local runs, count = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  local fields = a + 4
-  a = fields + runs
-  local got = redis.call('HMGET', meta, 'epoch', 'offset', 'bytes', unpack(ARGV, fields, a - 1))
+  local channel = ARGV[a]
+  local wanted = {meta, 'epoch', 'offset', 'bytes'}
+  a = a + 1
+  local runs = {}
+  while ARGV[a] ~= '' do
+    local run = ARGV[a]
+    runs[#runs + 1] = run
+    wanted[#wanted + 1] = 'r:' .. run
+    wanted[#wanted + 1] = 'o:' .. run
+    a = a + 1
+  end
+  a = a + 1
+  local got = redis.call('HMGET', unpack(wanted))
   local epoch = got[1]
   local offset, size = tonumber(got[2] or '0'), tonumber(got[3] or '0')
-  local update = {'offset', 0, 'bytes', 0}
-  if not epoch then
-    epoch, offset, size = candidate, 0, 0
+  local new_epoch = not epoch
+  if new_epoch then
+    epoch, offset, size = candidate .. string.format('%04x', #reply + 1), 0, 0
     redis.call('DEL', meta, stream)
-    update[5], update[6] = 'epoch', epoch
   end
-  local last_seq, last_offset, stored = {}, {}, {}
-  for r = 1, runs do
-    local value = got[r + 3]
-    if value then
-      local seq, at = string.match(value, '^(%d+):(%d+):')
-      local field = ARGV[fields + r - 1]
-      last_seq[field], last_offset[field] = tonumber(seq), at
+  local last_seq, last_offset, seen = {}, {}, {}
+  for r = 1, #runs do
+    local seq = got[2 + 2 * r]
+    if seq and not new_epoch then
+      last_seq[runs[r]], last_offset[runs[r]] = tonumber(seq), got[3 + 2 * r]
     end
   end
-  local first, first_id = offset + 1, nil
-  local frames = {}
+  local first = offset + 1
+  local frames, first_id = {}, nil
   local group = {epoch}
-  for _ = 1, count do
-    local field, seq = ARGV[a], ARGV[a + 1]
-    local last = last_seq[field]
-    if last ~= nil and tonumber(seq) <= last then
-      group[#group + 1] = last_offset[field]
+  while ARGV[a] ~= '' do
+    local run, seq = ARGV[a], ARGV[a + 1]
+    local number = tonumber(seq)
+    local last = last_seq[run]
+    if last ~= nil and number <= last then
+      group[#group + 1] = last_offset[run]
       group[#group + 1] = 1
     else
       offset = offset + 1
@@ -129,40 +140,48 @@ while a <= total do
       redis.call('XADD', stream, id, 'f', frame, 't', now)
       frames[#frames + 1] = frame
       size = size + #frame
-      last_seq[field], last_offset[field] = tonumber(seq), id
-      stored[field] = seq .. ':' .. id .. ':' .. now
+      last_seq[run], last_offset[run], seen[run] = number, id, seq
       group[#group + 1] = id
       group[#group + 1] = 0
     end
     a = a + 4
   end
-  if #frames > 0 then
-    if math.floor(offset / 16) > math.floor((first - 1) / 16) or size > max_bytes + slack_bytes
+  a = a + 1
+  local added = offset - first + 1
+  if added > 0 then
+    if offset % 16 < added or size > max_bytes + slack_bytes
         or (offset > max_events + slack_events
             and redis.call('XLEN', stream) > max_events + slack_events) then
       size = trim(stream, max_events, max_bytes, max_age, now_ms, size)
     end
-    update[2], update[4] = offset, size
-    for field, value in pairs(stored) do
-      update[#update + 1] = field
-      update[#update + 1] = value
+    local update = {meta, 'offset', offset, 'bytes', size}
+    if new_epoch then
+      update[6], update[7] = 'epoch', epoch
     end
-    redis.call('HSET', meta, unpack(update))
-    if math.floor((offset - 1) / 64) > math.floor((first - 2) / 64) then
+    for run, seq in pairs(seen) do
+      local n = #update
+      update[n + 1], update[n + 2] = 'r:' .. run, seq
+      update[n + 3], update[n + 4] = 'o:' .. run, last_offset[run]
+      update[n + 5], update[n + 6] = 't:' .. run, now
+    end
+    redis.call('HSET', unpack(update))
+    if (offset - 1) % 64 < added then
       redis.call('EXPIRE', meta, key_ttl)
       redis.call('EXPIRE', stream, key_ttl)
       local all = redis.call('HGETALL', meta)
-      local stale = {}
+      local stale = {meta}
       for i = 1, #all, 2 do
         local name = all[i]
-        if string.sub(name, 1, 2) == 'r:' then
-          local at = tonumber(string.match(all[i + 1], ':(%d+)$'))
-          if at == nil or now_ms - at > run_ttl then stale[#stale + 1] = name end
+        if string.sub(name, 1, 2) == 't:' and now_ms - tonumber(all[i + 1]) > run_ttl then
+          local run = string.sub(name, 3)
+          stale[#stale + 1], stale[#stale + 2], stale[#stale + 3] = name, 'r:' .. run, 'o:' .. run
         end
       end
-      if #stale > 0 then redis.call('HDEL', meta, unpack(stale)) end
+      if #stale > 1 then redis.call('HDEL', unpack(stale)) end
     end
-    redis.call('__PUB__', channel, epoch .. '|' .. first_id .. '|' .. table.concat(frames, '\\n'))
+    local message = frames[1]
+    if #frames > 1 then message = table.concat(frames, '\\n') end
+    redis.call('__PUB__', channel, epoch .. '|' .. first_id .. '|' .. message)
   end
   reply[#reply + 1] = group
   k = k + 2
