@@ -117,7 +117,12 @@ def _check_stream(user: str, events: list[dict[str, Any]], runs: set[str]) -> No
 
 @pytest.mark.parametrize(
     ("store", "runs", "workers"),
-    [("redis", "local", 0), ("redis", "workers", 2), ("redis-cluster", "local", 0)],
+    [
+        ("redis", "local", 0),
+        ("redis", "workers", 2),
+        ("redis-cluster", "local", 0),
+        ("redis-cluster", "workers", 2),
+    ],
 )
 async def test_300_users_with_tabs_across_three_nodes(
     request: pytest.FixtureRequest,

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ConstantBackoff
 from redis.commands.core import AsyncScript
@@ -157,7 +157,8 @@ class BoundedCluster(RedisCluster):
     redis-py's cluster pools do not block: a command past ``max_connections`` on a
     node fails with ``MaxConnectionsError`` (a ``ConnectionError``, so the engine would
     report itself unavailable under a burst). Here at most ``max_connections``
-    commands are in flight at once, over all nodes, so no node's pool runs out. The
+    commands and pipelines are in flight at once, over all nodes, so no node's pool
+    runs out. The
     first command initializes the client (the slot map) before any other is sent:
     redis-py's own initialization, raced by concurrent first commands, closes
     connections the others are using.
@@ -169,11 +170,32 @@ class BoundedCluster(RedisCluster):
         self._first = asyncio.Lock()
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        await self._initialized()
+        async with self._bound:
+            return await super().execute_command(*args, **kwargs)
+
+    async def _initialized(self) -> None:
         if self._initialize:
             async with self._first:
                 await self.initialize()
-        async with self._bound:
-            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
+        """A pipeline bounded like a command (it holds one connection per node it
+        touches while it runs)."""
+        return _BoundedPipeline(self, transaction)  # type: ignore[abstract]
+
+
+class _BoundedPipeline(ClusterPipeline):
+    """A :class:`BoundedCluster`'s pipeline: waits for the client's bound to run."""
+
+    def __init__(self, client: BoundedCluster, transaction: Any | None) -> None:
+        super().__init__(client, transaction)
+        self._bounded = client
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+        await self._bounded._initialized()
+        async with self._bounded._bound:
+            return await super().execute(raise_on_error, allow_redirections)
 
 
 def _cluster_client(
@@ -253,4 +275,4 @@ async def map_redis_errors(
     except (RedisError, OSError) as exc:
         if on_unreachable is not None and isinstance(exc, _UNREACHABLE):
             on_unreachable()
-        raise EngineError(f"redis unavailable during {action}: {exc}") from exc
+        raise EngineError(f"redis unavailable during {action}: {exc!r}") from exc

@@ -54,7 +54,10 @@ class Worker:
         self.name = name or f"worker-{secrets.token_hex(4)}"
         self.heartbeat_s = settings.worker_heartbeat_s
         self.queue = WorkQueue(
-            settings.engine, self.name, heartbeat_ttl_s=lease_ttl_s(self.heartbeat_s)
+            settings.engine,
+            self.name,
+            heartbeat_ttl_s=lease_ttl_s(self.heartbeat_s),
+            keep_s=settings.idempotency_ttl_s,
         )
         self.store = RunStore(
             runs_per_user=settings.snapshot_runs_per_user, max_users=settings.history_max_users
