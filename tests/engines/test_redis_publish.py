@@ -185,7 +185,7 @@ async def test_a_redis_restart_mid_batch_loses_and_repeats_nothing(
             admin.sendall(b"CLIENT PAUSE 3000 WRITE\r\n")  # hold the next script call
             assert admin.recv(16).startswith(b"+OK")
         tasks = [asyncio.ensure_future(node.engine.publish(alice, event(s))) for s in range(2, 7)]
-        await wait_until(lambda: node.engine._batcher._sent, what="the batch in flight")
+        await wait_until(lambda: node.engine._batcher.in_flight, what="the batch in flight")
         await asyncio.sleep(0.05)  # the script call is on the wire, held by the pause
         assert not any(task.done() for task in tasks)
         server.restart()

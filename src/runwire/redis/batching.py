@@ -72,6 +72,11 @@ class Batcher(Generic[T, R]):
         """Items queued and not yet sent."""
         return len(self._items)
 
+    @property
+    def in_flight(self) -> int:
+        """Items sent and not answered yet."""
+        return len(self._sent)
+
     def _take(self) -> tuple[list[T], list[asyncio.Future[R]]]:
         limit = self.max_items
         items, futures = self._items[:limit], self._futures[:limit]
