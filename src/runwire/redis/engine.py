@@ -75,6 +75,7 @@ from runwire.redis.batching import Batcher
 from runwire.redis.client import (
     CONNECT_TIMEOUT_S,
     POOL_CONNECTIONS,
+    BoundedCluster,
     PackedConnection,
     map_redis_errors,
     redis_client,
@@ -85,8 +86,8 @@ from runwire.redis.listener import ShardListener, ShardsChanged
 from runwire.redis.live import LiveOrder
 from runwire.redis.publishing import (
     PublishRequest,
-    by_slot,
     in_request_order,
+    partition,
     publish_call,
     stored_of,
 )
@@ -324,24 +325,8 @@ class RedisEngine:
         try:
             if not self._topology.sharded:
                 results = await self._store_slot(requests, header)
-            else:  # a script touches one slot: one call per slot, all at once
-                parts = by_slot(requests, self._slot_of_user)
-                # Every call ends before the batch does (one batch in flight keeps
-                # each user's order), whether or not another one failed.
-                # Each call its own epoch candidate (the script numbers groups per call).
-                replies = await asyncio.gather(
-                    *(
-                        self._store_slot(
-                            [requests[i] for i in part], [*header[:-1], self._epoch_candidate()]
-                        )
-                        for part in parts
-                    ),
-                    return_exceptions=True,
-                )
-                for reply in replies:
-                    if isinstance(reply, BaseException):
-                        raise reply
-                results = in_request_order(len(requests), parts, replies)  # type: ignore[arg-type]
+            else:  # one call per master, all at once
+                results = await self._store_sharded(requests, header)
         except EngineError:
             self.publish_errors += len(requests)
             raise
@@ -353,11 +338,42 @@ class RedisEngine:
     async def _store_slot(
         self, requests: list[PublishRequest], header: list[Any]
     ) -> tuple[list[StoredEvent], list[bool]]:
-        """One script call for ``requests`` (all in one slot on a cluster)."""
+        """One script call for ``requests`` (one server)."""
         keys, args, groups = publish_call(requests, header)
         async with self._slots, map_redis_errors("publish", self.mark_unavailable):
             reply = await run_script(self._publish_script, keys=keys, args=args)
         return stored_of(requests, reply, groups)
+
+    async def _store_sharded(
+        self, requests: list[PublishRequest], header: list[Any]
+    ) -> tuple[list[StoredEvent], list[bool]]:
+        """A batch on a cluster: the users of each master in one script call (its
+        cross-slot variant), sent to that master; every call ends before the batch
+        does (one batch in flight keeps each user's order), failed or not. Each call
+        gets its own epoch candidate (the script numbers its groups per call)."""
+        cluster = self._redis
+        assert isinstance(cluster, BoundedCluster)
+        async with map_redis_errors("publish", self.mark_unavailable):
+            nodes = {}
+            for user_id in {request.user_id for request in requests}:
+                nodes[user_id] = await cluster.node_of_slot(self._slot_of_user(user_id))
+        parts = partition(requests, lambda user_id: nodes[user_id].name)
+
+        async def call(part: list[int]) -> tuple[list[StoredEvent], list[bool]]:
+            chunk = [requests[i] for i in part]
+            keys, args, groups = publish_call(chunk, [*header[:-1], self._epoch_candidate()])
+            node = nodes[chunk[0].user_id]
+            async with self._slots, map_redis_errors("publish", self.mark_unavailable):
+                reply = await cluster.script_on(
+                    node, self._publish_script, keys[:2], [len(keys), *keys, *args]
+                )
+            return stored_of(chunk, reply, groups)
+
+        replies = await asyncio.gather(*(call(part) for part in parts), return_exceptions=True)
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        return in_request_order(len(requests), parts, replies)  # type: ignore[arg-type]
 
     def _slot_of_user(self, user_id: UserId) -> int:
         return self._topology.slot(live_channel(user_id))

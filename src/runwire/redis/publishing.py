@@ -3,13 +3,13 @@
 The one place that knows the argument layout of :data:`runwire.redis.scripts.PUBLISH`
 (documented there). A batch is grouped by user, each user's events in batch order,
 so a user's offsets follow the order its events were submitted in. On a Redis
-Cluster a script touches one slot: :func:`by_slot` splits a batch into one call per
-slot (a user's events all in one), :func:`in_request_order` puts the answers back.
+Cluster a call goes to one master: :func:`partition` splits a batch into one call per
+master (a user's events all in one), :func:`in_request_order` puts the answers back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from runwire.engines.base import StoredEvent
@@ -19,8 +19,8 @@ from runwire.redis.keys import live_channel, stream_keys
 
 __all__ = [
     "PublishRequest",
-    "by_slot",
     "in_request_order",
+    "partition",
     "publish_call",
     "stored_of",
 ]
@@ -100,22 +100,25 @@ def stored_of(
     return results, duplicates  # type: ignore[return-value]  # each index is in a group
 
 
-def by_slot(requests: list[PublishRequest], slot_of: Callable[[UserId], int]) -> list[list[int]]:
-    """The request indexes of each slot (by ``slot_of`` of the user), in batch order."""
-    slots: dict[int, list[int]] = {}
+def partition(
+    requests: list[PublishRequest], key_of: Callable[[UserId], Hashable]
+) -> list[list[int]]:
+    """The request indexes of each part (the users with one ``key_of``: the master
+    serving their slot), in batch order; a user's requests all in one part."""
+    parts: dict[Hashable, list[int]] = {}
     seen: dict[UserId, list[int]] = {}
     for index, request in enumerate(requests):
         part = seen.get(request.user_id)
         if part is None:
-            part = seen[request.user_id] = slots.setdefault(slot_of(request.user_id), [])
+            part = seen[request.user_id] = parts.setdefault(key_of(request.user_id), [])
         part.append(index)
-    return list(slots.values())
+    return list(parts.values())
 
 
 def in_request_order(
     count: int, parts: list[list[int]], answers: list[tuple[list[StoredEvent], list[bool]]]
 ) -> tuple[list[StoredEvent], list[bool]]:
-    """The answers (:func:`stored_of`) of the calls for :func:`by_slot`'s parts, as
+    """The answers (:func:`stored_of`) of the calls for :func:`partition`'s parts, as
     one answer in request order."""
     results: list[StoredEvent | None] = [None] * count
     duplicates = [False] * count

@@ -80,7 +80,8 @@ end
 # strings they arrive or are stored as wherever no arithmetic needs them, and the
 # layout ends lists with "" rather than counting them.
 # On a Redis Cluster the group's frames go out with SPUBLISH (SHARDED_PUBLISH): the
-# user's live channel has the user's hash tag, so it is in the slot of its keys.
+# user's live channel has the user's hash tag, so it is in the slot of its keys; each
+# group touches one slot, the groups of one call the slots of one master.
 _PUBLISH_TEMPLATE = (
     TRIM
     + """
@@ -190,7 +191,22 @@ return reply
 """
 )
 PUBLISH = _PUBLISH_TEMPLATE.replace("__PUB__", "PUBLISH")
-SHARDED_PUBLISH = _PUBLISH_TEMPLATE.replace("__PUB__", "SPUBLISH")
+SHARDED_PUBLISH = (
+    "#!lua flags=allow-cross-slot-keys\n"
+    + """
+local count = tonumber(ARGV[1])
+local KEYS = {unpack(ARGV, 2, count + 1)}
+local ARGV = {unpack(ARGV, count + 2)}
+"""
+    + _PUBLISH_TEMPLATE.replace("__PUB__", "SPUBLISH")
+)
+"""The cluster variant: SPUBLISH, and keys of several slots of one master, so one call
+stores a batch's events of every user whose slot that master serves (the engine sends
+one call per master). A script may only *declare* keys of one slot, even with the
+Redis 7 / Valkey flag ``allow-cross-slot-keys`` (which lets it touch undeclared keys of
+other slots on its node): the call declares the first group's two keys and passes
+every group's keys first in ARGV (their count, then the keys), which the prelude
+turns back into the ``KEYS`` and ``ARGV`` the publish script reads."""
 
 # KEYS: meta, stream. ARGV: candidate epoch, key ttl s.
 POSITION = """
