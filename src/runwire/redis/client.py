@@ -179,6 +179,16 @@ class BoundedCluster(RedisCluster):
             async with self._first:
                 await self.initialize()
 
+    async def refresh_slots(self) -> None:
+        """Read the slot map again (after a call routed by it failed: a failover or a
+        resharding may have moved slots), one refresh at a time.
+
+        Raises:
+            RedisError, OSError: no node answered.
+        """
+        async with self._first:
+            await self.nodes_manager.initialize()
+
     async def node_of_slot(self, slot: int) -> ClusterNode:
         """The master serving ``slot`` in the client's slot map (refreshed by redis-py
         on ``MOVED`` and broken connections).

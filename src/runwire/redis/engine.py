@@ -372,6 +372,10 @@ class RedisEngine:
         replies = await asyncio.gather(*(call(part) for part in parts), return_exceptions=True)
         for reply in replies:
             if isinstance(reply, BaseException):
+                # Routed by a map that may be stale (MOVED, a dead master): the next
+                # batch (or the publish's retry) goes by a fresh one.
+                with contextlib.suppress(RedisError, OSError):
+                    await cluster.refresh_slots()
                 raise reply
         return in_request_order(len(requests), parts, replies)  # type: ignore[arg-type]
 
