@@ -158,14 +158,23 @@ class BoundedCluster(RedisCluster):
     node fails with ``MaxConnectionsError`` (a ``ConnectionError``, so the engine would
     report itself unavailable under a burst). Here at most ``max_connections``
     commands and pipelines are in flight at once, over all nodes, so no node's pool
-    runs out. The
+    runs out. Its nodes' connections pack with hiredis (:class:`PackedConnection`). The
     first command initializes the client (the slot map) before any other is sent:
     redis-py's own initialization, raced by concurrent first commands, closes
     connections the others are using.
     """
 
-    def __init__(self, *, max_connections: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int,
+        connection_class: type[aioredis.Connection] = PackedConnection,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(max_connections=max_connections, **kwargs)
+        # redis-py's cluster client takes no connection class, but makes every node it
+        # discovers with these options: the nodes' connections pack with hiredis too.
+        self.nodes_manager.connection_kwargs["connection_class"] = connection_class
         self._bound = asyncio.Semaphore(max_connections)
         self._first = asyncio.Lock()
 
@@ -236,8 +245,6 @@ def _cluster_client(
     url: str, decode_responses: bool, max_connections: int, options: dict[str, Any]
 ) -> RedisCluster:
     seeds, credentials = cluster_seeds(url)
-    # redis-py's cluster client makes its nodes' connections itself (redis-py's class).
-    options = {name: value for name, value in options.items() if name != "connection_class"}
     return BoundedCluster(
         startup_nodes=[ClusterNode(seed.host, seed.port) for seed in seeds],
         decode_responses=decode_responses,
