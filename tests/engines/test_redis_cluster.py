@@ -276,3 +276,46 @@ async def test_a_whole_shard_lost_and_restarted(own_cluster: RedisCluster) -> No
                 assert [s.offset for s in result] == [1, 2], user_id
     finally:
         await engine.close()
+
+
+async def test_a_user_whose_slot_moves_to_another_master_is_followed(
+    own_cluster: RedisCluster,
+) -> None:
+    """A resharding moves a subscribed user's slot to another master: the server drops
+    the shard channel (``sunsubscribe``), the node rebuilds its per-shard subscriptions
+    from the new slot map, and the user's next events (published at the new master)
+    are delivered."""
+    delivered: list[StoredEvent] = []
+    watcher, publisher = _engine(own_cluster.url), _engine(own_cluster.url)
+    await watcher.start(Listener(delivered.append))
+    await publisher.start(Listener())
+    try:
+        [user_id] = _users(1)
+        slot = _slot(live_channel(user_id))
+        await watcher.subscribe(user_id)
+        source = _master_of(own_cluster, slot)
+        target = next(m for m in own_cluster.masters if m.port != source.port)
+        target_id = redis.Redis(port=target.port).execute_command("CLUSTER MYID")  # type: ignore[no-untyped-call]
+        for master in [
+            target,
+            source,
+            *(m for m in own_cluster.masters if m not in (source, target)),
+        ]:
+            redis.Redis(port=master.port).execute_command(  # type: ignore[no-untyped-call]
+                "CLUSTER SETSLOT", slot, "NODE", target_id
+            )
+        await _until(lambda: _master_of(own_cluster, slot).port == target.port, "the move")
+        channel = live_channel(user_id).encode()
+
+        def held_by_target() -> bool:
+            client = redis.Redis(port=target.port)
+            return channel in client.execute_command("PUBSUB SHARDCHANNELS")  # type: ignore[no-untyped-call]
+
+        await _until(held_by_target, "the channel subscribed at the new master")
+        await _until(lambda: watcher.available, "the watcher available")
+        stored = await _publish(publisher, user_id, _event(1))
+        assert stored.offset == 1
+        await _until(lambda: [s.offset for s in delivered] == [1], "the event after the move")
+    finally:
+        await watcher.close()
+        await publisher.close()
