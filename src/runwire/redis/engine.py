@@ -498,27 +498,30 @@ class RedisEngine:
 
     def _build(self, shards: list[Shard]) -> None:
         """One listener per shard; every wanted user (with its count) moves to the
-        listener of its slot. Called at start and when the slots moved."""
-        old = self._listeners
-        self._shards = {shard.key: shard for shard in shards}
+        listener of its slot. Called at start and when the slots moved.
+
+        Raises:
+            ShardsChanged: some slot is served by no master (nothing changed then).
+        """
         sharded = self._topology.sharded
-        self._listeners = {
+        listeners = {
             shard.key: ShardListener(
                 self, shard.key if sharded else (), sharded=sharded, slot_of=self._topology.slot
             )
             for shard in shards
         }
+        by_slot: list[ShardListener | None] = list(listeners.values())
         if sharded:
-            by_slot: list[ShardListener | None] = [None] * 16384
+            by_slot = [None] * 16384
             for shard in shards:
                 for start, end in shard.ranges:
-                    for slot in range(start, end + 1):
-                        by_slot[slot] = self._listeners[shard.key]
+                    by_slot[start : end + 1] = [listeners[shard.key]] * (end - start + 1)
             if any(listener is None for listener in by_slot):
                 raise ShardsChanged("some slots are not served by any master")
-            self._by_slot = by_slot  # type: ignore[assignment]
-        else:
-            self._by_slot = list(self._listeners.values())
+        old = self._listeners
+        self._shards = {shard.key: shard for shard in shards}
+        self._listeners = listeners
+        self._by_slot = by_slot  # type: ignore[assignment]  # no None left
         for user_id, listener in list(self._wanted.items()):
             target = self._by_slot[self._slot_of_user(user_id) if sharded else 0]
             for _ in range(listener.subscriptions.counts().get(user_id, 0)):
