@@ -12,7 +12,9 @@ Scenarios (each stack in a fresh server process pinned to core 0; the C load cli
    between them, every event published on node A; fan-out and latency at fixed rates,
    next to the memory engine (one node) under the same publishers. A private
    ``redis-server`` (no persistence, core 1) is started for it and killed after.
-7. sqlite: runwire on the durable SQLite engine (a file in the bench's temp folder),
+7. cluster: the same on a Redis Cluster (``redis+cluster://``): 3 masters, no replicas,
+   no persistence, all on core 1 (``--only cluster``; formed by ``tests/redis_cluster.py``).
+8. sqlite: runwire on the durable SQLite engine (a file in the bench's temp folder),
    fan-out and latency at 10,000 events/s, next to the memory engine.
 
 Baselines: websockets, a raw asyncio writer ("the Python bound") and python-socketio
@@ -54,7 +56,7 @@ SOCKETIO = all(importlib.util.find_spec(m) is not None for m in ("socketio", "uv
 KINDS = ("runwire", "websockets", "raw", *(("socketio",) if SOCKETIO else ()))
 BASELINES = KINDS[1:]
 SERVER_CORE, CLIENT_CORE = 0, 1
-SCENARIOS = ("fanout", "burst", "latency", "memory", "e2e", "redis", "sqlite")
+SCENARIOS = ("fanout", "burst", "latency", "memory", "e2e", "redis", "cluster", "sqlite")
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CORE = CLIENT_CORE  # see docs/benchmarks.md, "Redis mode": core 0 is the gateways'
 NODES_CORES = (SERVER_CORE, SERVER_CORE)  # node A, node B
@@ -429,6 +431,63 @@ class Bench:
         return result
 
 
+def server_sample(pid: int, client: Any) -> dict[str, float]:
+    """One Redis server's CPU seconds (from /proc), script calls and commands so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    commands = client.info("commandstats")
+    evalsha = commands.get("cmdstat_evalsha", {})
+    stats = client.info("stats")
+    return {
+        "cpu_s": (int(fields[11]) + int(fields[12])) / tick,
+        "evalsha_calls": evalsha.get("calls", 0),
+        "evalsha_usec": evalsha.get("usec", 0),
+        "commands": stats["total_commands_processed"],
+        "instantaneous_ops_per_sec": stats["instantaneous_ops_per_sec"],
+    }
+
+
+class Cluster:
+    """A private Redis Cluster (3 masters, no replicas, no persistence) pinned to core
+    ``REDIS_CORE``; the same interface as :class:`Redis` (samples summed over masters)."""
+
+    def __init__(self, workdir: Path) -> None:
+        import redis
+
+        sys.path.insert(0, str(ROOT))
+        from tests.redis_cluster import RedisCluster
+
+        self.cluster = RedisCluster(workdir / "cluster", masters=3, replicas=0)
+        self.cluster.start()
+        self.url = self.cluster.url
+        self.masters = [m for m in self.cluster.masters if m.process is not None]
+        for master in self.masters:
+            assert master.process is not None
+            os.sched_setaffinity(master.process.pid, {REDIS_CORE})
+        self.clients = [redis.Redis(port=m.port, socket_timeout=10) for m in self.masters]
+        self.version = self.clients[0].info("server")["redis_version"]
+
+    def flush(self) -> None:
+        for client in self.clients:
+            client.flushall()
+            client.config_resetstat()
+
+    def sample(self) -> dict[str, float]:
+        total: dict[str, float] = {}
+        for master, client in zip(self.masters, self.clients, strict=True):
+            assert master.process is not None
+            for key, value in server_sample(master.process.pid, client).items():
+                total[key] = total.get(key, 0) + value
+        return total
+
+    def stop(self) -> None:
+        for client in self.clients:
+            with contextlib.suppress(Exception):
+                client.close()
+        self.cluster.stop()
+
+
 class Redis:
     """A private ``redis-server`` (no persistence) in a temp dir, on a free port."""
 
@@ -464,19 +523,7 @@ class Redis:
         self.client.config_resetstat()
 
     def sample(self) -> dict[str, float]:
-        tick = os.sysconf("SC_CLK_TCK")
-        with open(f"/proc/{self.proc.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        commands = self.client.info("commandstats")
-        evalsha = commands.get("cmdstat_evalsha", {})
-        stats = self.client.info("stats")
-        return {
-            "cpu_s": (int(fields[11]) + int(fields[12])) / tick,
-            "evalsha_calls": evalsha.get("calls", 0),
-            "evalsha_usec": evalsha.get("usec", 0),
-            "commands": stats["total_commands_processed"],
-            "instantaneous_ops_per_sec": stats["instantaneous_ops_per_sec"],
-        }
+        return server_sample(self.proc.pid, self.client)
 
     def stop(self) -> None:
         with contextlib.suppress(Exception):
@@ -567,8 +614,15 @@ def stream_table(title: str, results: dict[str, dict[str, Any]], latency: bool) 
     return table(title, header, rows)
 
 
-def redis_table(title: str, mem: dict[str, Any], red: dict[str, Any] | None, latency: bool) -> str:
-    """memory engine (one node) next to the Redis engine (two nodes), ratio redis/memory."""
+def redis_table(
+    title: str,
+    mem: dict[str, Any],
+    red: dict[str, Any] | None,
+    latency: bool,
+    store: str = "redis",
+) -> str:
+    """memory engine (one node) next to the Redis engine (two nodes), ratio redis/memory
+    (``store``: ``redis`` or ``cluster``, the column's name)."""
     red = red or {}
 
     def row(name: str, key: str, digits: int = 0, ratios: bool = True) -> list[str]:
@@ -593,12 +647,12 @@ def redis_table(title: str, mem: dict[str, Any], red: dict[str, Any] | None, lat
         row("(max-min)/median of runs", "spread", 2, ratios=False),
         ["delivery check", integrity(mem), integrity(red) if red else "not run", ""],
     ]
-    header = ["metric", "memory, 1 node", "redis, 2 nodes", "redis/memory"]
+    header = ["metric", "memory, 1 node", f"{store}, 2 nodes", f"{store}/memory"]
     return table(title, header, rows)
 
 
 def sqlite_scenario(bench: Bench, sizes: Sizes, repeat: int, workdir: Path) -> list[str]:
-    """Scenario 7: the durable SQLite engine next to the memory engine, one node each,
+    """Scenario 8: the durable SQLite engine next to the memory engine, one node each,
     the same publishers, with ``sqlite_synchronous`` ``full`` (the default: an fsync per
     commit) and ``normal``; targets fan-out >= 0.5x memory, p99 <= 2 ms at 10,000 ev/s."""
     out: list[str] = []
@@ -650,7 +704,7 @@ def sqlite_scenario(bench: Bench, sizes: Sizes, repeat: int, workdir: Path) -> l
             row("gateway CPU us/event", "us_per_event", 2),
             ["delivery check", integrity(mem), integrity(full), integrity(normal), "", ""],
         ]
-        title = f"7. sqlite {name}: {n} users (one node each, {w} publishers)"
+        title = f"8. sqlite {name}: {n} users (one node each, {w} publishers)"
         header = ["metric", "memory", "sqlite full", "sqlite normal", "full/mem", "normal/mem"]
         out.append(table(title, header, rows))
         print(out[-1], flush=True)
@@ -695,20 +749,24 @@ def redis_scenario(
     repeat: int,
     workdir: Path,
     verdicts: list[tuple[str, str, bool | None]],
+    store: str = "redis",
 ) -> list[str]:
-    """Scenario 6: the Redis engine across two nodes next to the memory engine; adds
-    the issue-16 targets to ``verdicts``."""
+    """Scenario 6 (``store`` ``redis``): the Redis engine across two nodes next to the
+    memory engine; adds the issue-16 targets to ``verdicts``. Scenario 7 (``cluster``):
+    the same on a 3-master Redis Cluster (no verdicts: the targets are for one server)."""
+    number = "6" if store == "redis" else "7"
     if not Path(REDIS_SERVER).exists() or importlib.util.find_spec("redis") is None:
-        line = "\n### 6. redis: skipped (needs redis-server and the redis extra)"
+        line = f"\n### {number}. {store}: skipped (needs redis-server and the redis extra)"
         print(line, flush=True)
         return [line]
     out: list[str] = []
     n, w = sizes.users, PUBLISHERS
     started = time.monotonic()
-    redis = Redis(workdir)
+    redis: Redis | Cluster = Redis(workdir) if store == "redis" else Cluster(workdir)
+    where = "redis-server" if store == "redis" else "a Redis Cluster of 3 masters, redis-server"
     try:
         head = (
-            f"\n6. redis mode: redis-server {redis.version} (no persistence) on core "
+            f"\n{number}. {store} mode: {where} {redis.version} (no persistence) on core "
             f"{REDIS_CORE}; nodes A and B on cores {NODES_CORES[0]}/{NODES_CORES[1]}; "
             f"{n} users split A/B; every event published on node A by {w} concurrent "
             "publishers (the memory engine gets the same publishers)"
@@ -719,36 +777,39 @@ def redis_scenario(
         spec["publishers"] = w
         mem = bench.engine_repeated(repeat, None, n, spec, 1000)
         red = bench.engine_repeated(repeat, redis, n, spec, 1000)
-        title = f"6a. redis fan-out: {n} users, {sizes.redis_events:,} events"
-        out.append(redis_table(title, mem, red, latency=False))
+        title = f"{number}a. {store} fan-out: {n} users, {sizes.redis_events:,} events"
+        out.append(redis_table(title, mem, red, latency=False, store=store))
         print(out[-1], flush=True)
         ratio = red["rate"] / max(mem["rate"], 1)
-        verdicts.append(("redis fan-out >= 0.5x memory", f"{ratio:.2f}x", ratio >= 0.5))
         redis_us = red.get("redis_us_per_event", 0.0)
-        verdicts.append(("redis CPU <= 8 us/event", f"{redis_us:.1f}", redis_us <= 8))
+        if store == "redis":
+            verdicts.append(("redis fan-out >= 0.5x memory", f"{ratio:.2f}x", ratio >= 0.5))
+            verdicts.append(("redis CPU <= 8 us/event", f"{redis_us:.1f}", redis_us <= 8))
         ceiling = red["rate"]
         for rate in sizes.redis_rates:
-            title = f"6b. redis latency: {n} users at {rate:,} events/s for {sizes.redis_s} s"
+            title = (
+                f"{number}b. {store} latency: {n} users at {rate:,} events/s for {sizes.redis_s} s"
+            )
             if rate > 0.9 * ceiling:
-                line = f"{title}: not run (above 90% of redis mode's fan-out rate, {ceiling:,.0f})"
+                line = f"{title}: not run (above 90% of {store} mode's fan-out, {ceiling:,.0f})"
                 out.append("\n### " + line)
                 print(out[-1], flush=True)
-                if rate == 10_000:
+                if rate == 10_000 and store == "redis":
                     verdicts.append(("redis p99 <= 2 ms at 10,000 ev/s", "not sustained", False))
                 continue
             spec = {"pattern": "rate", "rate": rate, "duration": sizes.redis_s, "publishers": w}
             mem = bench.engine_repeated(repeat, None, n, spec, 0)
             red = bench.engine_repeated(repeat, redis, n, spec, 0)
-            out.append(redis_table(title, mem, red, latency=True))
+            out.append(redis_table(title, mem, red, latency=True, store=store))
             print(out[-1], flush=True)
-            if rate == 10_000:
+            if rate == 10_000 and store == "redis":
                 p99, ok = red["lat_p99"], integrity(red) == "ok"
                 verdicts.append(
                     ("redis p99 <= 2 ms at 10,000 ev/s", f"{p99:,} us", p99 <= 2000 and ok)
                 )
     finally:
         redis.stop()
-    out.append(f"redis scenario: {time.monotonic() - started:.0f} s")
+    out.append(f"{store} scenario: {time.monotonic() - started:.0f} s")
     print(out[-1], flush=True)
     return out
 
@@ -878,6 +939,8 @@ def main() -> None:
         if "redis" in only:
             out += redis_scenario(bench, sizes, args.repeat, Path(tmp), verdicts)
 
+        if "cluster" in only:
+            out += redis_scenario(bench, sizes, args.repeat, Path(tmp), verdicts, "cluster")
         if "sqlite" in only:
             out += sqlite_scenario(bench, sizes, args.repeat, Path(tmp))
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.deployments import deployment  # noqa: F401 - every deployment, one fixture
+from tests.redis_cluster import RedisCluster
 from tests.redis_server import RedisServer
 
 # Keep any developer's RUNWIRE_* environment out of the tests' configuration.
@@ -45,6 +46,18 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """One real Redis Cluster for the session: 3 masters, 1 replica each, no
+    persistence (tests use unique user ids; a test that kills a master starts its own)."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 # Under `make mutate` (mutmut sets MUTANT_UNDER_TEST) the socket tests run after the

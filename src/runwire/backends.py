@@ -124,6 +124,7 @@ MEMORY = Backend(engine=_memory_engine)
 BACKENDS: dict[str, Backend | str] = {
     "memory": MEMORY,
     "redis": "runwire.redis.backend:BACKEND",
+    "redis+cluster": "runwire.redis.backend:BACKEND",
     "sqlite": "runwire.sqlite.backend:BACKEND",
 }
 """URL scheme to its backend (or the ``module:attribute`` that defines it, imported
@@ -146,9 +147,10 @@ def backend_for(settings: Settings) -> Backend:
         try:
             backend = getattr(importlib.import_module(module), attribute)
         except ImportError as exc:
+            extra = scheme.partition("+")[0]  # redis+cluster: the redis extra
             raise ConfigError(
-                f"RUNWIRE_ENGINE: the {scheme} engine needs the {scheme} extra"
-                f" (pip install 'runwire[{scheme}]'): {exc}"
+                f"RUNWIRE_ENGINE: the {scheme} engine needs the {extra} extra"
+                f" (pip install 'runwire[{extra}]'): {exc}"
             ) from None
         assert isinstance(backend, Backend)
     return backend

@@ -128,7 +128,7 @@ async def _work(settings: Settings) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    if not settings.engine.startswith("redis://"):
+    if not settings.engine.startswith(("redis://", "redis+cluster://")):
         print("runwire: RUNWIRE_ENGINE: workers need the redis engine", file=sys.stderr)
         return 2
     _configure_logging(settings)

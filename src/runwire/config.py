@@ -104,7 +104,9 @@ class Settings(BaseSettings):
         description="Engine URL: `sqlite:///relative/path` or `sqlite:////absolute/path` (one"
         " process, history, runs and idempotency keys kept in that file across restarts; the"
         " default is `.runwire/runwire.db` in the current folder), `memory://` (one process,"
-        " nothing kept: tests and benchmarks) or `redis://host:port/db` (many nodes).",
+        " nothing kept: tests and benchmarks), `redis://host:port/db` (many nodes) or"
+        " `redis+cluster://host:port,host:port` (many nodes on a Redis Cluster: the seed"
+        " nodes).",
     )
     sqlite_synchronous: SqliteSynchronous = Field(
         "full",
@@ -358,8 +360,11 @@ class Settings(BaseSettings):
             raise ValueError(f"{ENV_PREFIX}AUTH_PUBLIC_KEY is required for {self.auth_algorithm}")
         if self.mode is Mode.PRODUCTION and not asymmetric and self.auth_secret is None:
             raise ValueError(f"{ENV_PREFIX}AUTH_SECRET is required in production mode")
-        if self.runs == "workers" and not self.engine.startswith("redis://"):
-            raise ValueError(f"{ENV_PREFIX}RUNS=workers needs {ENV_PREFIX}ENGINE=redis://...")
+        if self.runs == "workers" and not self.engine.startswith(("redis://", "redis+cluster://")):
+            raise ValueError(
+                f"{ENV_PREFIX}RUNS=workers needs {ENV_PREFIX}ENGINE=redis://..."
+                " or redis+cluster://..."
+            )
         if self.heartbeat_timeout_s > self.heartbeat_interval_s:
             raise ValueError(
                 f"{ENV_PREFIX}HEARTBEAT_TIMEOUT_S must not exceed {ENV_PREFIX}HEARTBEAT_INTERVAL_S"

@@ -79,7 +79,8 @@ ENGINE_FACTORIES: dict[str, EngineFactory] = {
     "memory": memory_engine,
     "sqlite": sqlite_engine,
 }
-"""Engines that need no server; ``redis`` is added by the fixture with its server's URL."""
+"""Engines that need no server; ``redis`` and ``redis-cluster`` are added by the fixture
+with its server's (cluster's) URL."""
 
 
 class FakeClock:
@@ -98,10 +99,12 @@ class FakeClock:
 MakeEngine = Callable[..., Awaitable[Engine]]
 
 
-@pytest.fixture(params=[*sorted(ENGINE_FACTORIES), "redis"])
+@pytest.fixture(params=[*sorted(ENGINE_FACTORIES), "redis", "redis-cluster"])
 def engine_factory(request: pytest.FixtureRequest) -> EngineFactory:
     if request.param == "redis":
         return redis_engine(request.getfixturevalue("redis_server").url)
+    if request.param == "redis-cluster":
+        return redis_engine(request.getfixturevalue("redis_cluster").url)
     return ENGINE_FACTORIES[request.param]
 
 

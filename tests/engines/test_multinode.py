@@ -115,18 +115,31 @@ def _check_stream(user: str, events: list[dict[str, Any]], runs: set[str]) -> No
         assert [e["seq"] for e in run] == list(range(1, len(run) + 1)), (user, run_id)
 
 
-@pytest.mark.parametrize(("runs", "workers"), [("local", 0), ("workers", 2)])
+@pytest.mark.parametrize(
+    ("store", "runs", "workers"),
+    [
+        ("redis", "local", 0),
+        ("redis", "workers", 2),
+        ("redis-cluster", "local", 0),
+        ("redis-cluster", "workers", 2),
+    ],
+)
 async def test_300_users_with_tabs_across_three_nodes(
-    redis_server: RedisServer,
+    request: pytest.FixtureRequest,
     tmp_path: Path,
     report: Callable[[str], None],
+    store: str,
     runs: str,
     workers: int,
 ) -> None:
+    """``redis-cluster``: the same on a 3-master Redis Cluster (sharded pub/sub)."""
+    url = request.getfixturevalue(
+        "redis_cluster" if store == "redis-cluster" else "redis_server"
+    ).url
     settings = make_settings(auth_secret=SECRET)
-    users = [f"mn-{runs}-{i}" for i in range(300)]
+    users = [f"mn-{store}-{runs}-{i}" for i in range(300)]
     rng = random.Random(300)
-    with gateway_processes(redis_server.url, tmp_path, NODES, runs, workers) as nodes:
+    with gateway_processes(url, tmp_path, NODES, runs, workers) as nodes:
         urls = [url for _, url in nodes]
         async with AsyncExitStack() as stack:
             tabs: dict[str, list[ReconnectingClient]] = {}
@@ -155,7 +168,8 @@ async def test_300_users_with_tabs_across_three_nodes(
         _check_stream(user, events, run_ids[user])
         misrouted += sum(e["run_id"] not in run_ids[user] for e in events)
     report(
-        f"multinode ({runs}, {workers} workers): {len(users)} users x 2 tabs on {NODES} nodes, "
+        f"multinode ({store}, {runs}, {workers} workers): {len(users)} users x 2 tabs"
+        f" on {NODES} nodes, "
         f"{sum(len(s) for s in streams)} events received, every run complete and in order "
         f"on every tab, misrouted={misrouted}"
     )

@@ -36,8 +36,8 @@ class Node:
         self.delivered: list[StoredEvent] = []
         self.held: list[tuple[bytes, bytes]] = []
         self.holding = False
-        self._on_message = engine._on_message
-        engine._on_message = self._echo  # type: ignore[method-assign]
+        self._on_message = engine.on_message
+        engine.on_message = self._echo  # type: ignore[method-assign]
 
     def _echo(self, channel: bytes, data: bytes) -> None:
         if self.holding:

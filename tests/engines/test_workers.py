@@ -212,3 +212,45 @@ async def test_cancels_reach_the_worker_after_a_redis_restart(tmp_path: Path) ->
         await probe.aclose()
         server.stop()
     assert frames[-1]["data"]["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("store", ["redis", "redis-cluster"])
+async def test_a_start_whose_stream_entry_was_lost_is_completed_by_its_retry(
+    request: pytest.FixtureRequest, store: str
+) -> None:
+    """The claim and the stream entry are two steps (two slots on a cluster). A claim
+    without its entry (the XADD failed) is completed by the message's retry; a run
+    with two entries is taken through one, and the other is dropped unexecuted."""
+    from runwire.redis.workers import RedisDispatcher, WorkQueue
+
+    fixture = "redis_cluster" if store == "redis-cluster" else "redis_server"
+    url = request.getfixturevalue(fixture).url
+    user = UserId(f"wk-lost-{store}")
+    dispatcher = RedisDispatcher(url, per_user=5, ttl_s=60, stream_max=1000)
+    queue = WorkQueue(url, f"q-lost-{store}", heartbeat_ttl_s=5, keep_s=60)
+    try:
+        await queue.setup()
+        await queue.read(1000, block_ms=1)  # whatever earlier tests left unread
+        # The first start's claim only, as if its XADD had failed.
+        status, _ = await dispatcher._claim(
+            keys=[f"rw:{{{user}}}:msg:m-lost", f"rw:{{{user}}}:active"],
+            args=["r_lost", "t_lost", 5, 60],
+        )
+        assert int(status) == 1
+        retried = await dispatcher.start_run(user, "hello", message_id="m-lost", thread_id=None)
+        again = await dispatcher.start_run(user, "hello", message_id="m-lost", thread_id=None)
+        assert retried.run_id == again.run_id == "r_lost"
+        taken = await queue.read(10, block_ms=100)
+        assert [(r.run_id, r.content) for r in taken] == [("r_lost", "hello")]
+        assert await queue.own_pending() == taken  # the dropped entry is acknowledged
+        assert await queue.read(10, block_ms=1) == []
+        await queue.finished(taken[0])
+        assert await queue.own_pending() == []
+        assert not await dispatcher._redis.sismember(f"rw:{{{user}}}:active", "r_lost")
+        # A late entry of the finished run (its owner key stays) is dropped too.
+        await dispatcher.start_run(user, "hello", message_id="m-lost", thread_id=None)
+        assert await queue.read(10, block_ms=100) == []
+        assert await queue.own_pending() == []
+    finally:
+        await queue.close()
+        await dispatcher.stop(0)

@@ -1,4 +1,9 @@
-"""The ``redis://`` backend: every shared part, configured from :class:`Settings`."""
+"""The ``redis://`` and ``redis+cluster://`` backend: every shared part, configured
+from :class:`Settings`.
+
+One backend for both schemes: each part takes the URL and gets its clients from
+:mod:`runwire.redis.client`, which alone (with :mod:`runwire.redis.topology`) knows
+whether the URL names one server or a cluster."""
 
 from __future__ import annotations
 

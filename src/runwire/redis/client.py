@@ -6,11 +6,13 @@ errors become :class:`~runwire.exceptions.EngineError` in :func:`map_redis_error
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ConstantBackoff
 from redis.commands.core import AsyncScript
@@ -22,15 +24,24 @@ from redis.exceptions import (
 )
 
 from runwire.exceptions import EngineError
+from runwire.redis.topology import cluster_seeds, is_cluster
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
     "PackedConnection",
     "POOL_CONNECTIONS",
+    "Client",
+    "listener_client",
+    "pubsub_of",
     "map_redis_errors",
     "redis_client",
     "run_script",
 ]
+
+Client = aioredis.Redis | RedisCluster
+"""A client of one server (``redis://``) or of a cluster (``redis+cluster://``): the
+same commands; a cluster client routes each by its key's slot (and follows
+``MOVED`` / ``ASK``, refreshing its slot map)."""
 
 POOL_CONNECTIONS = 32
 _POOL_TIMEOUT_S = 10.0
@@ -107,15 +118,23 @@ def redis_client(
     decode_responses: bool,
     blocking: bool = True,
     max_connections: int = POOL_CONNECTIONS,
-) -> aioredis.Redis:
+) -> Client:
     """A client whose connections survive a Redis restart (:func:`_connection_options`).
 
     ``blocking``: a burst of commands waits for a free connection (up to
     ``_POOL_TIMEOUT_S``) instead of failing with "too many connections"; the engine's
     hot path uses a plain pool capped by its own semaphore instead. The client owns its
     pool: ``aclose()`` closes both.
+
+    A ``redis+cluster://`` URL gives a cluster client with the same options, and up to
+    ``max_connections`` per node (its pools do not block: callers that burst cap
+    themselves, as the engine does). Its one retry also refreshes the slot map, so a
+    command that failed on a master that just died goes to the promoted replica when
+    the promotion is already known.
     """
     options = _connection_options()
+    if is_cluster(url):
+        return _cluster_client(url, decode_responses, max_connections, options)
     pool: aioredis.ConnectionPool
     if blocking:
         pool = aioredis.BlockingConnectionPool.from_url(
@@ -130,6 +149,138 @@ def redis_client(
             url, max_connections=max_connections, decode_responses=decode_responses, **options
         )
     return aioredis.Redis.from_pool(pool)
+
+
+class BoundedCluster(RedisCluster):
+    """A cluster client whose commands wait for a free connection instead of failing.
+
+    redis-py's cluster pools do not block: a command past ``max_connections`` on a
+    node fails with ``MaxConnectionsError`` (a ``ConnectionError``, so the engine would
+    report itself unavailable under a burst). Here at most ``max_connections``
+    commands and pipelines are in flight at once, over all nodes, so no node's pool
+    runs out. Its nodes' connections pack with hiredis (:class:`PackedConnection`). The
+    first command initializes the client (the slot map) before any other is sent:
+    redis-py's own initialization, raced by concurrent first commands, closes
+    connections the others are using.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections: int,
+        connection_class: type[aioredis.Connection] = PackedConnection,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(max_connections=max_connections, **kwargs)
+        # redis-py's cluster client takes no connection class, but makes every node it
+        # discovers with these options: the nodes' connections pack with hiredis too.
+        self.nodes_manager.connection_kwargs["connection_class"] = connection_class
+        self._bound = asyncio.Semaphore(max_connections)
+        self._first = asyncio.Lock()
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        await self._initialized()
+        async with self._bound:
+            return await super().execute_command(*args, **kwargs)
+
+    async def _initialized(self) -> None:
+        if self._initialize:
+            async with self._first:
+                await self.initialize()
+
+    async def refresh_slots(self) -> None:
+        """Read the slot map again (after a call routed by it failed: a failover or a
+        resharding may have moved slots), one refresh at a time.
+
+        Raises:
+            RedisError, OSError: no node answered.
+        """
+        async with self._first:
+            await self.nodes_manager.initialize()
+
+    async def node_of_slot(self, slot: int) -> ClusterNode:
+        """The master serving ``slot`` in the client's slot map (refreshed by redis-py
+        on ``MOVED`` and broken connections).
+
+        Raises:
+            RedisError: the slot is not covered (or the map cannot be read).
+        """
+        await self._initialized()
+        return self.nodes_manager.get_node_from_slot(slot)
+
+    async def script_on(
+        self, node: ClusterNode, script: AsyncScript, keys: list[Any], args: list[Any]
+    ) -> Any:
+        """Run a registered script on ``node`` whatever the slots of its keys (a script
+        flagged ``allow-cross-slot-keys`` whose keys are all served by that node);
+        loaded there first if the node does not know it (``NOSCRIPT``). Not retried:
+        the caller decides (a publish is safe to send again)."""
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        try:
+            return await self.execute_command(*command, target_nodes=node)
+        except NoScriptError:
+            await self.execute_command("SCRIPT LOAD", script.script, target_nodes=node)
+            return await self.execute_command(*command, target_nodes=node)
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
+        """A pipeline bounded like a command (it holds one connection per node it
+        touches while it runs)."""
+        return _BoundedPipeline(self, transaction)  # type: ignore[abstract]
+
+
+class _BoundedPipeline(ClusterPipeline):
+    """A :class:`BoundedCluster`'s pipeline: waits for the client's bound to run."""
+
+    def __init__(self, client: BoundedCluster, transaction: Any | None) -> None:
+        super().__init__(client, transaction)
+        self._bounded = client
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+        await self._bounded._initialized()
+        async with self._bounded._bound:
+            return await super().execute(raise_on_error, allow_redirections)
+
+
+def _cluster_client(
+    url: str, decode_responses: bool, max_connections: int, options: dict[str, Any]
+) -> RedisCluster:
+    seeds, credentials = cluster_seeds(url)
+    return BoundedCluster(
+        startup_nodes=[ClusterNode(seed.host, seed.port) for seed in seeds],
+        decode_responses=decode_responses,
+        max_connections=max_connections,
+        **options,
+        **credentials,
+    )
+
+
+def listener_client(url: str) -> Client:
+    """A client with redis-py's own defaults and no read timeout, for pub/sub listeners
+    that wait for messages indefinitely (the control channel)."""
+    if is_cluster(url):
+        seeds, credentials = cluster_seeds(url)
+        return RedisCluster(
+            startup_nodes=[ClusterNode(seed.host, seed.port) for seed in seeds],
+            socket_timeout=None,
+            **credentials,
+        )
+    return aioredis.Redis.from_url(url)
+
+
+async def pubsub_of(client: Client, **options: Any) -> Any:
+    """A pub/sub object of ``client`` for plain (cluster-wide) channels.
+
+    A cluster client first refreshes its slot map (its pub/sub picks the node of the
+    channel's slot from it, and an empty or stale map would pick none or a dead one);
+    any node then delivers a plain ``PUBLISH`` from any other.
+
+    Raises:
+        RedisError, OSError: no cluster node answered.
+    """
+    if isinstance(client, RedisCluster):
+        await client.initialize()
+        await client.nodes_manager.initialize()
+    return client.pubsub(**options)
 
 
 async def run_script(script: AsyncScript, *, keys: list[Any], args: list[Any]) -> Any:
@@ -165,4 +316,4 @@ async def map_redis_errors(
     except (RedisError, OSError) as exc:
         if on_unreachable is not None and isinstance(exc, _UNREACHABLE):
             on_unreachable()
-        raise EngineError(f"redis unavailable during {action}: {exc}") from exc
+        raise EngineError(f"redis unavailable during {action}: {exc!r}") from exc

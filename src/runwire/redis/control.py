@@ -21,15 +21,14 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
-import redis.asyncio as aioredis
 
 from runwire.backends import NodeHandlers
 from runwire.exceptions import CloseCode
 from runwire.ids import UserId
-from runwire.redis.client import map_redis_errors
+from runwire.redis.client import listener_client, map_redis_errors, pubsub_of
 from runwire.redis.keys import CONTROL_CHANNEL
 
 __all__ = ["PRESENCE_TIMEOUT_S", "DisconnectCommand", "PresenceQuery", "RedisControl"]
@@ -81,7 +80,7 @@ class RedisControl:
         self.url = url
         self._node = node
         self._replies: set[asyncio.Task[None]] = set()
-        self._redis = aioredis.Redis.from_url(url)
+        self._redis = listener_client(url)
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self.state: Literal["idle", "listening", "reconnecting"] = "idle"
@@ -121,7 +120,7 @@ class RedisControl:
         query = msgspec.json.encode(PresenceQuery(user_id, reply_to, self._node.node_id))
         counts: dict[str, int] = {}
         async with map_redis_errors("presence"):
-            pubsub = self._redis.pubsub()
+            pubsub = await pubsub_of(self._redis)
             try:
                 await pubsub.subscribe(reply_to)
                 [(_, listening)] = await self._redis.pubsub_numsub(CONTROL_CHANNEL)
@@ -142,13 +141,14 @@ class RedisControl:
                             counts[reply.node] = reply.connections
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
         return counts, len(counts) >= expected
 
     async def _listen(self) -> None:
         while True:
-            pubsub = self._redis.pubsub()
+            pubsub: Any = None
             try:
+                pubsub = await pubsub_of(self._redis)
                 await pubsub.subscribe(CONTROL_CHANNEL)
                 self.state = "listening"
                 self._subscribed.set()
@@ -162,8 +162,9 @@ class RedisControl:
                 log.warning("control channel lost (%s); resubscribing", type(exc).__name__)
                 await asyncio.sleep(_RECONNECT_DELAY_S)
             finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
 
     def _apply(self, data: bytes) -> None:
         try:

@@ -53,16 +53,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import (
-    ConnectionError as RedisConnectionError,
-    RedisError,
-    TimeoutError as RedisTimeoutError,
-)
+from redis.exceptions import RedisError
 
 from runwire.engines.base import (
     EngineCapabilities,
@@ -80,15 +75,23 @@ from runwire.redis.batching import Batcher
 from runwire.redis.client import (
     CONNECT_TIMEOUT_S,
     POOL_CONNECTIONS,
+    BoundedCluster,
     PackedConnection,
     map_redis_errors,
     redis_client,
     run_script,
 )
-from runwire.redis.keys import NODE_CHANNEL, live_channel, stream_keys, user_of_channel
+from runwire.redis.keys import live_channel, stream_keys, user_of_channel
+from runwire.redis.listener import ShardListener, ShardsChanged
 from runwire.redis.live import LiveOrder
-from runwire.redis.publishing import PublishRequest, publish_call, stored_of
-from runwire.redis.subscriptions import SubscriptionSet
+from runwire.redis.publishing import (
+    PublishRequest,
+    in_request_order,
+    partition,
+    publish_call,
+    stored_of,
+)
+from runwire.redis.topology import Shard, Topology
 
 __all__ = ["RedisEngine"]
 
@@ -97,11 +100,6 @@ log = logging.getLogger("runwire.redis.engine")
 _OFFSET_FIELD = b'"offset":'
 _RUN_SEQ_TTL_S = 900  # a retried publish comes within seconds; the key then expires
 _SUBSCRIBE_TIMEOUT_S = 5.0
-_PING_INTERVAL_S = 1.0
-_PING_TIMEOUT_S = 5.0
-_BACKOFF_MIN_S = 0.05
-_BACKOFF_MAX_S = 2.0
-_CHANNELS_PER_COMMAND = 512
 _BATCH_EVENTS = 256
 """The most events one publish script call stores (it runs ~4 us per event)."""
 
@@ -175,7 +173,10 @@ class RedisEngine:
             url, decode_responses=False, blocking=False, max_connections=2 * POOL_CONNECTIONS
         )
         self._slots = asyncio.Semaphore(POOL_CONNECTIONS)
-        self._publish_script = self._redis.register_script(scripts.PUBLISH)
+        self._topology = Topology(url)
+        self._publish_script = self._redis.register_script(
+            scripts.SHARDED_PUBLISH if self._topology.sharded else scripts.PUBLISH
+        )
         self._batcher: Batcher[PublishRequest, StoredEvent] = Batcher(
             self._store, max_items=_BATCH_EVENTS, closed=_closed
         )
@@ -185,43 +186,46 @@ class RedisEngine:
         self._slack_bytes = max(1, max_bytes // scripts.TRIM_SLACK_DIVISOR)
         self._position_script = self._redis.register_script(scripts.POSITION)
         self._read_script = self._redis.register_script(scripts.READ)
-        # The subscription connection: made by the listener, never retried by redis-py
-        # (a silent reconnect would re-subscribe without the resync that must follow).
-        # RESP2: pub/sub replies are plain arrays whatever redis-py's default protocol.
-        # No read timeout: the connection is idle between events; PINGs check it.
-        self._subscriber = aioredis.ConnectionPool.from_url(
-            url,
-            connection_class=PackedConnection,
-            protocol=2,
-            socket_timeout=None,
-            socket_connect_timeout=CONNECT_TIMEOUT_S,
-            socket_keepalive=True,
+        # The subscription connections (one per shard master on a cluster): made by
+        # the listeners, never retried by redis-py (a silent reconnect would
+        # re-subscribe without the resync that must follow). RESP2: pub/sub replies are
+        # plain arrays whatever redis-py's default protocol. No read timeout: the
+        # connection is idle between events; PINGs check it.
+        self._subscriber_options: dict[str, Any] = {
+            "protocol": 2,
+            "socket_timeout": None,
+            "socket_connect_timeout": CONNECT_TIMEOUT_S,
+            "socket_keepalive": True,
+        }
+        self._subscriber = (
+            None
+            if self._topology.sharded
+            else aioredis.ConnectionPool.from_url(
+                url, connection_class=PackedConnection, **self._subscriber_options
+            )
         )
         self._reports: EngineListener | None = None
         """Where events, resyncs and availability go (the process's pipeline)."""
-        self._subscriptions = SubscriptionSet()
+        self._listeners: dict[tuple[tuple[int, int], ...], ShardListener] = {}
+        """One per shard, by its slot ranges (one, ``()``, on a single server)."""
+        self._by_slot: list[ShardListener] = []
+        """The listener of each slot (one entry on a single server)."""
+        self._wanted: dict[UserId, ShardListener] = {}
+        """Users with sockets here, and the listener holding their channel."""
+        self._shards: dict[tuple[tuple[int, int], ...], Shard] = {}
+        self._rebuilding: asyncio.Task[None] | None = None
         self._live_waiters: dict[UserId, list[asyncio.Future[None]]] = {}
-        self._changed = asyncio.Event()
-        """Set when the listener has something to do: send changes, verify."""
-        self._synced = False
-        """The current subscription connection was in sync at least once."""
-        self._verified = False
-        """A command succeeded since the subscription was (re)made and since the last
-        failure: the engine is available."""
-        self._failures = 0
-        self._last_reply = 0.0
-        self._backoff = _BACKOFF_MIN_S
-        self._listener: asyncio.Task[None] | None = None
-        self._closing = False
-        self._ready = asyncio.Event()
+        self.failures = 0
+        """Command failures reported (:meth:`mark_unavailable`)."""
+        self.closing = False
         self.available = False
         self.capabilities = EngineCapabilities(shared=True, durable=True, immediate=False)
         """Durable as far as Redis persists (AOF/RDB); a lost stream gets a new epoch."""
         self.publish_errors = 0
         self.local_deliveries = 0
         self.echoes_skipped = 0
-        self.reconnects = 0
-        self.resyncs = 0
+        self._retired_reconnects = 0
+        self._retired_resyncs = 0
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -234,30 +238,34 @@ class RedisEngine:
         self._reports = listener
         async with map_redis_errors("start"):
             await self._redis.ping()
-        self._listener = asyncio.get_running_loop().create_task(self._listen())
+            self._build(await self._topology.shards())
         try:
-            await asyncio.wait_for(self._ready.wait(), _SUBSCRIBE_TIMEOUT_S)
+            async with asyncio.timeout(_SUBSCRIBE_TIMEOUT_S):
+                for shard_listener in list(self._listeners.values()):
+                    await shard_listener.ready.wait()
         except TimeoutError:
             raise EngineError("redis subscription could not be established") from None
 
     async def close(self) -> None:
         # The flag, not only the cancel: Python 3.11's wait_for swallows a cancel that
         # comes as its awaitable completes; the listener checks the flag every round.
-        self._closing = True
-        self._changed.set()
+        self.closing = True
         await self._batcher.close()
-        if self._listener is not None:
-            self._listener.cancel()
+        if self._rebuilding is not None:
+            self._rebuilding.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+                await self._rebuilding
+            self._rebuilding = None
+        for shard_listener in list(self._listeners.values()):
+            await shard_listener.close()
         for waiters in self._live_waiters.values():
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_exception(EngineError("the redis engine is closed"))
         self._live_waiters.clear()
-        with contextlib.suppress(RedisError, OSError):
-            await self._subscriber.disconnect()
+        if self._subscriber is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._subscriber.disconnect()
         with contextlib.suppress(RedisError, OSError):
             await self._redis.aclose()
         self.available = False
@@ -276,10 +284,10 @@ class RedisEngine:
         (``on_state(False)``) and verify: as soon as Redis answers, the engine reports
         available again (``engine_state_changed(True)``) and resyncs every user. So whoever was told
         of the failure is told when to retry."""
-        self._failures += 1
-        self._verified = False
+        self.failures += 1
+        for shard_listener in self._listeners.values():
+            shard_listener.unverify()
         self._set_available(False)
-        self._changed.set()
 
     # -- publishing and reading -------------------------------------------------
 
@@ -314,23 +322,70 @@ class RedisEngine:
             self._slack_bytes,
             self._epoch_candidate(),
         ]
-        keys, args, groups = publish_call(requests, header)
         try:
-            async with self._slots, map_redis_errors("publish", self.mark_unavailable):
-                reply = await run_script(self._publish_script, keys=keys, args=args)
+            if not self._topology.sharded:
+                results = await self._store_slot(requests, header)
+            else:  # one call per master, all at once
+                results = await self._store_sharded(requests, header)
         except EngineError:
             self.publish_errors += len(requests)
             raise
-        results, duplicates = stored_of(requests, reply, groups)
         reports = self._reports
-        if reports is not None and self._subscriptions:
-            self._deliver_local(reports, results, duplicates)
-        return results
+        if reports is not None and self._wanted:
+            self._deliver_local(reports, *results)
+        return results[0]
+
+    async def _store_slot(
+        self, requests: list[PublishRequest], header: list[Any]
+    ) -> tuple[list[StoredEvent], list[bool]]:
+        """One script call for ``requests`` (one server)."""
+        keys, args, groups = publish_call(requests, header)
+        async with self._slots, map_redis_errors("publish", self.mark_unavailable):
+            reply = await run_script(self._publish_script, keys=keys, args=args)
+        return stored_of(requests, reply, groups)
+
+    async def _store_sharded(
+        self, requests: list[PublishRequest], header: list[Any]
+    ) -> tuple[list[StoredEvent], list[bool]]:
+        """A batch on a cluster: the users of each master in one script call (its
+        cross-slot variant), sent to that master; every call ends before the batch
+        does (one batch in flight keeps each user's order), failed or not. Each call
+        gets its own epoch candidate (the script numbers its groups per call)."""
+        cluster = self._redis
+        assert isinstance(cluster, BoundedCluster)
+        async with map_redis_errors("publish", self.mark_unavailable):
+            nodes = {}
+            for user_id in {request.user_id for request in requests}:
+                nodes[user_id] = await cluster.node_of_slot(self._slot_of_user(user_id))
+        parts = partition(requests, lambda user_id: nodes[user_id].name)
+
+        async def call(part: list[int]) -> tuple[list[StoredEvent], list[bool]]:
+            chunk = [requests[i] for i in part]
+            keys, args, groups = publish_call(chunk, [*header[:-1], self._epoch_candidate()])
+            node = nodes[chunk[0].user_id]
+            async with self._slots, map_redis_errors("publish", self.mark_unavailable):
+                reply = await cluster.script_on(
+                    node, self._publish_script, keys[:2], [len(keys), *keys, *args]
+                )
+            return stored_of(chunk, reply, groups)
+
+        replies = await asyncio.gather(*(call(part) for part in parts), return_exceptions=True)
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                # Routed by a map that may be stale (MOVED, a dead master): the next
+                # batch (or the publish's retry) goes by a fresh one.
+                with contextlib.suppress(RedisError, OSError):
+                    await cluster.refresh_slots()
+                raise reply
+        return in_request_order(len(requests), parts, replies)  # type: ignore[arg-type]
+
+    def _slot_of_user(self, user_id: UserId) -> int:
+        return self._topology.slot(live_channel(user_id))
 
     def _deliver_local(
         self, reports: EngineListener, results: list[StoredEvent], duplicates: list[bool]
     ) -> None:
-        subscriptions, live = self._subscriptions, self._live
+        subscriptions, live = self._wanted, self._live
         for stored, duplicate in zip(results, duplicates, strict=True):
             if (
                 not duplicate
@@ -401,20 +456,23 @@ class RedisEngine:
             EngineError: not confirmed within ``_SUBSCRIBE_TIMEOUT_S`` (Redis is down);
                 the call then counts for nothing.
         """
-        subscriptions = self._subscriptions
+        listener = (
+            self._wanted.get(user_id)
+            or self._by_slot[self._slot_of_user(user_id) if len(self._by_slot) > 1 else 0]
+        )
+        subscriptions = listener.subscriptions
         subscriptions.add(user_id)
+        self._wanted[user_id] = listener
         if subscriptions.live(user_id):
             return
-        self._changed.set()
+        listener.changed.set()
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiters = self._live_waiters.setdefault(user_id, [])
         waiters.append(waiter)
         try:
             await asyncio.wait_for(waiter, _SUBSCRIBE_TIMEOUT_S)
         except BaseException as exc:
-            if subscriptions.remove(user_id):
-                self._live.forget(user_id)
-                self._changed.set()
+            self._release(user_id)
             if isinstance(exc, TimeoutError):
                 raise EngineError("redis did not confirm the subscription in time") from None
             raise
@@ -427,145 +485,123 @@ class RedisEngine:
     async def unsubscribe(self, user_id: UserId) -> None:
         """Undo one :meth:`subscribe`. After the user's last one its events are no
         longer delivered (at once), and the listener unsubscribes its channel."""
-        if self._subscriptions.remove(user_id):
-            self._live.forget(user_id)
-            self._changed.set()
+        self._release(user_id)
 
-    def _now_live(self, user_id: UserId) -> None:
+    def _release(self, user_id: UserId) -> None:
+        listener = self._wanted.get(user_id)
+        if listener is not None and listener.subscriptions.remove(user_id):
+            del self._wanted[user_id]
+            self._live.forget(user_id)
+            listener.changed.set()
+
+    # -- the listeners (runwire.redis.listener.ListenerHost) ---------------------
+
+    def _build(self, shards: list[Shard]) -> None:
+        """One listener per shard; every wanted user (with its count) moves to the
+        listener of its slot. Called at start and when the slots moved.
+
+        Raises:
+            ShardsChanged: some slot is served by no master (nothing changed then).
+        """
+        sharded = self._topology.sharded
+        listeners = {
+            shard.key: ShardListener(
+                self, shard.key if sharded else (), sharded=sharded, slot_of=self._topology.slot
+            )
+            for shard in shards
+        }
+        by_slot: list[ShardListener | None] = list(listeners.values())
+        if sharded:
+            by_slot = [None] * 16384
+            for shard in shards:
+                for start, end in shard.ranges:
+                    by_slot[start : end + 1] = [listeners[shard.key]] * (end - start + 1)
+            if any(listener is None for listener in by_slot):
+                raise ShardsChanged("some slots are not served by any master")
+        old = self._listeners
+        self._shards = {shard.key: shard for shard in shards}
+        self._listeners = listeners
+        self._by_slot = by_slot  # type: ignore[assignment]  # no None left
+        for user_id, listener in list(self._wanted.items()):
+            target = self._by_slot[self._slot_of_user(user_id) if sharded else 0]
+            for _ in range(listener.subscriptions.counts().get(user_id, 0)):
+                target.subscriptions.add(user_id)
+            self._wanted[user_id] = target
+        for listener in old.values():
+            self._retired_reconnects += listener.reconnects
+            self._retired_resyncs += listener.resyncs
+            listener.stopped = True
+            listener.changed.set()
+        for listener in self._listeners.values():
+            listener.start()
+
+    async def connect(self, listener: ShardListener) -> Any:
+        """A subscription connection to ``listener``'s shard master, found anew."""
+        if self._subscriber is not None:
+            connection = self._subscriber.make_connection()  # type: ignore[no-untyped-call]
+        else:
+            shards = {shard.key: shard for shard in await self._topology.shards()}
+            if shards.keys() != self._shards.keys():
+                raise ShardsChanged("the cluster's slots moved")
+            master = shards[listener.key].master
+            connection = PackedConnection(
+                host=master.host,
+                port=master.port,
+                **self._subscriber_options,
+                **self._topology.options,
+            )
+        try:
+            await asyncio.wait_for(connection.connect(), CONNECT_TIMEOUT_S)
+        except BaseException:
+            with contextlib.suppress(RedisError, OSError):
+                await connection.disconnect()
+            raise
+        return connection
+
+    def shards_changed(self) -> None:
+        if self._rebuilding is None or self._rebuilding.done():
+            self._rebuilding = asyncio.get_running_loop().create_task(self._rebuild())
+
+    async def _rebuild(self) -> None:
+        """Build listeners for the shards as they are now (retried until it works)."""
+        delay = 0.05
+        while not self.closing:
+            try:
+                shards = await self._topology.shards()
+                old = list(self._listeners.values())
+                self._build(shards)
+            except (RedisError, OSError, TimeoutError, EngineError) as exc:
+                log.warning("redis cluster shards not known yet: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            for listener in old:
+                await listener.close()
+            return
+
+    async def ping(self) -> None:
+        async with self._slots:
+            await self._redis.ping()
+
+    def state_changed(self) -> None:
+        listeners = self._listeners.values()
+        self._set_available(bool(listeners) and all(x.verified for x in listeners))
+
+    def resync(self, user_id: UserId) -> None:
+        if self._reports is not None:
+            self._reports.resync(user_id)
+
+    def now_live(self, user_id: UserId) -> None:
         for waiter in self._live_waiters.pop(user_id, ()):
             if not waiter.done():
                 waiter.set_result(None)
 
-    async def _listen(self) -> None:
-        """The one owner of the subscription connection.
-
-        Per connection: subscribe every wanted user, then keep the server's channels
-        equal to the wanted users (every change, including those asked while commands
-        are in flight, is a difference the next round sends); once they are equal,
-        verify the command pool, report available and resync every user from history.
-        A ``PING`` every ``_PING_INTERVAL_S`` of silence detects a connection that no
-        longer answers. On any failure: unavailable, start over with backoff.
-        """
-        while not self._closing:
-            connection = self._subscriber.make_connection()  # type: ignore[no-untyped-call]
-            try:
-                await asyncio.wait_for(connection.connect(), CONNECT_TIMEOUT_S)
-                await self._serve(connection)
-            except (RedisError, OSError, TimeoutError) as exc:
-                log.warning("redis subscription lost: %s", exc)
-                self._set_available(False)
-            except Exception:  # a bug must not leave the node deaf: start over
-                log.exception("redis subscription failed")
-                self._set_available(False)
-            finally:
-                self._subscriptions.reset()
-                self._synced = self._verified = False
-                with contextlib.suppress(RedisError, OSError):
-                    await connection.disconnect()
-            self.reconnects += 1
-            await asyncio.sleep(self._backoff)
-            self._backoff = min(self._backoff * 2, _BACKOFF_MAX_S)
-
-    async def _serve(self, connection: Any) -> None:
-        """Drive one subscription connection until it fails (raises)."""
-        loop = asyncio.get_running_loop()
-        self._last_reply = loop.time()
-        # A channel nobody publishes on keeps the connection in subscribed mode.
-        await connection.send_command("SUBSCRIBE", NODE_CHANNEL)
-        reader = loop.create_task(self._read(connection))
-        verifier: asyncio.Task[None] | None = None
-        try:
-            while not self._closing:
-                if reader.done():
-                    reader.result()  # raises the connection's error
-                    raise RedisConnectionError("subscription connection closed")
-                self._changed.clear()
-                subscribe, unsubscribe = self._subscriptions.changes()
-                for start in range(0, len(subscribe), _CHANNELS_PER_COMMAND):
-                    batch = subscribe[start : start + _CHANNELS_PER_COMMAND]
-                    await connection.send_command("SUBSCRIBE", *map(live_channel, batch))
-                for start in range(0, len(unsubscribe), _CHANNELS_PER_COMMAND):
-                    batch = unsubscribe[start : start + _CHANNELS_PER_COMMAND]
-                    await connection.send_command("UNSUBSCRIBE", *map(live_channel, batch))
-                if not self._synced and self._subscriptions.in_sync:
-                    self._synced = True  # confirmed channels == wanted users
-                if verifier is not None and verifier.done():
-                    verifier = None
-                if self._synced and not self._verified and verifier is None:
-                    verifier = loop.create_task(self._verify())
-                changed = loop.create_task(self._changed.wait())
-                await asyncio.wait(
-                    (reader, changed), timeout=_PING_INTERVAL_S, return_when=FIRST_COMPLETED
-                )
-                changed.cancel()
-                if reader.done():
-                    continue  # its error is raised at the top
-                silence = loop.time() - self._last_reply
-                if silence > _PING_TIMEOUT_S:
-                    raise RedisTimeoutError(f"no reply on the subscription for {silence:.1f} s")
-                if silence >= _PING_INTERVAL_S:
-                    await connection.send_command("PING")
-        finally:
-            for task in (reader, verifier):
-                if task is not None:
-                    task.cancel()
-            await asyncio.gather(reader, *([verifier] if verifier else []), return_exceptions=True)
-
-    async def _read(self, connection: Any) -> None:
-        """Read the subscription connection: live events, and the server's replies to
-        ``SUBSCRIBE`` / ``UNSUBSCRIBE`` (one per channel, in order) that confirm them."""
-        loop = asyncio.get_running_loop()
-        subscriptions = self._subscriptions
-        while True:
-            reply = await connection.read_response()
-            self._last_reply = loop.time()
-            if not isinstance(reply, list) or len(reply) < 2:
-                continue
-            kind = reply[0]
-            if kind == b"message":
-                self._on_message(reply[1], reply[2])
-            elif kind == b"subscribe" or kind == b"unsubscribe":
-                user_id = user_of_channel(reply[1])
-                if user_id is None:
-                    continue
-                if subscriptions.replied(user_id, kind == b"subscribe"):
-                    self._now_live(user_id)
-                if not self._synced and subscriptions.in_sync:
-                    self._changed.set()
-
-    async def _verify(self) -> None:
-        """The subscription holds every wanted user: check the command pool too (a
-        ``PING``, refused while Redis is still loading its data), then report available
-        and resync every user from history. A failure reported meanwhile
-        (:meth:`mark_unavailable`) makes it check again."""
-        delay = _BACKOFF_MIN_S
-        while True:
-            failures = self._failures
-            try:
-                async with self._slots:
-                    await self._redis.ping()
-            except (RedisError, OSError) as exc:
-                log.info("redis not answering commands yet: %s", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _BACKOFF_MAX_S)
-                continue
-            if failures == self._failures:
-                break
-        self._verified = True
-        self._backoff = _BACKOFF_MIN_S
-        self._ready.set()
-        self._set_available(True)
-        if self._reports is not None:
-            for user_id in self._subscriptions.users():
-                self.resyncs += 1
-                self._reports.resync(user_id)
-
-    def _on_message(self, channel: bytes, data: bytes) -> None:
+    def on_message(self, channel: bytes, data: bytes) -> None:
         """An echo: ``epoch|first offset|frame\\nframe...`` (one publish script group).
         Frames handed on already (published here) are skipped undecoded."""
         user_id = user_of_channel(channel)
         reports = self._reports
-        if user_id is None or user_id not in self._subscriptions or reports is None:
+        if user_id is None or user_id not in self._wanted or reports is None:
             return
         raw_epoch, raw_first, body = data.split(b"|", 2)
         epoch, first = Epoch(raw_epoch.decode()), int(raw_first)
@@ -576,15 +612,24 @@ class RedisEngine:
             frame = frames[index]
             reports.deliver(StoredEvent(user_id, epoch, first + index, frame, _event_of(frame)))
 
+    @property
+    def reconnects(self) -> int:
+        return self._retired_reconnects + sum(x.reconnects for x in self._listeners.values())
+
+    @property
+    def resyncs(self) -> int:
+        return self._retired_resyncs + sum(x.resyncs for x in self._listeners.values())
+
     def stats(self) -> dict[str, int]:
-        subscriptions = self._subscriptions
+        sets = [listener.subscriptions for listener in self._listeners.values()]
         return {
             "streams": 0,
             "events": 0,
             "bytes": 0,
-            "subscriptions": subscriptions.count,
-            "subscribed_users": len(subscriptions),
-            "unconfirmed_users": len(subscriptions.missing()),
+            "subscriptions": sum(subscriptions.count for subscriptions in sets),
+            "subscribed_users": len(self._wanted),
+            "unconfirmed_users": sum(len(subscriptions.missing()) for subscriptions in sets),
+            "shards": len(sets),
             "available": int(self.available),
             "publish_errors": self.publish_errors,
             "publish_batches": self._batcher.batches,

@@ -13,7 +13,7 @@ touches for one user is in one slot (Redis Cluster ready).
 ``rw:{u}:live``                      the user's live channel
 ``rw:{u}:snap:<run>`` / ``:snaps``   run snapshots and their index
 ``rw:{u}:msg:<id>`` / ``:active``    idempotency keys, active runs (workers)
-``rw:run:<run>``                     the worker that owns a run
+``rw:{u}:run:<run>``                 the worker that took a run
 ``rw:worker:<name>``                 a worker's heartbeat
 ``rw:{nodes}:lease:<node>``          a gateway node's lease (``local`` runs)
 ``rw:{nodes}:runs:<node>``           the runs a node executes (hash run -> owner)
@@ -92,8 +92,9 @@ def active_runs_key(user_id: UserId) -> str:
     return f"rw:{{{user_id}}}:active"
 
 
-def run_owner_key(run_id: str) -> str:
-    return f"rw:run:{run_id}"
+def run_owner_key(user_id: UserId, run_id: str) -> str:
+    """The worker that took a run (in the user's slot)."""
+    return f"rw:{{{user_id}}}:run:{run_id}"
 
 
 def worker_key(name: str) -> str:

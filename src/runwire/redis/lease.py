@@ -14,9 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-import redis.asyncio as aioredis
-
-from runwire.redis.client import map_redis_errors
+from runwire.redis.client import Client, map_redis_errors
 
 __all__ = ["LEASE_PERIODS", "Liveness", "lease_ttl_s"]
 
@@ -33,7 +31,7 @@ def lease_ttl_s(heartbeat_s: float) -> int:
 class Liveness:
     """The liveness keys of one kind of holder (``key_of(name)`` names each one)."""
 
-    def __init__(self, redis: aioredis.Redis, key_of: Callable[[str], str], ttl_s: int) -> None:
+    def __init__(self, redis: Client, key_of: Callable[[str], str], ttl_s: int) -> None:
         self._redis = redis
         self.key_of = key_of
         self.ttl_s = ttl_s

@@ -42,7 +42,6 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import msgspec
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from runwire.engines.base import Engine, StoredEvent
@@ -50,7 +49,7 @@ from runwire.events import Event
 from runwire.exceptions import EngineError
 from runwire.ids import RunId, ThreadId, UserId
 from runwire.recovery import NODE_LOST, end_run, open_calls_of, run_events
-from runwire.redis.client import map_redis_errors, redis_client, run_script
+from runwire.redis.client import Client, map_redis_errors, redis_client, run_script
 from runwire.redis.keys import (
     NODES_KEY,
     message_key,
@@ -126,7 +125,7 @@ class NodeLease:
         store: RunStore,
         snapshots: SnapshotReader,
     ) -> None:
-        self._redis: aioredis.Redis = redis_client(url, decode_responses=True)
+        self._redis: Client = redis_client(url, decode_responses=True)
         self._claim = self._redis.register_script(_CLAIM)
         self._forget = self._redis.register_script(FORGET_MESSAGE)
         self.name = name

@@ -2,11 +2,14 @@
 
 The one place that knows the argument layout of :data:`runwire.redis.scripts.PUBLISH`
 (documented there). A batch is grouped by user, each user's events in batch order,
-so a user's offsets follow the order its events were submitted in.
+so a user's offsets follow the order its events were submitted in. On a Redis
+Cluster a call goes to one master: :func:`partition` splits a batch into one call per
+master (a user's events all in one), :func:`in_request_order` puts the answers back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from runwire.engines.base import StoredEvent
@@ -14,7 +17,13 @@ from runwire.events import Event
 from runwire.ids import Epoch, UserId
 from runwire.redis.keys import live_channel, stream_keys
 
-__all__ = ["PublishRequest", "publish_call", "stored_of"]
+__all__ = [
+    "PublishRequest",
+    "in_request_order",
+    "partition",
+    "publish_call",
+    "stored_of",
+]
 
 
 class PublishRequest:
@@ -89,3 +98,32 @@ def stored_of(
             if group[2 + 2 * position]:
                 duplicates[index] = True
     return results, duplicates  # type: ignore[return-value]  # each index is in a group
+
+
+def partition(
+    requests: list[PublishRequest], key_of: Callable[[UserId], Hashable]
+) -> list[list[int]]:
+    """The request indexes of each part (the users with one ``key_of``: the master
+    serving their slot), in batch order; a user's requests all in one part."""
+    parts: dict[Hashable, list[int]] = {}
+    seen: dict[UserId, list[int]] = {}
+    for index, request in enumerate(requests):
+        part = seen.get(request.user_id)
+        if part is None:
+            part = seen[request.user_id] = parts.setdefault(key_of(request.user_id), [])
+        part.append(index)
+    return list(parts.values())
+
+
+def in_request_order(
+    count: int, parts: list[list[int]], answers: list[tuple[list[StoredEvent], list[bool]]]
+) -> tuple[list[StoredEvent], list[bool]]:
+    """The answers (:func:`stored_of`) of the calls for :func:`partition`'s parts, as
+    one answer in request order."""
+    results: list[StoredEvent | None] = [None] * count
+    duplicates = [False] * count
+    for indexes, (stored, duplicated) in zip(parts, answers, strict=True):
+        for index, result, duplicate in zip(indexes, stored, duplicated, strict=True):
+            results[index] = result
+            duplicates[index] = duplicate
+    return results, duplicates  # type: ignore[return-value]  # every index is in one part

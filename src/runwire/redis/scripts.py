@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["FORGET_MESSAGE", "POSITION", "PUBLISH", "READ", "TRIM_SLACK_DIVISOR"]
+__all__ = [
+    "FORGET_MESSAGE",
+    "POSITION",
+    "PUBLISH",
+    "READ",
+    "SHARDED_PUBLISH",
+    "TRIM_SLACK_DIVISOR",
+]
 
 TRIM_SLACK_DIVISOR = 16
 """A publish trims only once the stream is over a bound by 1/16 of it (at least one
@@ -72,7 +79,10 @@ end
 # Lua converts between numbers and strings slowly (~0.3 us each): values stay the
 # strings they arrive or are stored as wherever no arithmetic needs them, and the
 # layout ends lists with "" rather than counting them.
-PUBLISH = (
+# On a Redis Cluster the group's frames go out with SPUBLISH (SHARDED_PUBLISH): the
+# user's live channel has the user's hash tag, so it is in the slot of its keys; each
+# group touches one slot, the groups of one call the slots of one master.
+_PUBLISH_TEMPLATE = (
     TRIM
     + """
 local now = ARGV[1]
@@ -172,7 +182,7 @@ while a <= total do
     end
     local message = frames[1]
     if #frames > 1 then message = table.concat(frames, '\\n') end
-    redis.call('PUBLISH', channel, epoch .. '|' .. first_id .. '|' .. message)
+    redis.call('__PUB__', channel, epoch .. '|' .. first_id .. '|' .. message)
   end
   reply[#reply + 1] = group
   k = k + 2
@@ -180,6 +190,23 @@ end
 return reply
 """
 )
+PUBLISH = _PUBLISH_TEMPLATE.replace("__PUB__", "PUBLISH")
+SHARDED_PUBLISH = (
+    "#!lua flags=allow-cross-slot-keys\n"
+    + """
+local count = tonumber(ARGV[1])
+local KEYS = {unpack(ARGV, 2, count + 1)}
+local ARGV = {unpack(ARGV, count + 2)}
+"""
+    + _PUBLISH_TEMPLATE.replace("__PUB__", "SPUBLISH")
+)
+"""The cluster variant: SPUBLISH, and keys of several slots of one master, so one call
+stores a batch's events of every user whose slot that master serves (the engine sends
+one call per master). A script may only *declare* keys of one slot, even with the
+Redis 7 / Valkey flag ``allow-cross-slot-keys`` (which lets it touch undeclared keys of
+other slots on its node): the call declares the first group's two keys and passes
+every group's keys first in ARGV (their count, then the keys), which the prelude
+turns back into the ``KEYS`` and ``ARGV`` the publish script reads."""
 
 # KEYS: meta, stream. ARGV: candidate epoch, key ttl s.
 POSITION = """

@@ -108,6 +108,16 @@ class SubscriptionSet:
             self._confirmed.discard(user_id)
         return self.live(user_id)
 
+    def awaiting(self, user_id: UserId) -> bool:
+        """Whether a command for ``user_id`` is still unanswered (a reply for a user
+        that is not awaiting one came from the server unasked: a ``sunsubscribe`` sent
+        because the user's slot moved to another shard)."""
+        return user_id in self._in_flight
+
+    def counts(self) -> dict[UserId, int]:
+        """Sockets per wanted user (to hand the users on to another connection)."""
+        return dict(self._counts)
+
     def live(self, user_id: UserId) -> bool:
         """Wanted, confirmed, and no command for it unanswered."""
         return (

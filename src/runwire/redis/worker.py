@@ -54,7 +54,10 @@ class Worker:
         self.name = name or f"worker-{secrets.token_hex(4)}"
         self.heartbeat_s = settings.worker_heartbeat_s
         self.queue = WorkQueue(
-            settings.engine, self.name, heartbeat_ttl_s=lease_ttl_s(self.heartbeat_s)
+            settings.engine,
+            self.name,
+            heartbeat_ttl_s=lease_ttl_s(self.heartbeat_s),
+            keep_s=settings.idempotency_ttl_s,
         )
         self.store = RunStore(
             runs_per_user=settings.snapshot_runs_per_user, max_users=settings.history_max_users
@@ -176,9 +179,10 @@ class Worker:
     async def _cancels(self) -> None:
         """Cancel requests. A lost connection is re-made (and re-subscribed) by the
         client's retry; when Redis stays down, the loop starts again after a pause."""
-        pubsub = self.queue.cancellations()
+        pubsub: Any = None
         try:
             async with map_redis_errors("cancellations"):
+                pubsub = await self.queue.cancellations()
                 await pubsub.subscribe(CANCEL_CHANNEL)
                 while not self._stopping:
                     # A bounded wait: each round health-checks the idle connection.
@@ -186,8 +190,9 @@ class Worker:
                     if message is not None and message.get("type") == "message":
                         self.runtime.cancel_any(str(message["data"]))
         finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+            if pubsub is not None:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
 
     # -- runs -------------------------------------------------------------------
 

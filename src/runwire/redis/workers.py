@@ -7,29 +7,39 @@ are a Redis set, bounded by ``max_concurrent_runs_per_user`` across all nodes.
 ``cancel`` checks ownership, then is published on ``rw:cancel`` for whichever worker
 holds the run.
 
+The user's keys and the stream are in different slots of a Redis Cluster, so a start
+is two steps, each atomic in its slot: the claim (message key, active set), then the
+``XADD``. A start whose ``XADD`` failed is completed by the message's retry: a claim
+that finds the message's run adds the run's entry again. A run can therefore have
+more than one entry; the worker that reads one first *takes* the run (``SET NX`` of
+the run's owner key, in the user's slot) and every other entry of the run is
+acknowledged unexecuted.
+
 Worker side, :class:`WorkQueue`: read entries with ``XREADGROUP`` (at least once),
-acknowledge them when the run has ended, keep a heartbeat key per worker, and find
-entries held by workers whose heartbeat expired (``XPENDING`` + ``XCLAIM``), so a
-crashed worker's run is taken over or failed explicitly, never silently lost.
+take their runs, acknowledge them when the run has ended, keep a heartbeat key per
+worker, and find entries held by workers whose heartbeat expired (``XPENDING`` +
+``XCLAIM``), so a crashed worker's run is taken over (its owner key passes to the new
+worker) or failed explicitly, never silently lost.
 
 Keys: ``rw:runs`` (stream, capped at about ``runs_stream_max`` entries),
 ``rw:{user}:msg:<id>`` and ``rw:{user}:active`` (expire with ``idempotency_ttl_s``),
-``rw:run:<run_id>`` (the run's owner, same TTL), ``rw:worker:<name>`` (heartbeat).
+``rw:{user}:run:<run_id>`` (the worker that took the run, same TTL, kept after the run
+ends so a late duplicate entry is not run again), ``rw:worker:<name>`` (heartbeat).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from runwire.agents.runtime import StartedRun
 from runwire.exceptions import LimitError
 from runwire.ids import RunId, ThreadId, UserId, new_run_id, new_thread_id
-from runwire.redis.client import map_redis_errors, redis_client, run_script
+from runwire.redis.client import Client, map_redis_errors, pubsub_of, redis_client, run_script
 from runwire.redis.keys import (
     CANCEL_CHANNEL,
     RUNS_STREAM,
@@ -41,14 +51,21 @@ from runwire.redis.keys import (
 from runwire.redis.lease import Liveness
 from runwire.redis.scripts import FORGET_MESSAGE
 
-__all__ = ["RedisDispatcher", "RedisMessageClaims", "RunRequest", "WorkQueue"]
+__all__ = [
+    "GROUP",
+    "RUNS_STREAM",
+    "RedisDispatcher",
+    "RedisMessageClaims",
+    "RunRequest",
+    "WorkQueue",
+]
 
 GROUP = "workers"
 ORPHANS_PER_SWEEP = 64
 
-# KEYS: message key, active set, run key, stream. ARGV: run id, thread id, per-user
-# limit, ttl s, user id, content, stream cap.
-_START = """
+# KEYS: message key, active set (one user's slot). ARGV: run id, thread id, per-user
+# limit, ttl s. {1, run|thread}: claimed; {0, known}: the message's run; {-1}: limit.
+_CLAIM = """
 local known = redis.call('GET', KEYS[1])
 if known then return {0, known} end
 if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[3]) then return {-1, ''} end
@@ -56,10 +73,17 @@ local value = ARGV[1] .. '|' .. ARGV[2]
 redis.call('SET', KEYS[1], value, 'EX', ARGV[4])
 redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
-redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[4])
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*',
-  'run_id', ARGV[1], 'thread_id', ARGV[2], 'user_id', ARGV[5], 'content', ARGV[6])
 return {1, value}
+"""
+
+# KEYS: the run's owner key. ARGV: "<this worker>|<entry id>", ttl s, the owner it is
+# taken over from ("<dead worker>|<entry id>", or '' for a fresh entry). 1: the run is
+# this worker's, through this entry; 0: another entry (or worker) holds it.
+_TAKE = """
+local owner = redis.call('GET', KEYS[1])
+if owner and owner ~= ARGV[1] and owner ~= ARGV[3] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
 """
 
 
@@ -78,8 +102,8 @@ class RedisDispatcher:
     """Gateway side: accept user messages as runs for the workers."""
 
     def __init__(self, url: str, *, per_user: int, ttl_s: int, stream_max: int) -> None:
-        self._redis: aioredis.Redis = redis_client(url, decode_responses=True)
-        self._start = self._redis.register_script(_START)
+        self._redis: Client = redis_client(url, decode_responses=True)
+        self._claim = self._redis.register_script(_CLAIM)
         self.per_user = per_user
         self.ttl_s = ttl_s
         self.stream_max = stream_max
@@ -93,18 +117,26 @@ class RedisDispatcher:
         run_id, thread = new_run_id(), ThreadId(thread_id) if thread_id else new_thread_id()
         async with map_redis_errors("start run"):
             status, value = await run_script(
-                self._start,
-                keys=[
-                    message_key(user_id, message_id),
-                    active_runs_key(user_id),
-                    run_owner_key(run_id),
-                    RUNS_STREAM,
-                ],
-                args=[run_id, thread, self.per_user, self.ttl_s, user_id, content, self.stream_max],
+                self._claim,
+                keys=[message_key(user_id, message_id), active_runs_key(user_id)],
+                args=[run_id, thread, self.per_user, self.ttl_s],
             )
-        if int(status) < 0:
-            raise LimitError("too_many_runs", f"at most {self.per_user} runs at once per user")
-        known_run, _, known_thread = str(value).partition("|")
+            if int(status) < 0:
+                raise LimitError("too_many_runs", f"at most {self.per_user} runs at once per user")
+            known_run, _, known_thread = str(value).partition("|")
+            # Again for a known run: the start that claimed it may have failed here
+            # (a worker runs one entry of a run and drops the others).
+            await self._redis.xadd(
+                RUNS_STREAM,
+                {
+                    "run_id": known_run,
+                    "thread_id": known_thread,
+                    "user_id": user_id,
+                    "content": content,
+                },
+                maxlen=self.stream_max,
+                approximate=True,
+            )
         # A start retried after its reply was lost finds its own run: not a duplicate.
         duplicate = int(status) == 0 and known_run != run_id
         return StartedRun(RunId(known_run), ThreadId(known_thread), duplicate=duplicate)
@@ -129,7 +161,7 @@ class RedisMessageClaims:
     """Idempotency keys in Redis (``SET NX``), for gateways running agents locally."""
 
     def __init__(self, url: str, *, ttl_s: int) -> None:
-        self._redis: aioredis.Redis = redis_client(url, decode_responses=True)
+        self._redis: Client = redis_client(url, decode_responses=True)
         self.ttl_s = ttl_s
         self._forget = self._redis.register_script(FORGET_MESSAGE)
 
@@ -163,11 +195,44 @@ class RedisMessageClaims:
 class WorkQueue:
     """Worker side: the runs stream, its consumer group, heartbeats and takeovers."""
 
-    def __init__(self, url: str, name: str, *, heartbeat_ttl_s: int) -> None:
-        self._redis: aioredis.Redis = redis_client(url, decode_responses=True)
+    def __init__(self, url: str, name: str, *, heartbeat_ttl_s: int, keep_s: int) -> None:
+        self._redis: Client = redis_client(url, decode_responses=True)
         self.name = name
         self.heartbeat_ttl_s = heartbeat_ttl_s
         self._liveness = Liveness(self._redis, worker_key, heartbeat_ttl_s)
+        self._take = self._redis.register_script(_TAKE)
+        self.keep_s = keep_s
+
+    async def _taken(
+        self, requests: list[RunRequest], previous: dict[str, str] | None = None
+    ) -> list[RunRequest]:
+        """The requests whose run this worker holds now, through that entry (taken
+        from nobody, from itself through the same entry, or from ``previous[entry_id]``,
+        a dead worker); the other entries (of a run taken through another entry) are
+        acknowledged and dropped."""
+        if not requests:
+            return []
+        previous = previous or {}
+        answers = await asyncio.gather(
+            *(
+                run_script(
+                    self._take,
+                    keys=[run_owner_key(request.user_id, request.run_id)],
+                    args=[
+                        f"{self.name}|{request.entry_id}",
+                        self.keep_s,
+                        f"{previous[request.entry_id]}|{request.entry_id}"
+                        if request.entry_id in previous
+                        else "",
+                    ],
+                )
+                for request in requests
+            )
+        )
+        dropped = [r.entry_id for r, taken in zip(requests, answers, strict=True) if not taken]
+        if dropped:
+            await self._redis.xack(RUNS_STREAM, GROUP, *dropped)
+        return [r for r, taken in zip(requests, answers, strict=True) if taken]
 
     async def setup(self) -> None:
         """Create the consumer group (once, for everyone)."""
@@ -194,9 +259,13 @@ class WorkQueue:
                     raise
                 await self.setup()  # Redis lost its data: the group is gone
                 return []
-        return [
-            _request(entry_id, fields) for _, entries in reply or [] for entry_id, fields in entries
-        ]
+            return await self._taken(
+                [
+                    _request(entry_id, fields)
+                    for _, entries in reply or []
+                    for entry_id, fields in entries
+                ]
+            )
 
     async def own_pending(self) -> list[RunRequest]:
         """Every entry pending for this worker, oldest first.
@@ -219,7 +288,9 @@ class WorkQueue:
                 gone = [entry_id for entry_id, fields in entries if not fields]
                 if gone:
                     await self._redis.xack(RUNS_STREAM, GROUP, *gone)
-                found += [_request(entry_id, fields) for entry_id, fields in entries if fields]
+                found += await self._taken(
+                    [_request(entry_id, fields) for entry_id, fields in entries if fields]
+                )
                 if len(entries) < ORPHANS_PER_SWEEP:
                     return found
                 after = entries[-1][0]
@@ -230,32 +301,41 @@ class WorkQueue:
             pending: list[dict[str, Any]] = await self._redis.xpending_range(
                 RUNS_STREAM, GROUP, min="-", max="+", count=count
             )
-            dead = []
+            dead: dict[str, str] = {}
             for item in pending:
                 owner = item["consumer"]
                 if owner == self.name or item["time_since_delivered"] < min_idle_ms:
                     continue
                 if not await self._liveness.alive(owner):
-                    dead.append(item["message_id"])
+                    dead[item["message_id"]] = owner
             if not dead:
                 return []
             claimed: Any = await self._redis.xclaim(
-                RUNS_STREAM, GROUP, self.name, min_idle_time=min_idle_ms, message_ids=dead
+                RUNS_STREAM, GROUP, self.name, min_idle_time=min_idle_ms, message_ids=list(dead)
             )
-        return [_request(entry_id, fields) for entry_id, fields in claimed if fields]
+            return await self._taken(
+                [_request(entry_id, fields) for entry_id, fields in claimed if fields], dead
+            )
 
     async def finished(self, request: RunRequest) -> None:
-        """The run ended (terminal event published): acknowledge and release it."""
+        """The run ended (terminal event published): acknowledge and release it.
+
+        Two slots on a cluster, so not one transaction: both steps are idempotent and
+        a failure (``EngineError``) makes the worker call this again later. The owner
+        key stays until its time to live, so a late entry of the run is dropped."""
         async with map_redis_errors("finish run"):
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.xack(RUNS_STREAM, GROUP, request.entry_id)
+            async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.srem(active_runs_key(request.user_id), request.run_id)
-                pipe.delete(run_owner_key(request.run_id))
+                pipe.xack(RUNS_STREAM, GROUP, request.entry_id)
                 await pipe.execute()
 
-    def cancellations(self) -> Any:
-        """A pub/sub object subscribed to cancel requests (caller iterates it)."""
-        return self._redis.pubsub(ignore_subscribe_messages=True)
+    async def cancellations(self) -> Any:
+        """A pub/sub object for cancel requests (the caller subscribes and iterates it).
+
+        Raises:
+            RedisError, OSError: Redis could not be reached (a cluster: no node).
+        """
+        return await pubsub_of(self._redis, ignore_subscribe_messages=True)
 
     async def close(self) -> None:
         with contextlib.suppress(RedisError, OSError):

@@ -1,0 +1,321 @@
+"""The Redis engine on a real Redis Cluster (3 masters, 1 replica each): every user's
+keys in one slot, live channels on sharded pub/sub held by the shard master of the
+user's slot, and what a failover keeps.
+
+The engine contract suite and the 300-user multi-node test run on the cluster too
+(``redis-cluster`` cases of ``test_contract.py`` and ``test_multinode.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from redis.crc import key_slot
+
+from runwire.engines import ResumeFailure, ResumeFailureReason, StoredEvent
+from runwire.events import AgentMessageDelta, Event
+from runwire.exceptions import ConfigError, EngineError
+from runwire.ids import UserId
+from runwire.redis.engine import RedisEngine
+from runwire.redis.keys import (
+    NODES_KEY,
+    active_runs_key,
+    live_channel,
+    message_key,
+    node_closing_key,
+    node_lease_key,
+    node_runs_key,
+    snapshot_index_key,
+    snapshot_key,
+    stream_keys,
+)
+from runwire.redis.topology import Address, cluster_seeds
+from tests.helpers import Listener
+from tests.redis_cluster import RedisCluster
+from tests.redis_server import RedisServer
+
+_DEADLINE_S = 30.0
+
+
+def _slot(key: str) -> int:
+    return key_slot(key.encode())
+
+
+def _users(count: int) -> list[UserId]:
+    tag = secrets.token_hex(3)
+    return [UserId(f"cl-{tag}-{i}") for i in range(count)]
+
+
+def _event(seq: int, run_id: str = "r_1") -> Event:
+    return Event.of(AgentMessageDelta(f"e{seq}"), run_id=run_id, thread_id="t", seq=seq, ts=seq)
+
+
+def _engine(url: str) -> RedisEngine:
+    return RedisEngine(
+        url,
+        max_events=1_000,
+        max_bytes=1_048_576,
+        max_age_s=3_600.0,
+        key_ttl_s=3_600,
+        max_event_bytes=65_536,
+    )
+
+
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + _DEADLINE_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def _publish(engine: RedisEngine, user_id: UserId, event: Event) -> StoredEvent:
+    """Publish as the runtime does: retry while the engine is unavailable."""
+    deadline = time.monotonic() + _DEADLINE_S
+    while True:
+        try:
+            return await engine.publish(user_id, event)
+        except EngineError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
+def _master_of(cluster: RedisCluster, slot: int) -> RedisServer:
+    """The server serving ``slot`` now, as the cluster itself says."""
+    live = next(server for server in cluster.servers if server.process is not None)
+    rows = redis.Redis(port=live.port).execute_command("CLUSTER SLOTS")  # type: ignore[no-untyped-call]
+    port = next(int(row[2][1]) for row in rows if int(row[0]) <= slot <= int(row[1]))
+    return next(server for server in cluster.servers if server.port == port)
+
+
+# -- keys and URLs (no server) ------------------------------------------------------
+
+
+def test_every_key_of_a_user_is_in_the_slot_of_its_live_channel() -> None:
+    for user_id in _users(50):
+        slot = _slot(live_channel(user_id))
+        keys = [
+            *stream_keys(user_id),
+            snapshot_key(user_id, "r_1"),
+            snapshot_index_key(user_id),
+            message_key(user_id, "m_1"),
+            active_runs_key(user_id),
+        ]
+        assert {_slot(key) for key in keys} == {slot}, user_id
+    node_keys = [NODES_KEY, node_lease_key("a"), node_runs_key("b"), node_closing_key("c")]
+    assert len({_slot(key) for key in node_keys}) == 1
+
+
+def test_users_spread_over_the_slots() -> None:
+    slots = {_slot(live_channel(user_id)) for user_id in _users(300)}
+    assert len(slots) > 250  # one tag per user: no hot slot
+
+
+def test_cluster_urls_name_seeds_and_credentials() -> None:
+    seeds, options = cluster_seeds("redis+cluster://u:p%40ss@10.0.0.1:7000,[::1]:7001/")
+    assert seeds == [Address("10.0.0.1", 7000), Address("::1", 7001)]
+    assert options == {"username": "u", "password": "p@ss"}
+    for bad in ("redis+cluster://", "redis+cluster://host", "redis+cluster://host:port"):
+        with pytest.raises(ConfigError):
+            cluster_seeds(bad)
+
+
+# -- sharded pub/sub ----------------------------------------------------------------
+
+
+@pytest.fixture
+async def cluster_engine(redis_cluster: RedisCluster) -> AsyncIterator[Callable[[], object]]:
+    engines: list[RedisEngine] = []
+
+    async def make(deliver: Callable[[StoredEvent], None] | None = None) -> RedisEngine:
+        engine = _engine(redis_cluster.url)
+        await engine.start(Listener(deliver))
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        await engine.close()
+
+
+async def test_live_channels_are_sharded_and_held_by_the_master_of_their_slot(
+    redis_cluster: RedisCluster, cluster_engine: Callable[..., asyncio.Future[RedisEngine]]
+) -> None:
+    delivered: list[StoredEvent] = []
+    watcher = await cluster_engine(delivered.append)
+    publisher = await cluster_engine()
+    users = _users(60)
+    for user_id in users:
+        await watcher.subscribe(user_id)
+    assert watcher.stats()["shards"] == 3
+    # Each master holds exactly the channels of the users in its slots, as shard
+    # channels; no live channel is a plain (cluster-wide) subscription.
+    expected: dict[int, set[bytes]] = {}
+    for user_id in users:
+        channel = live_channel(user_id)
+        master = _master_of(redis_cluster, _slot(channel))
+        expected.setdefault(master.port, set()).add(channel.encode())
+    assert len(expected) == 3
+    for port, channels in expected.items():
+        client = redis.Redis(port=port)
+        held = set(client.execute_command("PUBSUB SHARDCHANNELS", "rw:{cl-*"))  # type: ignore[no-untyped-call]
+        assert channels <= held
+        assert not held & {c for p, cs in expected.items() if p != port for c in cs}
+        assert not [c for c in client.pubsub_channels("rw:{*") if ":live" in str(c)]
+    # One batch across every shard: each user's events arrive once, in order.
+    await asyncio.gather(
+        *(publisher.publish(user_id, _event(seq)) for seq in (1, 2, 3) for user_id in users)
+    )
+    await _until(lambda: len(delivered) == 3 * len(users), "every event delivered")
+    for user_id in users:
+        assert [s.offset for s in delivered if s.user_id == user_id] == [1, 2, 3]
+        assert [s.event.seq for s in delivered if s.user_id == user_id] == [1, 2, 3]
+
+
+# -- failover -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RedisCluster]:
+    """A cluster of the test's own (it kills servers); ``persistent`` by parameter."""
+    persistent = bool(getattr(request, "param", False))
+    cluster = RedisCluster(tmp_path / "cluster", persistent=persistent)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+async def _on_shard(cluster: RedisCluster, users: list[UserId], index: int) -> list[UserId]:
+    port = cluster.masters[index].port
+    return [u for u in users if _master_of(cluster, _slot(live_channel(u))).port == port]
+
+
+async def test_a_killed_master_is_replaced_by_its_replica_and_nothing_replicated_is_lost(
+    own_cluster: RedisCluster,
+) -> None:
+    """Events acknowledged and replicated before a master dies are all on the promoted
+    replica: same epochs, no gap; the listener of that shard resubscribes to the new
+    master; the engine reports unavailable, then available; publishing goes on."""
+    delivered: list[StoredEvent] = []
+    listener = Listener(delivered.append)
+    states = listener.states
+    watcher, publisher = _engine(own_cluster.url), _engine(own_cluster.url)
+    await watcher.start(listener)
+    await publisher.start(Listener())
+    try:
+        users = _users(30)
+        victims = await _on_shard(own_cluster, users, 0)
+        assert victims and len(victims) < len(users)
+        for user_id in users:
+            await watcher.subscribe(user_id)
+        before = {u: await _publish(publisher, u, _event(1)) for u in users}
+        await _until(lambda: len(delivered) == len(users), "the first events")
+        own_cluster.wait_synced()
+        own_cluster.kill_master(0)
+        # Publishing goes on for every user, retried while the shard fails over.
+        after = await asyncio.gather(*(_publish(publisher, u, _event(2)) for u in users))
+        for user_id, stored in zip(users, after, strict=True):
+            assert (stored.epoch, stored.offset) == (before[user_id].epoch, 2), user_id
+        await _until(lambda: states[-1:] == [True] and False in states, "unavailable, available")
+        await _until(lambda: watcher.available, "the watcher's shard resubscribed")
+        # Events of the shard's users published after the resubscription arrive live.
+        await asyncio.gather(*(_publish(publisher, u, _event(3)) for u in victims))
+        await _until(
+            lambda: all(3 in [s.offset for s in delivered if s.user_id == u] for u in victims),
+            "live events after the failover",
+        )
+        for user_id in users:
+            history = await watcher.read_after(user_id, before[user_id].epoch, 0, 10)
+            assert not isinstance(history, ResumeFailure), user_id
+            assert [s.offset for s in history] == list(range(1, len(history) + 1))
+    finally:
+        await watcher.close()
+        await publisher.close()
+
+
+@pytest.mark.parametrize("own_cluster", [False, True], ids=["volatile", "aof"], indirect=True)
+async def test_a_whole_shard_lost_and_restarted(own_cluster: RedisCluster) -> None:
+    """Master and replica of one shard die, the master restarts. Without persistence its
+    users' streams are gone: their next read is ``epoch_changed`` (the documented data
+    loss signal) and their next event starts a new epoch at offset 1; with
+    ``appendfsync always`` every acknowledged event is back, same epoch. Users of the
+    other shards are untouched either way."""
+    persistent = own_cluster.masters[0].persistent
+    engine = _engine(own_cluster.url)
+    listener = Listener()
+    states = listener.states
+    await engine.start(listener)
+    try:
+        users = _users(30)
+        victims = set(await _on_shard(own_cluster, users, 0))
+        before = {u: [await _publish(engine, u, _event(s)) for s in (1, 2)][-1] for u in users}
+        for replica in own_cluster.replicas[0]:
+            replica.stop()
+        own_cluster.masters[0].restart()
+        own_cluster._wait(own_cluster.healthy, _DEADLINE_S)
+        await _until(lambda: False in states and engine.available, "available again")
+        for user_id in users:
+            old = before[user_id]
+            result = await engine.read_after(user_id, old.epoch, 0, 10)
+            if user_id in victims and not persistent:
+                assert isinstance(result, ResumeFailure), user_id
+                assert result.reason is ResumeFailureReason.EPOCH_CHANGED
+                fresh = await _publish(engine, user_id, _event(3))
+                assert fresh.offset == 1 and fresh.epoch != old.epoch
+            else:
+                assert not isinstance(result, ResumeFailure), user_id
+                assert [s.offset for s in result] == [1, 2], user_id
+    finally:
+        await engine.close()
+
+
+async def test_a_user_whose_slot_moves_to_another_master_is_followed(
+    own_cluster: RedisCluster,
+) -> None:
+    """A resharding moves a subscribed user's slot to another master: the server drops
+    the shard channel (``sunsubscribe``), the node rebuilds its per-shard subscriptions
+    from the new slot map, and the user's next events (published at the new master)
+    are delivered."""
+    delivered: list[StoredEvent] = []
+    watcher, publisher = _engine(own_cluster.url), _engine(own_cluster.url)
+    await watcher.start(Listener(delivered.append))
+    await publisher.start(Listener())
+    try:
+        [user_id] = _users(1)
+        slot = _slot(live_channel(user_id))
+        await watcher.subscribe(user_id)
+        source = _master_of(own_cluster, slot)
+        target = next(m for m in own_cluster.masters if m.port != source.port)
+        target_id = redis.Redis(port=target.port).execute_command("CLUSTER MYID")  # type: ignore[no-untyped-call]
+        for master in [
+            target,
+            source,
+            *(m for m in own_cluster.masters if m not in (source, target)),
+        ]:
+            redis.Redis(port=master.port).execute_command(  # type: ignore[no-untyped-call]
+                "CLUSTER SETSLOT", slot, "NODE", target_id
+            )
+        await _until(lambda: _master_of(own_cluster, slot).port == target.port, "the move")
+        channel = live_channel(user_id).encode()
+
+        def held_by_target() -> bool:
+            client = redis.Redis(port=target.port)
+            return channel in client.execute_command("PUBSUB SHARDCHANNELS")  # type: ignore[no-untyped-call]
+
+        await _until(held_by_target, "the channel subscribed at the new master")
+        await _until(lambda: watcher.available, "the watcher available")
+        stored = await _publish(publisher, user_id, _event(1))
+        assert stored.offset == 1
+        await _until(lambda: [s.offset for s in delivered] == [1], "the event after the move")
+    finally:
+        await watcher.close()
+        await publisher.close()
