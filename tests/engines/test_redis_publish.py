@@ -212,3 +212,34 @@ async def test_a_redis_restart_mid_batch_loses_and_repeats_nothing(
         await wait_until(lambda: node.engine.available, what="available again")
     finally:
         server.stop()
+
+
+async def test_nothing_of_a_run_is_stored_after_its_terminal_event(
+    nodes: Callable[[], asyncio.Future[Node]],
+) -> None:
+    """A node taken for dead whose agent goes on (another node ended its run with
+    ``node_lost``) cannot add to the ended run: was stored after the terminal event."""
+    from runwire.events import AgentError
+
+    node = await nodes()
+    alice = user("alice")
+    await node.engine.publish(alice, event(1))
+    ended = await node.engine.publish(
+        alice,
+        Event.of(AgentError("node_lost", "lost"), run_id="r_1", thread_id="t", seq=2, ts=2),
+    )
+    late = await asyncio.gather(  # in one batch, and in the next
+        node.engine.publish(alice, event(3)), node.engine.publish(alice, event(4))
+    )
+    later = await node.engine.publish(alice, event(9))
+    again = await node.engine.publish(  # the terminal event retried: a duplicate, as before
+        alice,
+        Event.of(AgentError("node_lost", "lost"), run_id="r_1", thread_id="t", seq=2, ts=2),
+    )
+    assert ended.offset == 2
+    assert [s.offset for s in (*late, later, again)] == [2, 2, 2, 2]
+    other = await node.engine.publish(alice, event(1, run_id="r_2"))  # other runs go on
+    assert other.offset == 3
+    history = await node.engine.read_after(alice, ended.epoch, 0, 10)
+    assert isinstance(history, list)
+    assert [(s.event.run_id, s.event.seq) for s in history] == [("r_1", 1), ("r_1", 2), ("r_2", 1)]

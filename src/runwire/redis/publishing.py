@@ -67,7 +67,8 @@ def publish_call(
             request = requests[index]
             event = request.event
             runs[event.run_id] = None
-            events += (event.run_id, event.seq, request.prefix, request.suffix)
+            seq = -event.seq if event.is_terminal else event.seq  # see scripts.PUBLISH
+            events += (event.run_id, seq, request.prefix, request.suffix)
         keys += stream_keys(user_id)
         args.append(live_channel(user_id))
         args += runs

@@ -70,7 +70,10 @@ end
 # event, one HSET, one PUBLISH of all the group's new frames ("epoch|first
 # offset|frame\nframe...": a compact JSON envelope holds no raw newline). An event
 # whose (run, seq) is not newer than the run's last stored one is not stored again (a
-# retried publish): duplicate 1, with the offset of the run's last stored event.
+# retried publish): duplicate 1, with the offset of the run's last stored event. A
+# terminal event comes with its seq negated: once it is stored the run's last seq is
+# ENDED (2^53 - 1), so nothing of that run is stored after it (an agent still going on
+# a node taken for dead, whose runs another node ended): duplicate 1 again.
 # Amortised: trimming once a bound is passed by its slack (XLEN only once the stream
 # could hold that many: it never holds more entries than its last offset); the age
 # bound when the group passes a multiple of 16 offsets; when it passes an offset 1
@@ -91,6 +94,7 @@ local max_events, max_bytes, max_age = tonumber(ARGV[2]), tonumber(ARGV[3]), ton
 local key_ttl, run_ttl = ARGV[5], tonumber(ARGV[6])
 local slack_events, slack_bytes = tonumber(ARGV[7]), tonumber(ARGV[8])
 local candidate = ARGV[9]
+local ENDED, ENDED_NUMBER = '9007199254740991', 9007199254740991
 local reply = {}
 local k, a = 1, 10
 local total = #ARGV
@@ -129,6 +133,8 @@ while a <= total do
   while ARGV[a] ~= '' do
     local run, seq = ARGV[a], ARGV[a + 1]
     local number = tonumber(seq)
+    local ended = number < 0  -- the run's terminal event: nothing of it is stored after
+    if ended then number = -number end
     local last = last_seq[run]
     if last ~= nil and number <= last then
       group[#group + 1] = last_offset[run]
@@ -141,7 +147,12 @@ while a <= total do
       redis.call('XADD', stream, id, 'f', frame, 't', now)
       frames[#frames + 1] = frame
       size = size + #frame
-      last_seq[run], last_offset[run], seen[run] = number, id, seq
+      if ended then
+        last_seq[run], seen[run] = ENDED_NUMBER, ENDED
+      else
+        last_seq[run], seen[run] = number, seq
+      end
+      last_offset[run] = id
       group[#group + 1] = id
       group[#group + 1] = 0
     end
