@@ -23,6 +23,7 @@ from tests.helpers import (
     SECRET,
     assert_run_rules,
     collect_run,
+    connect,
     get_json,
     make_settings,
     publish_texts,
@@ -272,3 +273,16 @@ async def test_the_publishes_of_one_loop_iteration_are_one_write(tmp_path: Path)
         )
         assert [s.offset for s in stored] == [1] * 20
         assert database.writes - before == 1, "one write for the iteration's 20 publishes"
+
+
+async def test_a_message_id_finds_its_run_across_a_restart(tmp_path: Path) -> None:
+    engine = f"sqlite:///{tmp_path / 'runwire.db'}"
+    async with running_gateway(engine=engine) as gateway, connect(gateway, "finder") as client:
+        ack = await client.send_message("hi", message_id="m-find")
+        await collect_run(client, ack["run_id"])
+        found = await gateway.dispatcher.find(UserId("finder"), "m-find")
+        assert found is not None and found.run_id == ack["run_id"] and found.duplicate
+        assert await gateway.dispatcher.find(UserId("finder"), "m-other") is None
+    async with running_gateway(engine=engine) as gateway:
+        found = await gateway.dispatcher.find(UserId("finder"), "m-find")
+        assert found is not None and found.run_id == ack["run_id"]

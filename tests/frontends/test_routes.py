@@ -260,3 +260,34 @@ async def test_the_stream_ends_at_its_runs_end_even_mid_write() -> None:
 async def read_all(follower: SseFollower) -> bytes:
     """The whole body of a follower's stream."""
     return b"".join([chunk async for chunk in follower.chunks()])
+
+
+async def test_the_clients_own_run_id_reattaches_and_cancels(deployment: Any) -> None:
+    """An AG-UI client knows its own ``runId`` (the idempotency key), not runwire's:
+    the stream and cancel routes take either (was: 404 for the client's)."""
+    import uuid
+
+    agent = GatedAgent()
+    user, client_run = f"own-{uuid.uuid4().hex[:8]}", f"client-run-{uuid.uuid4().hex[:8]}"
+    async with deployment(agent) as gateway:
+        url, token = gateway.url, token_for(gateway.settings, user)
+        body = RUN_INPUT | {"runId": client_run}
+        post = asyncio.ensure_future(acall("POST", f"{url}/agui", body, token))
+        await asyncio.wait_for(agent.in_tool.wait(), 10)
+        stranger = token_for(gateway.settings, f"stranger-{uuid.uuid4().hex[:8]}")
+        status, _, _ = await acall("GET", f"{url}/agui/runs/{client_run}/stream", None, stranger)
+        assert status == 404, "another user cannot reattach by the key"
+        reattached = asyncio.ensure_future(
+            acall("GET", f"{url}/agui/runs/{client_run}/stream", None, token)
+        )
+        status, _, answer = await acall("POST", f"{url}/agui/runs/{client_run}/cancel", None, token)
+        assert status == 200 and answer["cancelled"] is True and answer["run_id"] != client_run
+        for response in (post, reattached):
+            status, _, text = await asyncio.wait_for(response, 10)
+            assert status == 200
+            events = [
+                json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")
+            ]
+            assert events[0]["type"] == "RUN_STARTED"
+            assert events[-1]["type"] == "RUN_FINISHED"
+            assert events[-1]["outcome"] == {"type": "cancelled"}

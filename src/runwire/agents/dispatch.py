@@ -34,6 +34,14 @@ class RunDispatcher(Protocol):
         """Cancel one of the user's own active runs; ``False`` when there is none."""
         ...
 
+    async def find(self, user_id: UserId, message_id: str) -> StartedRun | None:
+        """The run ``message_id`` started, if it is still known; never starts one.
+
+        Raises:
+            EngineError: the shared store could not be read.
+        """
+        ...
+
     def active_runs(self) -> int:
         """Runs executing in this process."""
         ...
@@ -55,6 +63,10 @@ class MessageClaims(Protocol):
     async def release(self, user_id: UserId, message_id: str, run_id: RunId) -> None:
         """Forget ``message_id``'s claim if it still names ``run_id`` (a run that was
         refused before it started, so that a retry of the message may start it)."""
+        ...
+
+    async def find(self, user_id: UserId, message_id: str) -> StartedRun | None:
+        """The run recorded for ``message_id`` (``duplicate=True``), if any."""
         ...
 
     async def close(self) -> None:
@@ -137,6 +149,11 @@ class LocalDispatcher:
 
     async def cancel(self, user_id: UserId, run_id: str) -> bool:
         return self.runtime.cancel(user_id, run_id)
+
+    async def find(self, user_id: UserId, message_id: str) -> StartedRun | None:
+        if self.claims is not None:
+            return await self.claims.find(user_id, message_id)
+        return self.runtime.find(user_id, message_id)
 
     def active_runs(self) -> int:
         return self.runtime.active_runs()

@@ -109,6 +109,11 @@ class AgentRuntime:
 
     # -- starting ---------------------------------------------------------------
 
+    def find(self, user_id: UserId, message_id: str) -> StartedRun | None:
+        """The run ``message_id`` started here, while its key is remembered."""
+        known = self._idempotency.get((user_id, message_id))
+        return StartedRun(known.run_id, known.thread_id, duplicate=True) if known else None
+
     def start_run(
         self,
         user_id: UserId,

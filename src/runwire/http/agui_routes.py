@@ -10,11 +10,13 @@ installed. Under ``agui_path`` (default ``/agui``):
     run as AG-UI events over SSE, to its end. Closing the request does not cancel
     the run.
 ``GET <path>/runs/{runId}/stream``
-    Reattach: ``runId`` is the run id of ``RUN_STARTED`` (runwire's). With
+    Reattach: ``runId`` is the client's own (the idempotency key) or the run id of
+    ``RUN_STARTED`` (runwire's). With
     ``Last-Event-ID`` (or ``?after=epoch:offset``) exactly what followed that event;
     without, the run from its start. A finished run replays to its end.
 ``POST <path>/runs/{runId}/cancel``
-    Cancel the run: ``200 {"run_id", "cancelled": true}``, ``404`` if not active.
+    Cancel the run (either id): ``200 {"run_id", "cancelled": true}`` with runwire's
+    run id, ``404`` if not active.
 
 Errors before any stream: JSON ``{"error", "message"}`` (see
 :mod:`runwire.http.run_streams`; 400 ``invalid_request`` names the field).
@@ -69,6 +71,11 @@ def add_agui_routes(router: Router, streams: RunStreams, path: str) -> None:
         run_id = request.params["run_id"]
         try:
             cancelled = await streams.dispatcher.cancel(claims.user_id, run_id)
+            if not cancelled:  # the client's own runId (the idempotency key)?
+                started = await streams.run_of_key(claims, run_id)
+                if started is not None:
+                    run_id = started.run_id
+                    cancelled = await streams.dispatcher.cancel(claims.user_id, run_id)
         except EngineError:
             raise engine_unavailable() from None
         if not cancelled:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from runwire.agents.dispatch import RunDispatcher
+from runwire.agents.runtime import StartedRun
 from runwire.auth import Authenticator, TokenClaims
 from runwire.config import Settings
 from runwire.engines.base import Engine
@@ -129,15 +130,31 @@ class RunStreams:
         return await self.replay(claims, snapshot, None, translator)
 
     async def find(self, claims: TokenClaims, run_id: str) -> RunSnapshot:
-        """The caller's run ``run_id``.
+        """The caller's run ``run_id``: runwire's run id, or the idempotency key the
+        run was started with (an AG-UI client's own ``runId``).
 
         Raises:
             HttpError: 404 ``not_found`` (also for another user's run), 503.
         """
         snapshot = await self._snapshot(claims, run_id)
         if snapshot is None:
+            started = await self.run_of_key(claims, run_id)
+            if started is not None:
+                snapshot = await self._snapshot(claims, started.run_id)
+        if snapshot is None:
             raise HttpError(404, "not_found", "no such run")
         return snapshot
+
+    async def run_of_key(self, claims: TokenClaims, key: str) -> StartedRun | None:
+        """The caller's run started with idempotency key ``key``, if still known.
+
+        Raises:
+            HttpError: 503 when the shared store cannot be read.
+        """
+        try:
+            return await self.dispatcher.find(claims.user_id, key)
+        except EngineError:
+            raise engine_unavailable() from None
 
     async def active_in_thread(self, claims: TokenClaims, thread_id: str) -> RunSnapshot | None:
         """The caller's newest ``running`` run of ``thread_id``, if any. Raises HttpError 503."""

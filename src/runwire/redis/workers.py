@@ -98,6 +98,20 @@ class RunRequest:
     content: str
 
 
+async def known_run(redis: Client, user_id: UserId, message_id: str) -> StartedRun | None:
+    """The run the idempotency key of ``message_id`` names, if the key is there.
+
+    Raises:
+        EngineError: Redis could not be reached.
+    """
+    async with map_redis_errors("find message"):
+        value = await redis.get(message_key(user_id, message_id))
+    if value is None:
+        return None
+    run_id, _, thread_id = str(value).partition("|")
+    return StartedRun(RunId(run_id), ThreadId(thread_id), duplicate=True)
+
+
 class RedisDispatcher:
     """Gateway side: accept user messages as runs for the workers."""
 
@@ -141,6 +155,9 @@ class RedisDispatcher:
         duplicate = int(status) == 0 and known_run != run_id
         return StartedRun(RunId(known_run), ThreadId(known_thread), duplicate=duplicate)
 
+    async def find(self, user_id: UserId, message_id: str) -> StartedRun | None:
+        return await known_run(self._redis, user_id, message_id)
+
     async def cancel(self, user_id: UserId, run_id: str) -> bool:
         async with map_redis_errors("cancel"):
             if not await self._redis.sismember(active_runs_key(user_id), run_id):
@@ -177,6 +194,9 @@ class RedisMessageClaims:
         # A SET NX retried after its reply was lost finds our own claim: not a duplicate.
         known_run, _, known_thread = known.partition("|")
         return StartedRun(RunId(known_run), ThreadId(known_thread), duplicate=known != ours)
+
+    async def find(self, user_id: UserId, message_id: str) -> StartedRun | None:
+        return await known_run(self._redis, user_id, message_id)
 
     async def release(self, user_id: UserId, message_id: str, run_id: RunId) -> None:
         """Drop the claim of ``message_id`` if it still names ``run_id``.

@@ -67,6 +67,11 @@ class SqliteClaims:
             raise
         return StartedRun(run_id, thread_id, duplicate=False)
 
+    async def find(self, user_id: UserId, message_id: str) -> StartedRun | None:
+        """The run recorded for ``message_id``, if any (from memory: no file read)."""
+        known = self._loaded().get((user_id, message_id))
+        return StartedRun(known[0], known[1], duplicate=True) if known is not None else None
+
     async def release(self, user_id: UserId, message_id: str, run_id: RunId) -> None:
         """Drop the claim of ``message_id`` if it still names ``run_id``.
 
