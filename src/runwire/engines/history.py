@@ -9,7 +9,8 @@ exact events after an offset or the reason it cannot (:class:`ResumeFailure`).
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol
 
 from runwire.engines.base import ResumeFailure, ResumeFailureReason, StoredEvent, StreamPosition
 from runwire.ids import Epoch
@@ -17,7 +18,25 @@ from runwire.ids import Epoch
 if TYPE_CHECKING:
     from runwire.engines.memory import HistoryBounds
 
-__all__ = ["Window"]
+__all__ = ["HeldStream", "Window", "held_stats"]
+
+
+class HeldStream(Protocol):
+    """A node-local engine's stream: its window and how many sockets follow it."""
+
+    window: Window
+    subscribers: int
+
+
+def held_stats(streams: Iterable[HeldStream]) -> dict[str, int]:
+    """What the node-local engines report of their streams (``Engine.stats``)."""
+    counts = {"streams": 0, "events": 0, "bytes": 0, "subscriptions": 0}
+    for stream in streams:
+        counts["streams"] += 1
+        counts["events"] += len(stream.window.events)
+        counts["bytes"] += stream.window.size
+        counts["subscriptions"] += stream.subscribers
+    return counts
 
 
 class Window:

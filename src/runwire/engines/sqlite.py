@@ -46,7 +46,7 @@ from runwire.engines.base import (
     StoredEvent,
     StreamPosition,
 )
-from runwire.engines.history import Window
+from runwire.engines.history import Window, held_stats
 from runwire.engines.memory import HistoryBounds
 from runwire.events import Event, encode_envelope_checked
 from runwire.exceptions import EngineError
@@ -304,11 +304,7 @@ class SqliteEngine:
                 self._evict_streams()
 
     def stats(self) -> dict[str, int]:
-        return {
-            "streams": len(self._streams),
-            "events": sum(len(s.window.events) for s in self._streams.values()),
-            "bytes": sum(s.window.size for s in self._streams.values()),
-            "subscriptions": sum(s.subscribers for s in self._streams.values()),
+        return held_stats(self._streams.values()) | {
             "evicted_streams": self.evicted_streams,
             "evicted_events": self.evicted_events,
             "commits": self.database.commits,
