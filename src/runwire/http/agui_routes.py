@@ -24,14 +24,11 @@ Errors before any stream: JSON ``{"error", "message"}`` (see
 
 from __future__ import annotations
 
-from runwire.exceptions import EngineError
 from runwire.frontends.agui import CONTENT_TYPE, AguiTranslator, parse_run_input
-from runwire.frontends.base import InvalidRequest
 from runwire.frontends.sse import EventId
-from runwire.http.message import HttpError, HttpRequest, HttpResponse, StreamResponse, json_response
+from runwire.http.message import HttpRequest, HttpResponse, StreamResponse, json_response
 from runwire.http.router import Router
-from runwire.http.routes import engine_unavailable
-from runwire.http.run_streams import RunStreams, last_event_id, stream_response
+from runwire.http.run_streams import RunStreams, last_event_id, parsed, stream_response
 from runwire.http.sse_follower import TranslatorFactory
 from runwire.ids import Epoch
 
@@ -50,10 +47,7 @@ def add_agui_routes(router: Router, streams: RunStreams, path: str) -> None:
 
     async def run(request: HttpRequest) -> StreamResponse:
         claims = streams.claims(request)
-        try:
-            asked = parse_run_input(request.body)
-        except InvalidRequest as exc:
-            raise HttpError(400, exc.code, exc.message) from None
+        asked = parsed(parse_run_input, request)
         follower = await streams.start(
             claims, asked.text, key=asked.run_id, thread_id=asked.thread_id, translator=_translator
         )
@@ -67,19 +61,7 @@ def add_agui_routes(router: Router, streams: RunStreams, path: str) -> None:
         return stream_response(follower, CONTENT_TYPE)
 
     async def cancel(request: HttpRequest) -> HttpResponse:
-        claims = streams.claims(request)
-        run_id = request.params["run_id"]
-        try:
-            cancelled = await streams.dispatcher.cancel(claims.user_id, run_id)
-            if not cancelled:  # the client's own runId (the idempotency key)?
-                started = await streams.run_of_key(claims, run_id)
-                if started is not None:
-                    run_id = started.run_id
-                    cancelled = await streams.dispatcher.cancel(claims.user_id, run_id)
-        except EngineError:
-            raise engine_unavailable() from None
-        if not cancelled:
-            raise HttpError(404, "not_found", "no active run with this id")
+        run_id = await streams.cancel(streams.claims(request), request.params["run_id"])
         return json_response(200, {"run_id": run_id, "cancelled": True})
 
     router.post(path, run)

@@ -24,11 +24,10 @@ from __future__ import annotations
 import secrets
 
 from runwire.frontends.aisdk import HEADERS, UiMessageTranslator, parse_chat_request
-from runwire.frontends.base import InvalidRequest
 from runwire.frontends.sse import EventId
-from runwire.http.message import HttpError, HttpRequest, HttpResponse, StreamResponse
+from runwire.http.message import HttpRequest, HttpResponse, StreamResponse
 from runwire.http.router import Router
-from runwire.http.run_streams import RunStreams, stream_response
+from runwire.http.run_streams import RunStreams, parsed, stream_response
 from runwire.http.sse_follower import SseFollower, TranslatorFactory
 from runwire.ids import Epoch
 
@@ -68,10 +67,7 @@ def add_chat_routes(router: Router, streams: RunStreams, path: str) -> None:
 
     async def chat(request: HttpRequest) -> StreamResponse:
         claims = streams.claims(request)
-        try:
-            asked = parse_chat_request(request.body)
-        except InvalidRequest as exc:
-            raise HttpError(400, exc.code, exc.message) from None
+        asked = parsed(parse_chat_request, request)
         key = asked.idempotency_key or _fresh_key(asked.user_message_id)
         follower = await streams.start(
             claims, asked.text, key=key, thread_id=asked.thread_id, translator=_translator

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from runwire.agents.dispatch import RunDispatcher
 from runwire.agents.runtime import StartedRun
@@ -26,6 +27,7 @@ from runwire.auth import Authenticator, TokenClaims
 from runwire.config import Settings
 from runwire.engines.base import Engine
 from runwire.exceptions import EngineError, LimitError
+from runwire.frontends.base import InvalidRequest
 from runwire.frontends.sse import EventId
 from runwire.http.message import HttpError, HttpRequest, StreamResponse
 from runwire.http.routes import claims_of, engine_unavailable, limit_refused
@@ -43,6 +45,18 @@ TranslatorMaker = Callable[[EventId | None], TranslatorFactory]
 
 STREAM_HEADERS = (("cache-control", "no-cache"), ("x-accel-buffering", "no"))
 """Headers of every front-end stream: not cached, not buffered by proxies (nginx)."""
+
+
+Body = TypeVar("Body")
+
+
+def parsed(parse: Callable[[bytes], Body], request: HttpRequest) -> Body:
+    """``parse(request.body)``; a front-end's :class:`InvalidRequest` becomes the
+    ``400`` JSON answer (before any stream)."""
+    try:
+        return parse(request.body)
+    except InvalidRequest as exc:
+        raise HttpError(400, exc.code, exc.message) from None
 
 
 def last_event_id(request: HttpRequest) -> EventId | None:
@@ -144,6 +158,24 @@ class RunStreams:
         if snapshot is None:
             raise HttpError(404, "not_found", "no such run")
         return snapshot
+
+    async def cancel(self, claims: TokenClaims, run_id: str) -> str:
+        """Cancel the caller's active run ``run_id`` (runwire's run id, or the key it was
+        started with); runwire's run id of the run cancelled.
+
+        Raises:
+            HttpError: 404 ``not_found`` when no such run is active, 503.
+        """
+        dispatcher = self.dispatcher
+        try:
+            if await dispatcher.cancel(claims.user_id, run_id):
+                return run_id
+            started = await dispatcher.find(claims.user_id, run_id)  # the client's own id?
+            if started is not None and await dispatcher.cancel(claims.user_id, started.run_id):
+                return started.run_id
+        except EngineError:
+            raise engine_unavailable() from None
+        raise HttpError(404, "not_found", "no active run with this id")
 
     async def run_of_key(self, claims: TokenClaims, key: str) -> StartedRun | None:
         """The caller's run started with idempotency key ``key``, if still known.
