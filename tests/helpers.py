@@ -174,14 +174,7 @@ async def sleepy_agent(run: Run, message: str) -> str:
 
 def get_json(url: str, token: str | None = None) -> tuple[int, Any]:
     """GET ``url`` (with a bearer token if given): status and decoded JSON body."""
-    request = urllib.request.Request(url)
-    if token is not None:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    return _json_exchange(urllib.request.Request(url), token)
 
 
 def post_json(
@@ -191,6 +184,10 @@ def post_json(
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method="POST")
     request.add_header("Content-Type", content_type)
+    return _json_exchange(request, token)
+
+
+def _json_exchange(request: urllib.request.Request, token: str | None) -> tuple[int, Any]:
     if token is not None:
         request.add_header("Authorization", f"Bearer {token}")
     try:
