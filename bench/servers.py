@@ -132,6 +132,7 @@ class RunwireServer:
         self.gateway = Gateway(settings, agent=DemoAgent(word_delay_s=0))
         self.users = [f"u{i}" for i in range(args.users)]
         self.local = self.users[args.node :: args.nodes]  # users connected to this node
+        self.publishers: list[Any] = []
 
     async def start(self) -> None:
         await self.gateway.start()
@@ -155,8 +156,18 @@ class RunwireServer:
     def make_send(self) -> Send:
         from runwire.events import AgentMessageDelta, Event
         from runwire.ids import UserId
+        from runwire.publisher import OrderedPublisher
 
-        publish = self.gateway.publish
+        # Each user's events are one run's, published as the runtime publishes a run's
+        # events: through an OrderedPublisher (one round trip per event only on an
+        # engine that is not pipelined; see docs/benchmarks.md, "Redis mode").
+        pipeline = self.gateway.pipeline
+        window = self.gateway.settings.run_publish_window
+        self.publishers = [
+            OrderedPublisher(pipeline.publish, pipeline.submitter, window=window, retry_s=0)
+            for _ in self.users
+        ]
+        publishers = [p.publish for p in self.publishers]
         ids = [UserId(u) for u in self.users]
         run_ids = [f"r_{u}" for u in self.users]
         users = self.users
@@ -170,9 +181,14 @@ class RunwireServer:
                 seq=seq,
                 ts=0,
             )
-            await publish(ids[u], event)
+            await publishers[u](ids[u], event)
 
         return send
+
+    async def flush(self) -> None:
+        """Wait until every event sent is stored (the runs' unconfirmed windows)."""
+        for publisher in self.publishers:
+            await publisher.flush()
 
 
 class WebsocketsServer:
@@ -506,6 +522,7 @@ async def drive(server: Any, spec: dict[str, Any]) -> dict[str, Any]:
                     send(u, seq[u], t_us)
                 u = u + 1 if u + 1 < n else 0
             published += per_tick
+    await flushed(server)
     return {
         "published": published,
         "publish_s": time.perf_counter() - started,
@@ -583,11 +600,19 @@ async def drive_parallel(server: Any, spec: dict[str, Any], workers: int) -> dic
             wake(w)
         await asyncio.gather(*tasks)
         published = per_tick * pacer.ticks_total
+    await flushed(server)
     return {
         "published": published,
         "publish_s": time.perf_counter() - started,
         "lag_max_us": pacer.lag_max_us if pacer is not None else 0,
     }
+
+
+async def flushed(server: Any) -> None:
+    """Wait until ``server`` stored everything sent (runwire's publish windows)."""
+    flush = getattr(server, "flush", None)
+    if flush is not None:
+        await flush()
 
 
 async def wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:

@@ -186,9 +186,11 @@ class Gateway:
                 idempotency_keys=self.settings.idempotency_keys,
                 engine_retry_s=self.settings.engine_retry_s,
                 slow_step_s=self.settings.slow_step_warning_s,
+                publish_window=self.settings.run_publish_window,
             ),
             on_finished=self._run_finished,
             on_slow_step=lambda _run, _held_s: self.metrics.slow_steps.inc(),
+            submit=self.pipeline.submitter,
         )
         self.dispatcher = create_dispatcher(self.settings, self.runtime, backend, self.lease)
         self.manager.set_frame_handler(

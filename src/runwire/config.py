@@ -283,6 +283,13 @@ class Settings(BaseSettings):
     engine_retry_s: float = Field(
         10.0, ge=0, description="How long a run retries publishing while the engine is down."
     )
+    run_publish_window: int = Field(
+        48,
+        ge=1,
+        le=1024,
+        description="Redis engine: events of one run sent without waiting for each to be"
+        " confirmed (kept in order; resent in order after a failure). 1 waits for each.",
+    )
     idempotency_ttl_s: int = Field(
         86_400,
         ge=60,

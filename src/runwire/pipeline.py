@@ -14,9 +14,11 @@ engine's caller.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Protocol, cast
 
-from runwire.engines.base import Engine, ImmediateEngine, StoredEvent
+from runwire.engines.base import Engine, ImmediateEngine, PipelinedEngine, StoredEvent
 from runwire.events import AgentCompleted, AgentError, Event
 from runwire.ids import UserId
 from runwire.metrics import RUN_STATUS_LABELS, Metrics, label_of
@@ -72,6 +74,8 @@ class Pipeline:
         self._sink = sink
         self._metrics = metrics
         self._immediate = engine.capabilities.immediate
+        self.pipelined = engine.capabilities.pipelined
+        """:meth:`submit` may be used (the engine is pipelined)."""
         # A shared engine delivers runs executed elsewhere: their snapshots are
         # built from those deliveries. A local engine delivers only what this
         # process published, which publish() already observed.
@@ -93,7 +97,34 @@ class Pipeline:
             stored = cast(ImmediateEngine, engine).publish_nowait(user_id, event)  # hot path
         else:
             stored = await engine.publish(user_id, event)
-        self.store.observe(user_id, stored.offset, event)
+        self._published(user_id, event, stored.offset)
+        return stored
+
+    @property
+    def submitter(self) -> Callable[[UserId, Event], asyncio.Future[StoredEvent]] | None:
+        """:meth:`submit` when the engine is pipelined, else ``None``."""
+        return self.submit if self.pipelined else None
+
+    def submit(self, user_id: UserId, event: Event) -> asyncio.Future[StoredEvent]:
+        """:meth:`publish`, queued at once, on a pipelined engine (:attr:`pipelined`):
+        publishes are stored in the order they were submitted, and when one fails every
+        one queued behind it fails too (see :class:`~runwire.engines.base.PipelinedEngine`).
+        Once stored, the event is snapshotted as :meth:`publish` does.
+
+        Raises:
+            EventRejected: the event cannot be encoded or is too big (nothing queued).
+        """
+        future = cast(PipelinedEngine, self.engine).submit(user_id, event)
+        future.add_done_callback(self._submitted_done)
+        return future
+
+    def _submitted_done(self, future: asyncio.Future[StoredEvent]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            stored = future.result()
+            self._published(stored.user_id, stored.event, stored.offset)
+
+    def _published(self, user_id: UserId, event: Event, offset: int) -> None:
+        self.store.observe(user_id, offset, event)
         if self._snapshots is not None:
             self._snapshots.executed(user_id, event)
         metrics = self._metrics
@@ -104,7 +135,6 @@ class Pipeline:
                 metrics.runs_finished.labels(data.status).inc()
             elif isinstance(data, AgentError):
                 metrics.runs_finished.labels(label_of(data.code, RUN_STATUS_LABELS)).inc()
-        return stored
 
     # -- the engine's listener ------------------------------------------------------
 

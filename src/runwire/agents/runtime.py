@@ -30,9 +30,10 @@ from runwire.events import (
     ToolCompleted,
     ToolExecuting,
 )
-from runwire.exceptions import EngineError, EventRejected, LimitError
+from runwire.exceptions import EventRejected, LimitError
 from runwire.ids import RunId, ThreadId, UserId, new_run_id, new_thread_id
 from runwire.loopwatch import timed_steps
+from runwire.publisher import OrderedPublisher, Publish, Submit
 
 __all__ = ["AgentRuntime", "RunLimits", "StartedRun"]
 
@@ -41,8 +42,6 @@ log = logging.getLogger("runwire.agents")
 UNPUBLISHED = "unpublished"
 """Finish status of a run whose events could not be published (the engine was down):
 its terminal event is missing, and whoever owns the run must close it later."""
-
-Publish = Callable[[UserId, Event], Awaitable[object]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +55,9 @@ class RunLimits:
     engine_retry_s: float = 0.0
     slow_step_s: float = 0.1
     """A step of a run (code between two awaits) holding the loop longer is reported."""
+    publish_window: int = 1
+    """Events of one run unconfirmed at once on a pipelined engine
+    (:class:`~runwire.publisher.OrderedPublisher`); 1 waits for each."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,7 @@ class _Active:
     run: Run
     task: asyncio.Task[None]
     lock: asyncio.Lock
+    publisher: OrderedPublisher
     seq: int = 0
     stop_reason: str | None = None
     started: bool = False
@@ -82,8 +85,11 @@ class AgentRuntime:
 
     Args:
         agent: the agent function.
-        publish: stores and delivers one event (the engine's ``publish``).
+        publish: stores and delivers one event (the pipeline's ``publish``).
         limits: the bounds.
+        submit: queues one event without waiting (the pipeline's ``submit``, on a
+            pipelined engine): each run then keeps up to ``limits.publish_window``
+            events unconfirmed, and its terminal event waits for all of them.
     """
 
     def __init__(
@@ -93,8 +99,10 @@ class AgentRuntime:
         limits: RunLimits,
         on_finished: Callable[[Run, str], Awaitable[None]] | None = None,
         on_slow_step: Callable[[Run, float], None] | None = None,
+        submit: Submit | None = None,
     ) -> None:
         self.agent = agent
+        self._submit = submit
         self._on_finished = on_finished
         self._on_slow_step = on_slow_step
         self.agent_name = getattr(agent, "agent_name", getattr(agent, "__name__", "agent"))
@@ -148,8 +156,17 @@ class AgentRuntime:
         run_id = RunId(run_id) if run_id else new_run_id()
         thread = ThreadId(thread_id) if thread_id else new_thread_id()
         run = Run(run_id=run_id, thread_id=thread, user_id=user_id, input=content, emit=self._emit)
+        publisher = OrderedPublisher(
+            self._publish,
+            self._submit,
+            window=self.limits.publish_window,
+            retry_s=self.limits.engine_retry_s,
+        )
         active = _Active(
-            run, asyncio.get_running_loop().create_task(self._drive(run)), asyncio.Lock()
+            run,
+            asyncio.get_running_loop().create_task(self._drive(run)),
+            asyncio.Lock(),
+            publisher,
         )
         self._active[run_id] = active
         self._by_user.setdefault(user_id, set()).add(run_id)
@@ -234,8 +251,9 @@ class AgentRuntime:
             )
             if event.is_terminal:
                 run.closed = True
+            publisher = active.publisher
             try:
-                await self._publish_retrying(run, event)
+                await publisher.publish(run.user_id, event)
             except EventRejected as exc:
                 replacement = _replacement(data, exc.reason)
                 if replacement is None:
@@ -245,27 +263,11 @@ class AgentRuntime:
                     run.closed = False
                     raise
                 log.warning("event replaced: %s", exc.reason, extra={"run_id": run.run_id})
-                await self._publish_retrying(run, _with_data(event, replacement))
-
-    async def _publish_retrying(self, run: Run, event: Event) -> None:
-        """Publish; while the engine is unavailable, retry for ``engine_retry_s``.
-
-        The Redis engine stores an event at most once per (run, seq), so a retry after
-        an attempt that did reach Redis does not duplicate it (the memory engine never
-        fails a publish).
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.limits.engine_retry_s
-        delay = 0.05
-        while True:
-            try:
-                await self._publish(run.user_id, event)
-                return
-            except EngineError:
-                if loop.time() + delay > deadline:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                await publisher.publish(run.user_id, _with_data(event, replacement))
+            if run.closed:
+                # The terminal event counts as published once every event is stored
+                # (a publish that fails within engine_retry_s raises here).
+                await publisher.flush()
 
     async def _drive(self, run: Run) -> None:
         active = self._active[run.run_id]

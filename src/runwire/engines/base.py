@@ -15,10 +15,17 @@ user. Contract (``tests/engines/test_contract.py`` runs it against every engine)
 * **Runs.** ``(run_id, seq)`` names one event, and a run publishes its events in
   ``seq`` order. An engine whose publish can fail after storing (Redis) stores a
   repeated ``(run_id, seq)`` at most once, so publishing may be retried.
+* **Pipelining** (``capabilities.pipelined``). :meth:`PipelinedEngine.submit` queues
+  a publish at once and stores queued publishes in the order they were submitted;
+  when one fails, every publish queued behind it fails too. So a publisher may keep
+  several unconfirmed and, on a failure, submit them again in order
+  (:class:`runwire.publisher.OrderedPublisher`): nothing is ever stored after an
+  event that was not.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -35,6 +42,7 @@ __all__ = [
     "EngineCapabilities",
     "EngineListener",
     "ImmediateEngine",
+    "PipelinedEngine",
     "ResumeFailure",
     "ResumeFailureReason",
     "StoredEvent",
@@ -99,6 +107,8 @@ class EngineCapabilities:
     immediate: bool
     """:meth:`ImmediateEngine.publish_nowait` exists: publishing stores and delivers
     synchronously, without a coroutine (the hot path uses it)."""
+    pipelined: bool = False
+    """:meth:`PipelinedEngine.submit` exists (see "Pipelining" in the module docstring)."""
 
 
 class EngineListener(Protocol):
@@ -185,4 +195,18 @@ class ImmediateEngine(Engine, Protocol):
 
     def publish_nowait(self, user_id: UserId, event: Event) -> StoredEvent:
         """:meth:`Engine.publish` without a coroutine."""
+        ...
+
+
+class PipelinedEngine(Engine, Protocol):
+    """An engine whose publishes can be queued without waiting (``capabilities.pipelined``)."""
+
+    def submit(self, user_id: UserId, event: Event) -> asyncio.Future[StoredEvent]:
+        """Queue ``event`` behind every publish submitted before it; the future gets
+        what :meth:`Engine.publish` returns or raises. When a publish fails, every one
+        queued behind it fails with the same error.
+
+        Raises:
+            EventRejected: not encodable or too big (at once; nothing was queued).
+        """
         ...

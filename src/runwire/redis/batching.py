@@ -11,8 +11,11 @@ Contract:
   come back to each submitter in that order too.
 * **Batching.** Everything submitted while the loop runs the current iteration, or
   while a batch is in flight, goes into the next batch (up to ``max_items``).
-* **Failure.** When ``send`` raises, every item of that batch gets the error (each
-  caller may retry); later batches are still sent.
+* **Failure.** When ``send`` raises, every item of that batch *and every item queued
+  behind it* gets the error (each caller may retry); what is submitted afterwards is
+  sent as usual. So no item is ever stored after an earlier one that failed: a
+  publisher that keeps several items unconfirmed (:mod:`runwire.publisher`) finds
+  all of them failed together, and submits them again in their order.
 * **Cancellation.** An item whose caller gave up before its batch was sent is not
   sent; one already sent may have been applied.
 * **Close.** :meth:`close` fails everything not yet answered with ``closed()``.
@@ -97,6 +100,9 @@ class Batcher(Generic[T, R]):
                 try:
                     results = await self._send(items)
                 except Exception as exc:
+                    futures += self._futures
+                    self._items.clear()
+                    self._futures.clear()
                     for future in futures:
                         if not future.done():
                             future.set_exception(exc)

@@ -219,7 +219,9 @@ class RedisEngine:
         """Command failures reported (:meth:`mark_unavailable`)."""
         self.closing = False
         self.available = False
-        self.capabilities = EngineCapabilities(shared=True, durable=True, immediate=False)
+        self.capabilities = EngineCapabilities(
+            shared=True, durable=True, immediate=False, pipelined=True
+        )
         """Durable as far as Redis persists (AOF/RDB); a lost stream gets a new epoch."""
         self.publish_errors = 0
         self.local_deliveries = 0
@@ -306,8 +308,17 @@ class RedisEngine:
             EngineError: Redis did not confirm the batch (it may have stored it:
                 publishing the same ``(run_id, seq)`` again is safe).
         """
+        return await self.submit(user_id, event)
+
+    def submit(self, user_id: UserId, event: Event) -> asyncio.Future[StoredEvent]:
+        """:meth:`publish`, queued at once (see :class:`~runwire.engines.base.PipelinedEngine`:
+        the batcher fails everything queued behind a failed batch).
+
+        Raises:
+            EventRejected: not encodable or too big (nothing was queued).
+        """
         prefix, suffix = _split_frame(event, self.max_event_bytes)
-        return await self._batcher.submit(PublishRequest(user_id, event, prefix, suffix))
+        return self._batcher.submit(PublishRequest(user_id, event, prefix, suffix))
 
     async def _store(self, requests: list[PublishRequest]) -> list[StoredEvent]:
         """One script call for a batch; hands this node's fresh events on at once."""

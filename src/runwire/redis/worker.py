@@ -80,8 +80,10 @@ class Worker:
                 idempotency_keys=settings.idempotency_keys,
                 engine_retry_s=settings.engine_retry_s,
                 slow_step_s=settings.slow_step_warning_s,
+                publish_window=settings.run_publish_window,
             ),
             on_finished=self._finished,
+            submit=self.pipeline.submitter,
         )
         self._requests: dict[str, RunRequest] = {}
         self._unclosed: dict[str, RunRequest] = {}
