@@ -310,9 +310,10 @@ class Bench:
         nodes: list[Child] = []
         client = None
         prof = None
-        if self.profile is not None and spec["pattern"] == "fanout":
+        if self.profile is not None and spec["pattern"] in ("fanout", "rate"):
             name = "redis-node-a" if redis else (engine or "memory").partition(":")[0]
-            prof = self.profile / f"{name}-fanout.collapsed.txt"
+            label = "fanout" if spec["pattern"] == "fanout" else f"rate{spec['rate']}"
+            prof = self.profile / f"{name}-{label}.collapsed.txt"
         try:
             if redis is None:
                 extra = ("--engine", engine) if engine else ()
@@ -822,7 +823,9 @@ def main() -> None:
     parser.add_argument(
         "--kinds", default=",".join(KINDS), help="comma-separated servers (runwire is always run)"
     )
-    parser.add_argument("--profile", type=Path, help="py-spy the runwire fan-out server into DIR")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy the runwire fan-out and fixed-rate servers into DIR"
+    )
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     only = set(args.only.split(","))

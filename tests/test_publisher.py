@@ -58,7 +58,11 @@ class Store:
 
 def publisher(store: Store, *, window: int = 8, retry_s: float = 5.0) -> OrderedPublisher:
     batcher: Batcher[tuple[UserId, Event], StoredEvent] = Batcher(
-        store.send, max_items=4, closed=lambda: EngineError("closed")
+        store.send,
+        key=lambda item: item[0],
+        max_items=4,
+        closed=lambda: EngineError("closed"),
+        max_in_flight=4,
     )
 
     def submit(user_id: UserId, ev: Event) -> asyncio.Future[StoredEvent]:

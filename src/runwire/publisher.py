@@ -99,7 +99,10 @@ class OrderedPublisher:
         """
         submit = self._submit
         if submit is None:
-            await self._publish_retrying(user_id, event)
+            try:
+                await self._publish(user_id, event)
+            except EngineError:
+                await self._publish_retrying(user_id, event)
             return
         unconfirmed = self._unconfirmed
         self._settle()
@@ -163,15 +166,17 @@ class OrderedPublisher:
                 pending.future = submit(pending.user_id, pending.event)
 
     async def _publish_retrying(self, user_id: UserId, event: Event) -> None:
+        """Publish again after a failure, until ``retry_s`` from now."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.retry_s
         delay = RETRY_FIRST_S
         while True:
+            if loop.time() + delay > deadline:
+                raise EngineError(f"not stored within {self.retry_s:g} s of the engine failing")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
             try:
                 await self._publish(user_id, event)
                 return
             except EngineError:
-                if loop.time() + delay > deadline:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
+                continue

@@ -1,15 +1,16 @@
 """The Redis engine: one ordered, resumable stream per user, shared by many nodes.
 
 Publishing is batched: every publish made while the loop runs one iteration (or
-while the previous batch is in flight) goes to Redis in one call of one server-side
-script (:class:`~runwire.redis.batching.Batcher`, one batch in flight, so batches
-apply in order). Per user, atomically, the script creates the epoch if the stream
-was lost, skips an event whose ``(run_id, seq)`` is already stored (a retried
-publish), gives the others the next offsets, appends each envelope (built around its
-offset) to the user's stream (stream ID ``<offset>-1``) and publishes all of them in
-one message on the user's channel; it trims the stream once a bound is passed by a
-sixteenth and refreshes the keys' time to live every 64th event. Two nodes
-publishing for one user therefore never produce a gap, a duplicate or a reorder.
+while its user's previous batch is in flight) goes to Redis in one call of one
+server-side script (:class:`~runwire.redis.batching.Batcher`: up to four batches in
+flight, a user in at most one of them, so each user's batches apply in order). Per
+user, atomically, the script creates the epoch if the stream was lost, skips an
+event whose ``(run_id, seq)`` is already stored (a retried publish), gives the others
+the next offsets, appends each envelope (built around its offset) to the user's
+stream (stream ID ``<offset>-1``) and publishes all of them in one message on the
+user's channel; it trims the stream once a bound is passed by a sixteenth and
+refreshes the keys' time to live every 64th event. Two nodes publishing for one
+user therefore never produce a gap, a duplicate or a reorder.
 
 Live delivery: each node subscribes only to the channels of users it holds sockets
 for. One :class:`~runwire.redis.subscriptions.SubscriptionSet` owns which users those
@@ -102,6 +103,14 @@ _RUN_SEQ_TTL_S = 900  # a retried publish comes within seconds; the key then exp
 _SUBSCRIBE_TIMEOUT_S = 5.0
 _BATCH_EVENTS = 256
 """The most events one publish script call stores (it runs ~4 us per event)."""
+_BATCHES_IN_FLIGHT = 4
+"""Publish script calls in flight at once (each for other users; see the batcher)."""
+_BATCH_MIN_SPLIT = 32
+"""Ready publishes are spread over free calls only in batches of at least this many."""
+
+
+def _user_of(request: PublishRequest) -> UserId:
+    return request.user_id
 
 
 def _split_frame(event: Event, max_event_bytes: int) -> tuple[bytes, bytes]:
@@ -178,7 +187,12 @@ class RedisEngine:
             scripts.SHARDED_PUBLISH if self._topology.sharded else scripts.PUBLISH
         )
         self._batcher: Batcher[PublishRequest, StoredEvent] = Batcher(
-            self._store, max_items=_BATCH_EVENTS, closed=_closed
+            self._store,
+            key=_user_of,
+            max_items=_BATCH_EVENTS,
+            closed=_closed,
+            max_in_flight=_BATCHES_IN_FLIGHT,
+            min_items=_BATCH_MIN_SPLIT,
         )
         self._live = LiveOrder()
         """The last offset handed on per wanted user (local delivery and echoes)."""
@@ -360,7 +374,7 @@ class RedisEngine:
     ) -> tuple[list[StoredEvent], list[bool]]:
         """A batch on a cluster: the users of each master in one script call (its
         cross-slot variant), sent to that master; every call ends before the batch
-        does (one batch in flight keeps each user's order), failed or not. Each call
+        does (a user in one batch in flight keeps the user's order), failed or not. Each call
         gets its own epoch candidate (the script numbers its groups per call)."""
         cluster = self._redis
         assert isinstance(cluster, BoundedCluster)
