@@ -39,6 +39,9 @@ SOCKET_WRITERS = {
     # The standalone front door's HTTP 408 to a request whose headers never came: a
     # fixed HTTP answer on a connection that carries no socket (never an event).
     "runwire/front.py:_HttpProtocol._headers_too_slow",
+    # The Redis engine's own connections to Redis (commands, subscriptions): never a
+    # client's socket.
+    "runwire/redis/wire.py",
 }
 AGENT_FORBIDDEN = [
     "runwire.manager",

@@ -7,12 +7,13 @@ errors become :class:`~runwire.exceptions.EngineError` in :func:`map_redis_error
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ConstantBackoff
 from redis.commands.core import AsyncScript
@@ -25,6 +26,7 @@ from redis.exceptions import (
 
 from runwire.exceptions import EngineError
 from runwire.redis.topology import cluster_seeds, is_cluster
+from runwire.redis.wire import WireConnection
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
@@ -33,9 +35,12 @@ __all__ = [
     "Client",
     "listener_client",
     "pubsub_of",
+    "call_script_on",
     "map_redis_errors",
+    "open_wire",
     "redis_client",
     "run_script",
+    "wire_address",
 ]
 
 Client = aioredis.Redis | RedisCluster
@@ -252,6 +257,79 @@ def _cluster_client(
         **options,
         **credentials,
     )
+
+
+def wire_address(url: str) -> dict[str, Any]:
+    """Where a ``redis://`` URL points, as :func:`open_wire` takes it (host, port,
+    username, password, db), parsed by redis-py."""
+    parsed = parse_url(url)
+    return {
+        "host": parsed.get("host", "localhost"),
+        "port": int(parsed.get("port", 6379)),
+        "username": parsed.get("username"),
+        "password": parsed.get("password"),
+        "db": int(parsed.get("db", 0)),
+    }
+
+
+async def open_wire(
+    host: str,
+    port: int,
+    *,
+    subscriber: bool = False,
+    username: str | None = None,
+    password: str | None = None,
+    db: int = 0,
+) -> WireConnection:
+    """A :class:`~runwire.redis.wire.WireConnection` for a hot path: the publish calls
+    (replies bounded by ``_COMMAND_TIMEOUT_S``) or, with ``subscriber``, a subscription
+    (no reply timeout: the connection is idle between events; PINGs check it).
+    Connects within ``CONNECT_TIMEOUT_S``. It is never retried nor reconnected behind
+    its owner's back: the engine opens a new one (see :func:`call_script_on`).
+
+    Raises:
+        redis.exceptions.ConnectionError: not connected; ``ResponseError``: AUTH refused.
+    """
+    connection = await WireConnection.open(
+        host,
+        port,
+        username=username,
+        password=password,
+        db=db,
+        connect_timeout_s=CONNECT_TIMEOUT_S,
+        command_timeout_s=None if subscriber else _COMMAND_TIMEOUT_S,
+    )
+    if subscriber:
+        connection.listen()
+    return connection
+
+
+async def call_script_on(
+    connect: Callable[[], Awaitable[WireConnection]],
+    script: AsyncScript,
+    keys: list[Any],
+    args: list[Any],
+) -> Any:
+    """Run ``script`` on the connection ``connect`` gives (a lean hot path), as
+    :func:`run_script` does on a pool: loaded when the server answers ``NOSCRIPT``, and
+    sent once more, ``_RETRY_BACKOFF_S`` later on a fresh connection, when the
+    connection broke or timed out (runwire's scripts are safe to run twice, see
+    :func:`_connection_options`).
+    """
+    for attempt in range(2):
+        try:
+            connection = await connect()
+            for _ in range(2):
+                try:
+                    return await connection.call("EVALSHA", script.sha, len(keys), *keys, *args)
+                except NoScriptError:
+                    await connection.call("SCRIPT", "LOAD", script.script)
+            return await connection.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        except (RedisConnectionError, RedisTimeoutError):
+            if attempt:
+                raise
+            await asyncio.sleep(_RETRY_BACKOFF_S)
+    raise AssertionError("unreachable")
 
 
 def listener_client(url: str) -> Client:

@@ -57,7 +57,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from runwire.engines.base import (
@@ -74,13 +73,14 @@ from runwire.ids import Epoch, UserId, new_epoch
 from runwire.redis import scripts
 from runwire.redis.batching import Batcher
 from runwire.redis.client import (
-    CONNECT_TIMEOUT_S,
     POOL_CONNECTIONS,
     BoundedCluster,
-    PackedConnection,
+    call_script_on,
     map_redis_errors,
+    open_wire,
     redis_client,
     run_script,
+    wire_address,
 )
 from runwire.redis.keys import live_channel, stream_keys, user_of_channel
 from runwire.redis.listener import ShardListener, ShardsChanged
@@ -93,6 +93,7 @@ from runwire.redis.publishing import (
     stored_of,
 )
 from runwire.redis.topology import Shard, Topology
+from runwire.redis.wire import WireConnection
 
 __all__ = ["RedisEngine"]
 
@@ -200,24 +201,15 @@ class RedisEngine:
         self._slack_bytes = max(1, max_bytes // scripts.TRIM_SLACK_DIVISOR)
         self._position_script = self._redis.register_script(scripts.POSITION)
         self._read_script = self._redis.register_script(scripts.READ)
-        # The subscription connections (one per shard master on a cluster): made by
-        # the listeners, never retried by redis-py (a silent reconnect would
-        # re-subscribe without the resync that must follow). RESP2: pub/sub replies are
-        # plain arrays whatever redis-py's default protocol. No read timeout: the
-        # connection is idle between events; PINGs check it.
-        self._subscriber_options: dict[str, Any] = {
-            "protocol": 2,
-            "socket_timeout": None,
-            "socket_connect_timeout": CONNECT_TIMEOUT_S,
-            "socket_keepalive": True,
-        }
-        self._subscriber = (
-            None
-            if self._topology.sharded
-            else aioredis.ConnectionPool.from_url(
-                url, connection_class=PackedConnection, **self._subscriber_options
-            )
-        )
+        # The subscription connections (one per shard master on a cluster) and, on a
+        # single server, the publish calls' connection: lean pipelined connections
+        # (runwire.redis.wire), made by the engine and never reconnected behind its
+        # back (a silent reconnect would re-subscribe without the resync that must
+        # follow). Subscriptions have no read timeout (idle between events; PINGs
+        # check them).
+        self._address = None if self._topology.sharded else wire_address(url)
+        self._publisher: WireConnection | None = None
+        self._publisher_opening = asyncio.Lock()
         self._reports: EngineListener | None = None
         """Where events, resyncs and availability go (the process's pipeline)."""
         self._listeners: dict[tuple[tuple[int, int], ...], ShardListener] = {}
@@ -279,9 +271,8 @@ class RedisEngine:
                 if not waiter.done():
                     waiter.set_exception(EngineError("the redis engine is closed"))
         self._live_waiters.clear()
-        if self._subscriber is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._subscriber.disconnect()
+        if self._publisher is not None:
+            self._publisher.close()
         with contextlib.suppress(RedisError, OSError):
             await self._redis.aclose()
         self.available = False
@@ -365,9 +356,23 @@ class RedisEngine:
     ) -> tuple[list[StoredEvent], list[bool]]:
         """One script call for ``requests`` (one server)."""
         keys, args, groups = publish_call(requests, header)
-        async with self._slots, map_redis_errors("publish", self.mark_unavailable):
-            reply = await run_script(self._publish_script, keys=keys, args=args)
+        async with map_redis_errors("publish", self.mark_unavailable):
+            reply = await call_script_on(self._publish_connection, self._publish_script, keys, args)
         return stored_of(requests, reply, groups)
+
+    async def _publish_connection(self) -> WireConnection:
+        """The publish calls' connection (one server), opened anew once it closed."""
+        connection = self._publisher
+        if connection is not None and not connection.closed.done():
+            return connection
+        async with self._publisher_opening:
+            connection = self._publisher
+            if connection is None or connection.closed.done():
+                assert self._address is not None
+                connection = self._publisher = await open_wire(**self._address)
+            if self.closing:
+                connection.close()
+        return connection
 
     async def _store_sharded(
         self, requests: list[PublishRequest], header: list[Any]
@@ -560,28 +565,15 @@ class RedisEngine:
         for listener in self._listeners.values():
             listener.start()
 
-    async def connect(self, listener: ShardListener) -> Any:
+    async def connect(self, listener: ShardListener) -> WireConnection:
         """A subscription connection to ``listener``'s shard master, found anew."""
-        if self._subscriber is not None:
-            connection = self._subscriber.make_connection()  # type: ignore[no-untyped-call]
-        else:
-            shards = {shard.key: shard for shard in await self._topology.shards()}
-            if shards.keys() != self._shards.keys():
-                raise ShardsChanged("the cluster's slots moved")
-            master = shards[listener.key].master
-            connection = PackedConnection(
-                host=master.host,
-                port=master.port,
-                **self._subscriber_options,
-                **self._topology.options,
-            )
-        try:
-            await asyncio.wait_for(connection.connect(), CONNECT_TIMEOUT_S)
-        except BaseException:
-            with contextlib.suppress(RedisError, OSError):
-                await connection.disconnect()
-            raise
-        return connection
+        if self._address is not None:
+            return await open_wire(**self._address, subscriber=True)
+        shards = {shard.key: shard for shard in await self._topology.shards()}
+        if shards.keys() != self._shards.keys():
+            raise ShardsChanged("the cluster's slots moved")
+        master = shards[listener.key].master
+        return await open_wire(master.host, master.port, subscriber=True, **self._topology.options)
 
     def shards_changed(self) -> None:
         if self._rebuilding is None or self._rebuilding.done():

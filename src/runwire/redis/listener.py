@@ -194,8 +194,7 @@ class ShardListener:
                 self._lost()
             finally:
                 if connection is not None:
-                    with contextlib.suppress(RedisError, OSError):
-                        await connection.disconnect()
+                    connection.close()
             self.reconnects += 1
             await asyncio.sleep(self._backoff)
             self._backoff = min(self._backoff * 2, _BACKOFF_MAX_S)
@@ -222,7 +221,7 @@ class ShardListener:
         loop = asyncio.get_running_loop()
         self._last_reply = loop.time()
         # A channel nobody publishes on keeps the connection in subscribed mode.
-        await connection.send_command("SUBSCRIBE", NODE_CHANNEL)
+        connection.send(("SUBSCRIBE", NODE_CHANNEL))
         reader = loop.create_task(self._read(connection))
         verifier: asyncio.Task[None] | None = None
         subscriptions = self.subscriptions
@@ -238,7 +237,7 @@ class ShardListener:
                     *self._commands(self._unsubscribe, unsubscribe),
                 ]
                 if commands:
-                    await connection.send_packed_command(connection.pack_commands(commands))
+                    connection.send(*commands)
                 if not self.synced and subscriptions.in_sync:
                     self.synced = True  # confirmed channels == wanted users
                 if verifier is not None and verifier.done():
@@ -256,7 +255,7 @@ class ShardListener:
                 if silence > _PING_TIMEOUT_S:
                     raise RedisTimeoutError(f"no reply on the subscription for {silence:.1f} s")
                 if silence >= _PING_INTERVAL_S:
-                    await connection.send_command("PING")
+                    connection.send(("PING",))
         finally:
             for task in (reader, verifier):
                 if task is not None:
@@ -270,23 +269,24 @@ class ShardListener:
         subscriptions, host = self.subscriptions, self._host
         message, subscribed, unsubscribed = self._message, self._subscribed, self._unsubscribed
         while True:
-            reply = await connection.read_response()
+            replies = await connection.replies()  # all that arrived: one wake-up
             self._last_reply = loop.time()
-            if not isinstance(reply, list) or len(reply) < 2:
-                continue
-            kind = reply[0]
-            if kind == message:
-                host.on_message(reply[1], reply[2])
-            elif kind == subscribed or kind == unsubscribed:
-                user_id = user_of_channel(reply[1])
-                if user_id is None:
+            for reply in replies:
+                if not isinstance(reply, list) or len(reply) < 2:
                     continue
-                if kind == unsubscribed and not subscriptions.awaiting(user_id):
-                    raise RedisConnectionError(f"the server unsubscribed {reply[1]!r}: moved")
-                if subscriptions.replied(user_id, kind == subscribed):
-                    host.now_live(user_id)
-                if not self.synced and subscriptions.in_sync:
-                    self.changed.set()
+                kind = reply[0]
+                if kind == message:
+                    host.on_message(reply[1], reply[2])
+                elif kind == subscribed or kind == unsubscribed:
+                    user_id = user_of_channel(reply[1])
+                    if user_id is None:
+                        continue
+                    if kind == unsubscribed and not subscriptions.awaiting(user_id):
+                        raise RedisConnectionError(f"the server unsubscribed {reply[1]!r}: moved")
+                    if subscriptions.replied(user_id, kind == subscribed):
+                        host.now_live(user_id)
+                    if not self.synced and subscriptions.in_sync:
+                        self.changed.set()
 
     async def _verify(self) -> None:
         """The connection holds every wanted user: check the command pool too (refused
