@@ -163,11 +163,19 @@ class RunwireServer:
         # engine that is not pipelined; see docs/benchmarks.md, "Redis mode").
         pipeline = self.gateway.pipeline
         window = self.gateway.settings.run_publish_window
-        self.publishers = [
-            OrderedPublisher(pipeline.publish, pipeline.submitter, window=window, retry_s=0)
-            for _ in self.users
-        ]
-        publishers = [p.publish for p in self.publishers]
+        if (
+            pipeline.pipelined and not self.publishers
+        ):  # made once: new long-lived objects per cell would
+            # bring on a full GC collection in a later cell
+            self.publishers = [
+                OrderedPublisher(pipeline.publish, pipeline.submitter, window=window, retry_s=0)
+                for _ in self.users
+            ]
+        publishers = (
+            [p.publish for p in self.publishers]
+            if pipeline.pipelined
+            else [pipeline.publish] * len(self.users)  # what OrderedPublisher does there
+        )
         ids = [UserId(u) for u in self.users]
         run_ids = [f"r_{u}" for u in self.users]
         users = self.users

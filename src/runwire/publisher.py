@@ -50,6 +50,8 @@ Submit = Callable[[UserId, Event], "asyncio.Future[StoredEvent]"]
 
 RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 1.0
+_NONE: deque[_Pending] = deque(maxlen=0)
+"""The window of a publisher that waits for each event: always empty, shared."""
 
 
 class _Pending:
@@ -72,6 +74,8 @@ class OrderedPublisher:
         retry_s: how long to keep submitting again after the engine failed.
     """
 
+    __slots__ = ("_publish", "_submit", "_unconfirmed", "retry_s", "window")
+
     def __init__(
         self, publish: Publish, submit: Submit | None, *, window: int, retry_s: float
     ) -> None:
@@ -81,7 +85,9 @@ class OrderedPublisher:
         self._submit = submit if window > 1 else None
         self.window = window
         self.retry_s = retry_s
-        self._unconfirmed: deque[_Pending] = deque()
+        # Only a pipelined publisher holds events (one object less per run elsewhere:
+        # the runtime makes one publisher per run).
+        self._unconfirmed: deque[_Pending] = deque() if self._submit is not None else _NONE
 
     @property
     def unconfirmed(self) -> int:
