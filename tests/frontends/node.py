@@ -1,10 +1,11 @@
 """The Node harness: the official front-end clients (``@ag-ui/client``, ``ai``), unmodified.
 
 :func:`harness` installs them once per session (``npm ci`` into
-``tests/frontends/node_modules``, pinned by ``package.json`` and its lockfile) and skips
-the calling test, saying why, when Node or npm is missing. :func:`run_node` and
-:func:`arun_node` run one harness script with a JSON options object and return the
-JSON result it prints (the async one for tests whose server runs on the event loop).
+``tests/frontends/node_modules``, pinned by ``package.json`` and its lockfile) and fails
+the calling test, saying why, when Node or npm is missing (``make test`` installs
+them). :func:`run_node` and :func:`arun_node` run one harness script with a JSON
+options object and return the JSON result it prints (the async one for tests whose
+server runs on the event loop).
 """
 
 from __future__ import annotations
@@ -64,10 +65,11 @@ def _install() -> Harness | str:
 
 
 def harness() -> Harness:
-    """The installed harness (``npm ci`` the first time in a session), or skip the test."""
+    """The installed harness (``npm ci`` the first time in a session); without Node or
+    npm the test fails, naming the command to run (never a silent skip)."""
     installed = _install()
     if isinstance(installed, str):
-        pytest.skip(installed)
+        pytest.fail(installed, pytrace=False)
     return installed
 
 
