@@ -179,15 +179,7 @@ class Gateway:
         self.runtime = AgentRuntime(
             self.agent,
             self.pipeline.publish,
-            RunLimits(
-                per_user=self.settings.max_concurrent_runs_per_user,
-                active=self.settings.max_active_runs,
-                timeout_s=self.settings.run_timeout_s,
-                idempotency_keys=self.settings.idempotency_keys,
-                engine_retry_s=self.settings.engine_retry_s,
-                slow_step_s=self.settings.slow_step_warning_s,
-                publish_window=self.settings.run_publish_window,
-            ),
+            RunLimits.of(self.settings, per_user=self.settings.max_concurrent_runs_per_user),
             on_finished=self._run_finished,
             on_slow_step=lambda _run, _held_s: self.metrics.slow_steps.inc(),
             submit=self.pipeline.submitter,

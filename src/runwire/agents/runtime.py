@@ -19,6 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from runwire.agents.base import Agent, Run, _current_run
 from runwire.events import (
@@ -34,6 +35,9 @@ from runwire.exceptions import EventRejected, LimitError
 from runwire.ids import RunId, ThreadId, UserId, new_run_id, new_thread_id
 from runwire.loopwatch import timed_steps
 from runwire.publisher import OrderedPublisher, Publish, Submit
+
+if TYPE_CHECKING:
+    from runwire.config import Settings
 
 __all__ = ["AgentRuntime", "RunLimits", "StartedRun"]
 
@@ -58,6 +62,20 @@ class RunLimits:
     publish_window: int = 1
     """Events of one run unconfirmed at once on a pipelined engine
     (:class:`~runwire.publisher.OrderedPublisher`); 1 waits for each."""
+
+    @classmethod
+    def of(cls, settings: Settings, *, per_user: int) -> RunLimits:
+        """The bounds ``settings`` set, with ``per_user`` runs per user (a worker
+        leaves that bound to the gateways)."""
+        return cls(
+            per_user=per_user,
+            active=settings.max_active_runs,
+            timeout_s=settings.run_timeout_s,
+            idempotency_keys=settings.idempotency_keys,
+            engine_retry_s=settings.engine_retry_s,
+            slow_step_s=settings.slow_step_warning_s,
+            publish_window=settings.run_publish_window,
+        )
 
 
 @dataclass(frozen=True, slots=True)

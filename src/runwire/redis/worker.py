@@ -73,15 +73,8 @@ class Worker:
         self.runtime = AgentRuntime(
             agent,
             self.pipeline.publish,
-            RunLimits(
-                per_user=settings.max_active_runs,  # the gateways enforce the per-user bound
-                active=settings.max_active_runs,
-                timeout_s=settings.run_timeout_s,
-                idempotency_keys=settings.idempotency_keys,
-                engine_retry_s=settings.engine_retry_s,
-                slow_step_s=settings.slow_step_warning_s,
-                publish_window=settings.run_publish_window,
-            ),
+            # The gateways enforce the per-user bound.
+            RunLimits.of(settings, per_user=settings.max_active_runs),
             on_finished=self._finished,
             submit=self.pipeline.submitter,
         )
