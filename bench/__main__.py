@@ -325,9 +325,10 @@ class Bench:
                 port_list = []
                 for i, core in enumerate(NODES_CORES):
                     extra = ("--engine", redis.url, "--node", str(i), "--nodes", "2")
-                    node, port = self.server(
-                        "runwire", users, prof if i == 0 else None, extra=extra, core=core
-                    )
+                    node_prof = None
+                    if prof is not None:
+                        node_prof = prof.with_name(prof.name.replace("node-a", f"node-{'ab'[i]}"))
+                    node, port = self.server("runwire", users, node_prof, extra=extra, core=core)
                     nodes.append(node)
                     port_list.append(str(port))
                 ports = ",".join(port_list)
@@ -369,6 +370,9 @@ class Bench:
         result["node_a_pct"] = 100 * cpus[0]["cpu_s"] / span
         result["node_b_pct"] = 100 * cpus[1]["cpu_s"] / span if len(cpus) > 1 else None
         result["gc_max_ms"] = max(c["gc_max_ms"] for c in cpus)
+        result["gc_summary"] = (
+            f"{sum(c['gc_total_ms'] for c in cpus):,.0f} / {sum(c['gc_gen2'] for c in cpus)}"
+        )
         busy = [b1 - b0 for (b0, _), (b1, _) in zip(cores0, cores1, strict=True)]
         result["core0_busy_pct"] = 100 * busy[0] / span
         result["core1_busy_pct"] = 100 * busy[1] / span
@@ -640,6 +644,7 @@ def redis_table(
         row("redis: publish script us/call", "redis_script_us", 1, ratios=False),
         row("redis: commands/s (INFO stats)", "redis_ops_s", ratios=False),
         row("GC: longest pause ms", "gc_max_ms", 1, ratios=False),
+        row("GC: total pause ms / full collections (all nodes)", "gc_summary", ratios=False),
         row("core 0: busy %", "core0_busy_pct", ratios=False),
         row("core 0: other processes %", "core0_others_pct", ratios=False),
         row("core 1: busy % (client, redis, others)", "core1_busy_pct", ratios=False),

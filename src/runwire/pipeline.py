@@ -15,6 +15,7 @@ engine's caller.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 from typing import Protocol, cast
 
@@ -25,6 +26,10 @@ from runwire.metrics import RUN_STATUS_LABELS, Metrics, label_of
 from runwire.runs import RunStore
 
 __all__ = ["DeliverySink", "Pipeline", "SnapshotWriter"]
+
+_CALLBACK_CONTEXT = contextvars.Context()
+"""The context of the submitted futures' callback, which reads no context variable:
+shared, so a publish in flight does not copy one (a tracked object per event)."""
 
 
 class DeliverySink(Protocol):
@@ -80,6 +85,8 @@ class Pipeline:
         # built from those deliveries. A local engine delivers only what this
         # process published, which publish() already observed.
         self._observe_deliveries = engine.capabilities.shared
+        self._on_submitted_done = self._submitted_done
+        """One bound method for every submitted future (not a new one per event)."""
 
     async def start(self) -> None:
         """Connect the engine, with this pipeline as its listener."""
@@ -115,7 +122,7 @@ class Pipeline:
             EventRejected: the event cannot be encoded or is too big (nothing queued).
         """
         future = cast(PipelinedEngine, self.engine).submit(user_id, event)
-        future.add_done_callback(self._submitted_done)
+        future.add_done_callback(self._on_submitted_done, context=_CALLBACK_CONTEXT)
         return future
 
     def _submitted_done(self, future: asyncio.Future[StoredEvent]) -> None:

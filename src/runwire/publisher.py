@@ -36,6 +36,8 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+import msgspec
+
 from runwire.engines.base import StoredEvent
 from runwire.events import Event
 from runwire.exceptions import EngineError
@@ -54,13 +56,13 @@ _NONE: deque[_Pending] = deque(maxlen=0)
 """The window of a publisher that waits for each event: always empty, shared."""
 
 
-class _Pending:
-    __slots__ = ("event", "future", "user_id")
+class _Pending(msgspec.Struct, gc=False):
+    """One unconfirmed event. Untracked by the garbage collector: it refers to its
+    future, but nothing refers back to it except the window, so it is in no cycle."""
 
-    def __init__(self, user_id: UserId, event: Event, future: asyncio.Future[StoredEvent]):
-        self.user_id = user_id
-        self.event = event
-        self.future = future
+    user_id: UserId
+    event: Event
+    future: asyncio.Future[StoredEvent]
 
 
 class OrderedPublisher:

@@ -45,6 +45,27 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+class _Queue(Generic[T, R]):
+    """One key's queued items and their futures, as two lists (no tuple per item:
+    under load tens of thousands wait here, and each tracked object of theirs brings
+    the garbage collector's next full collection closer)."""
+
+    __slots__ = ("futures", "items")
+
+    def __init__(self) -> None:
+        self.items: list[T] = []
+        self.futures: list[asyncio.Future[R]] = []
+
+    def take(self, room: int) -> tuple[list[T], list[asyncio.Future[R]]]:
+        """Remove and return the first ``room`` items and futures."""
+        items, futures = self.items, self.futures
+        if len(futures) <= room:
+            self.items, self.futures = [], []
+            return items, futures
+        self.items, self.futures = items[room:], futures[room:]
+        return items[:room], futures[:room]
+
+
 class Batcher(Generic[T, R]):
     """Queue items; send them in batches through ``send``, per key one batch at a time.
 
@@ -73,7 +94,7 @@ class Batcher(Generic[T, R]):
         self.max_in_flight = max_in_flight
         self.min_items = min_items
         self._closed = closed
-        self._queues: dict[Hashable, list[tuple[T, asyncio.Future[R]]]] = {}
+        self._queues: dict[Hashable, _Queue[T, R]] = {}
         """Per key, its queued items, in submission order."""
         self._ready: dict[Hashable, None] = {}
         """Keys with queued items and no batch in flight, in the order they got ready."""
@@ -97,10 +118,11 @@ class Batcher(Generic[T, R]):
         key = self._key(item)
         queue = self._queues.get(key)
         if queue is None:
-            queue = self._queues[key] = []
+            queue = self._queues[key] = _Queue()
             if key not in self._busy:
                 self._ready[key] = None
-        queue.append((item, future))
+        queue.items.append(item)
+        queue.futures.append(future)
         self._queued += 1
         if not self._pumping:
             self._pumping = True
@@ -144,15 +166,13 @@ class Batcher(Generic[T, R]):
             del ready[key]
             queue = queues[key]
             room = limit - len(items)
-            taken, rest = queue[:room], queue[room:]
-            if rest:
-                queues[key] = rest
-            else:
+            taken_items, taken_futures = queue.take(room)
+            if not queue.futures:
                 del queues[key]
-            self._queued -= len(taken)
+            self._queued -= len(taken_futures)
             self._busy.add(key)
             keys.append(key)
-            for item, future in taken:
+            for item, future in zip(taken_items, taken_futures, strict=True):
                 if not future.done():  # not given up before being sent
                     items.append(item)
                     futures.append(future)
@@ -172,9 +192,10 @@ class Batcher(Generic[T, R]):
             results = await self._send(items)
         except Exception as exc:
             for key in keys:  # what waits behind the failed items fails with them
-                for _, future in self._queues.pop(key, ()):
-                    futures.append(future)
-                    self._queued -= 1
+                behind = self._queues.pop(key, None)
+                if behind is not None:
+                    futures += behind.futures
+                    self._queued -= len(behind.futures)
             self._finish(keys)
             for future in futures:
                 if not future.done():
@@ -204,7 +225,7 @@ class Batcher(Generic[T, R]):
         tasks, self._tasks = self._tasks, {}
         waiting = [future for futures in tasks.values() for future in futures]
         for queue in self._queues.values():
-            waiting += [future for _, future in queue]
+            waiting += queue.futures
         self._queues.clear()
         self._ready.clear()
         self._queued = 0
