@@ -70,6 +70,20 @@ class PackedConnection(aioredis.Connection):
     largest cost. Same bytes on the wire; anything hiredis cannot pack (a memoryview)
     goes to redis-py's packer."""
 
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        """redis-py's send, with a write to a transport the loop already closed reported
+        as the broken connection it is (``ConnectionError``, which redis-py retries once
+        on a new connection). uvloop raises ``RuntimeError`` there ("the handler is
+        closed"), for instance when Redis restarts between connect and ``HELLO``."""
+        try:
+            await super().send_packed_command(command, check_health)
+        except RuntimeError as exc:
+            writer = self._writer
+            if writer is not None and not writer.transport.is_closing():
+                raise
+            await self.disconnect(nowait=True)
+            raise RedisConnectionError(f"redis connection closed while writing: {exc}") from exc
+
     def pack_command(self, *args: Any) -> list[bytes]:
         if _hiredis_pack is not None:
             head = args[0]

@@ -148,12 +148,11 @@ class WireConnection(asyncio.Protocol):
         Raises:
             redis.exceptions.ConnectionError: the connection is closed.
         """
-        if self._error is not None or self._transport is None:
-            raise self._error or RedisConnectionError("not connected")
+        transport = self._check_open()
         future: asyncio.Future[Any] = self._loop.create_future()
         timeout_s = self._timeout_s
         self._pending.append((future, 0.0 if timeout_s is None else self._loop.time() + timeout_s))
-        self._transport.write(hiredis.pack_command(args))
+        transport.write(hiredis.pack_command(args))
         if timeout_s is not None and self._timer is None:
             self._timer = self._loop.call_later(timeout_s, self._check_timeout)
         return future
@@ -165,9 +164,18 @@ class WireConnection(asyncio.Protocol):
         Raises:
             redis.exceptions.ConnectionError: the connection is closed.
         """
-        if self._error is not None or self._transport is None:
-            raise self._error or RedisConnectionError("not connected")
-        self._transport.write(b"".join(hiredis.pack_command(command) for command in commands))
+        self._check_open().write(b"".join(hiredis.pack_command(command) for command in commands))
+
+    def _check_open(self) -> asyncio.Transport:
+        """The transport to write to; ``ConnectionError`` unless commands can be written
+        (a transport the loop is closing counts as closed: its ``connection_lost`` may
+        not have run yet)."""
+        if self._error is not None:
+            raise self._error
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            raise RedisConnectionError("not connected")
+        return transport
 
     def listen(self) -> None:
         """Switch to subscriber mode: from now on every reply goes to the inbox."""
