@@ -227,20 +227,6 @@ class BoundedCluster(RedisCluster):
         await self._initialized()
         return self.nodes_manager.get_node_from_slot(slot)
 
-    async def script_on(
-        self, node: ClusterNode, script: AsyncScript, keys: list[Any], args: list[Any]
-    ) -> Any:
-        """Run a registered script on ``node`` whatever the slots of its keys (a script
-        flagged ``allow-cross-slot-keys`` whose keys are all served by that node);
-        loaded there first if the node does not know it (``NOSCRIPT``). Not retried:
-        the caller decides (a publish is safe to send again)."""
-        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
-        try:
-            return await self.execute_command(*command, target_nodes=node)
-        except NoScriptError:
-            await self.execute_command("SCRIPT LOAD", script.script, target_nodes=node)
-            return await self.execute_command(*command, target_nodes=node)
-
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
         """A pipeline bounded like a command (it holds one connection per node it
         touches while it runs)."""

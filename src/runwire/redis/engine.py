@@ -52,11 +52,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from redis.asyncio.cluster import ClusterNode
 from redis.exceptions import RedisError
 
 from runwire.engines.base import (
@@ -209,6 +211,9 @@ class RedisEngine:
         # check them).
         self._address = None if self._topology.sharded else wire_address(url)
         self._publisher: WireConnection | None = None
+        self._master_publishers: dict[str, WireConnection] = {}
+        """On a cluster, the publish calls' connection to each master (by node name);
+        closed ones are dropped when the next is opened, so at most one per node."""
         self._publisher_opening = asyncio.Lock()
         self._reports: EngineListener | None = None
         """Where events, resyncs and availability go (the process's pipeline)."""
@@ -273,6 +278,8 @@ class RedisEngine:
         self._live_waiters.clear()
         if self._publisher is not None:
             self._publisher.close()
+        for connection in self._master_publishers.values():
+            connection.close()
         with contextlib.suppress(RedisError, OSError):
             await self._redis.aclose()
         self.available = False
@@ -374,6 +381,25 @@ class RedisEngine:
                 connection.close()
         return connection
 
+    async def _master_connection(self, node: ClusterNode) -> WireConnection:
+        """The publish calls' connection to one cluster master, opened anew once it
+        closed (a call that finds it broken is sent once more on a fresh one, and a
+        MOVED answer fails the batch, which refreshes the slot map)."""
+        connection = self._master_publishers.get(node.name)
+        if connection is not None and not connection.closed.done():
+            return connection
+        async with self._publisher_opening:
+            publishers = self._master_publishers
+            connection = publishers.get(node.name)
+            if connection is None or connection.closed.done():
+                for name in [name for name, old in publishers.items() if old.closed.done()]:
+                    del publishers[name]
+                connection = await open_wire(node.host, int(node.port), **self._topology.options)
+                publishers[node.name] = connection
+            if self.closing:
+                connection.close()
+        return connection
+
     async def _store_sharded(
         self, requests: list[PublishRequest], header: list[Any]
     ) -> tuple[list[StoredEvent], list[bool]]:
@@ -393,9 +419,12 @@ class RedisEngine:
             chunk = [requests[i] for i in part]
             keys, args, groups = publish_call(chunk, [*header[:-1], self._epoch_candidate()])
             node = nodes[chunk[0].user_id]
-            async with self._slots, map_redis_errors("publish", self.mark_unavailable):
-                reply = await cluster.script_on(
-                    node, self._publish_script, keys[:2], [len(keys), *keys, *args]
+            async with map_redis_errors("publish", self.mark_unavailable):
+                reply = await call_script_on(
+                    functools.partial(self._master_connection, node),
+                    self._publish_script,
+                    keys[:2],
+                    [len(keys), *keys, *args],
                 )
             return stored_of(chunk, reply, groups)
 
