@@ -36,8 +36,6 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-import msgspec
-
 from runwire.engines.base import StoredEvent
 from runwire.events import Event
 from runwire.exceptions import EngineError
@@ -56,13 +54,18 @@ _NONE: deque[_Pending] = deque(maxlen=0)
 """The window of a publisher that waits for each event: always empty, shared."""
 
 
-class _Pending(msgspec.Struct, gc=False):
-    """One unconfirmed event. Untracked by the garbage collector: it refers to its
-    future, but nothing refers back to it except the window, so it is in no cycle."""
+class _Pending:
+    """One unconfirmed event. Tracked by the garbage collector on purpose, unlike
+    ``PublishRequest``: it holds a future, whose exception's traceback can hold a frame
+    that holds this object, and a cycle through an untracked object is never
+    collected (it would keep the failed run's frames alive)."""
 
-    user_id: UserId
-    event: Event
-    future: asyncio.Future[StoredEvent]
+    __slots__ = ("event", "future", "user_id")
+
+    def __init__(self, user_id: UserId, event: Event, future: asyncio.Future[StoredEvent]):
+        self.user_id = user_id
+        self.event = event
+        self.future = future
 
 
 class OrderedPublisher:

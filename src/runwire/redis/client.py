@@ -70,19 +70,20 @@ class PackedConnection(aioredis.Connection):
     largest cost. Same bytes on the wire; anything hiredis cannot pack (a memoryview)
     goes to redis-py's packer."""
 
-    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        """redis-py's send, with a write to a transport the loop already closed reported
-        as the broken connection it is (``ConnectionError``, which redis-py retries once
-        on a new connection). uvloop raises ``RuntimeError`` there ("the handler is
-        closed"), for instance when Redis restarts between connect and ``HELLO``."""
+    async def _send_packed_command(self, command: Any) -> None:
+        """redis-py's write, with a write to a transport the loop already closed reported
+        as the broken connection it is: an ``OSError``, which redis-py turns into its
+        ``ConnectionError`` and retries once on a new connection. uvloop raises
+        ``RuntimeError`` there ("the handler is closed"), for instance when Redis
+        restarts between connect and ``HELLO``; any other ``RuntimeError`` stays one.
+        (Every pooled connection has a reply timeout, so every write comes here.)"""
+        writer = self._writer
         try:
-            await super().send_packed_command(command, check_health)
+            await super()._send_packed_command(command)
         except RuntimeError as exc:
-            writer = self._writer
-            if writer is not None and not writer.transport.is_closing():
+            if writer is None or not writer.transport.is_closing():
                 raise
-            await self.disconnect(nowait=True)
-            raise RedisConnectionError(f"redis connection closed while writing: {exc}") from exc
+            raise ConnectionResetError(f"redis connection closed while writing: {exc}") from exc
 
     def pack_command(self, *args: Any) -> list[bytes]:
         if _hiredis_pack is not None:

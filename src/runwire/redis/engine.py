@@ -212,8 +212,9 @@ class RedisEngine:
         self._address = None if self._topology.sharded else wire_address(url)
         self._publisher: WireConnection | None = None
         self._master_publishers: dict[str, WireConnection] = {}
-        """On a cluster, the publish calls' connection to each master (by node name);
-        closed ones are dropped when the next is opened, so at most one per node."""
+        """On a cluster, the publish calls' connection to each master (by node name):
+        closed ones are dropped when the next is opened, and those of former masters
+        once a failed call refreshed the slot map."""
         self._publisher_opening = asyncio.Lock()
         self._reports: EngineListener | None = None
         """Where events, resyncs and availability go (the process's pipeline)."""
@@ -280,6 +281,7 @@ class RedisEngine:
             self._publisher.close()
         for connection in self._master_publishers.values():
             connection.close()
+        self._master_publishers.clear()
         with contextlib.suppress(RedisError, OSError):
             await self._redis.aclose()
         self.available = False
@@ -400,6 +402,12 @@ class RedisEngine:
                 connection.close()
         return connection
 
+    def _forget_former_masters(self, masters: set[str]) -> None:
+        """Close the publish connections of nodes that are no longer masters (after a
+        failover the old master may live on as a replica): at most one per master."""
+        for name in [name for name in self._master_publishers if name not in masters]:
+            self._master_publishers.pop(name).close()
+
     async def _store_sharded(
         self, requests: list[PublishRequest], header: list[Any]
     ) -> tuple[list[StoredEvent], list[bool]]:
@@ -435,6 +443,7 @@ class RedisEngine:
                 # batch (or the publish's retry) goes by a fresh one.
                 with contextlib.suppress(RedisError, OSError):
                     await cluster.refresh_slots()
+                self._forget_former_masters({node.name for node in cluster.get_primaries()})
                 raise reply
         return in_request_order(len(requests), parts, replies)  # type: ignore[arg-type]
 

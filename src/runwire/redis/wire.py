@@ -173,8 +173,12 @@ class WireConnection(asyncio.Protocol):
         if self._error is not None:
             raise self._error
         transport = self._transport
-        if transport is None or transport.is_closing():
+        if transport is None:
             raise RedisConnectionError("not connected")
+        if transport.is_closing():  # closed under us: fail now, so the owner opens anew
+            self._fail(RedisConnectionError("redis connection closed"))
+            assert self._error is not None
+            raise self._error
         return transport
 
     def listen(self) -> None:
