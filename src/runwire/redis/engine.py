@@ -58,7 +58,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.asyncio.cluster import ClusterNode
 from redis.exceptions import RedisError
 
 from runwire.engines.base import (
@@ -210,11 +209,10 @@ class RedisEngine:
         # follow). Subscriptions have no read timeout (idle between events; PINGs
         # check them).
         self._address = None if self._topology.sharded else wire_address(url)
-        self._publisher: WireConnection | None = None
-        self._master_publishers: dict[str, WireConnection] = {}
-        """On a cluster, the publish calls' connection to each master (by node name):
-        closed ones are dropped when the next is opened, and those of former masters
-        once a failed call refreshed the slot map."""
+        self._publishers: dict[str, WireConnection] = {}
+        """The publish calls' connections: ``""`` on one server, each master's by node
+        name on a cluster. Closed ones are dropped when the next is opened, and those
+        of former masters once a failed call refreshed the slot map."""
         self._publisher_opening = asyncio.Lock()
         self._reports: EngineListener | None = None
         """Where events, resyncs and availability go (the process's pipeline)."""
@@ -277,11 +275,9 @@ class RedisEngine:
                 if not waiter.done():
                     waiter.set_exception(EngineError("the redis engine is closed"))
         self._live_waiters.clear()
-        if self._publisher is not None:
-            self._publisher.close()
-        for connection in self._master_publishers.values():
+        for connection in self._publishers.values():
             connection.close()
-        self._master_publishers.clear()
+        self._publishers.clear()
         with contextlib.suppress(RedisError, OSError):
             await self._redis.aclose()
         self.available = False
@@ -366,38 +362,26 @@ class RedisEngine:
         """One script call for ``requests`` (one server)."""
         keys, args, groups = publish_call(requests, header)
         async with map_redis_errors("publish", self.mark_unavailable):
-            reply = await call_script_on(self._publish_connection, self._publish_script, keys, args)
+            assert self._address is not None
+            connect = functools.partial(self._publish_connection, "", self._address)
+            reply = await call_script_on(connect, self._publish_script, keys, args)
         return stored_of(requests, reply, groups)
 
-    async def _publish_connection(self) -> WireConnection:
-        """The publish calls' connection (one server), opened anew once it closed."""
-        connection = self._publisher
+    async def _publish_connection(self, name: str, address: dict[str, Any]) -> WireConnection:
+        """The publish calls' connection ``name`` to ``address`` (``open_wire``'s
+        arguments), opened anew once it closed (a call that finds it broken is sent once
+        more on a fresh one; on a cluster a MOVED answer fails the batch, which
+        refreshes the slot map)."""
+        publishers = self._publishers
+        connection = publishers.get(name)
         if connection is not None and not connection.closed.done():
             return connection
         async with self._publisher_opening:
-            connection = self._publisher
+            connection = publishers.get(name)
             if connection is None or connection.closed.done():
-                assert self._address is not None
-                connection = self._publisher = await open_wire(**self._address)
-            if self.closing:
-                connection.close()
-        return connection
-
-    async def _master_connection(self, node: ClusterNode) -> WireConnection:
-        """The publish calls' connection to one cluster master, opened anew once it
-        closed (a call that finds it broken is sent once more on a fresh one, and a
-        MOVED answer fails the batch, which refreshes the slot map)."""
-        connection = self._master_publishers.get(node.name)
-        if connection is not None and not connection.closed.done():
-            return connection
-        async with self._publisher_opening:
-            publishers = self._master_publishers
-            connection = publishers.get(node.name)
-            if connection is None or connection.closed.done():
-                for name in [name for name, old in publishers.items() if old.closed.done()]:
-                    del publishers[name]
-                connection = await open_wire(node.host, int(node.port), **self._topology.options)
-                publishers[node.name] = connection
+                for old in [old for old, known in publishers.items() if known.closed.done()]:
+                    del publishers[old]
+                connection = publishers[name] = await open_wire(**address)
             if self.closing:
                 connection.close()
         return connection
@@ -405,8 +389,8 @@ class RedisEngine:
     def _forget_former_masters(self, masters: set[str]) -> None:
         """Close the publish connections of nodes that are no longer masters (after a
         failover the old master may live on as a replica): at most one per master."""
-        for name in [name for name in self._master_publishers if name not in masters]:
-            self._master_publishers.pop(name).close()
+        for name in [name for name in self._publishers if name not in masters]:
+            self._publishers.pop(name).close()
 
     async def _store_sharded(
         self, requests: list[PublishRequest], header: list[Any]
@@ -429,7 +413,11 @@ class RedisEngine:
             node = nodes[chunk[0].user_id]
             async with map_redis_errors("publish", self.mark_unavailable):
                 reply = await call_script_on(
-                    functools.partial(self._master_connection, node),
+                    functools.partial(
+                        self._publish_connection,
+                        node.name,
+                        {"host": node.host, "port": int(node.port), **self._topology.options},
+                    ),
                     self._publish_script,
                     keys[:2],
                     [len(keys), *keys, *args],
