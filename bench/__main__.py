@@ -884,7 +884,7 @@ def main() -> None:
         if "latency" in only:
             n, rate = sizes.latency_users, sizes.latency_rate
             spec = {"pattern": "rate", "rate": rate, "duration": sizes.latency_s}
-            res = {k: bench.repeated(args.repeat, k, n, spec, 0) for k in kinds}
+            res = {k: bench.repeated(args.repeat, k, n, spec, 0, k == "runwire") for k in kinds}
             title = f"3. latency: {n} users at {rate:,} events/s for {sizes.latency_s} s"
             out.append(stream_table(title, res, latency=True))
             print(out[-1], flush=True)

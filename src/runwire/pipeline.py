@@ -25,7 +25,17 @@ from runwire.ids import UserId
 from runwire.metrics import RUN_STATUS_LABELS, Metrics, label_of
 from runwire.runs import RunStore
 
-__all__ = ["DeliverySink", "Pipeline", "SnapshotWriter"]
+__all__ = ["PUBLISHES_PER_TURN", "DeliverySink", "Pipeline", "SnapshotWriter"]
+
+PUBLISHES_PER_TURN = 64
+"""On an engine that never waits (the memory engine), the most events published in
+one turn of the event loop before a publish yields to the loop once.
+
+A publish there stores and queues the event without suspending, so a producer that
+publishes in a loop (a run catching up, a burst of tool output) would otherwise hold
+the loop, and with it every socket's writes, the other runs and the clients' frames,
+until it stops. With this bound the delivery flush runs at least every 64 publishes.
+"""
 
 _CALLBACK_CONTEXT = contextvars.Context()
 """The context of the submitted futures' callback, which reads no context variable:
@@ -87,6 +97,9 @@ class Pipeline:
         self._observe_deliveries = engine.capabilities.shared
         self._on_submitted_done = self._submitted_done
         """One bound method for every submitted future (not a new one per event)."""
+        self._turn_publishes = 0
+        """Immediate publishes in the current turn of the loop (see PUBLISHES_PER_TURN)."""
+        self._on_turn_end = self._turn_ended
 
     async def start(self) -> None:
         """Connect the engine, with this pipeline as its listener."""
@@ -95,12 +108,22 @@ class Pipeline:
     async def publish(self, user_id: UserId, event: Event) -> StoredEvent:
         """Store ``event`` in the user's stream, snapshot it, and have it delivered.
 
+        On an engine that never waits, every publish past :data:`PUBLISHES_PER_TURN`
+        in one turn of the loop first yields to the loop once; a cancellation there
+        raises before anything is stored.
+
         Raises:
             EventRejected: the event cannot be encoded or is too big (no offset taken).
             EngineError: the engine is unavailable.
         """
         engine = self.engine
         if self._immediate:
+            if self._turn_publishes >= PUBLISHES_PER_TURN:
+                await asyncio.sleep(0)  # the flush and every other callback run first
+                self._turn_publishes = 0
+            if not self._turn_publishes:
+                asyncio.get_running_loop().call_soon(self._on_turn_end, context=_CALLBACK_CONTEXT)
+            self._turn_publishes += 1
             stored = cast(ImmediateEngine, engine).publish_nowait(user_id, event)  # hot path
         else:
             stored = await engine.publish(user_id, event)
@@ -124,6 +147,9 @@ class Pipeline:
         future = cast(PipelinedEngine, self.engine).submit(user_id, event)
         future.add_done_callback(self._on_submitted_done, context=_CALLBACK_CONTEXT)
         return future
+
+    def _turn_ended(self) -> None:
+        self._turn_publishes = 0
 
     def _submitted_done(self, future: asyncio.Future[StoredEvent]) -> None:
         if not future.cancelled() and future.exception() is None:
