@@ -213,7 +213,10 @@ class RedisEngine:
         """The publish calls' connections: ``""`` on one server, each master's by node
         name on a cluster. Closed ones are dropped when the next is opened, and those
         of former masters once a failed call refreshed the slot map."""
-        self._publisher_opening = asyncio.Lock()
+        self._publisher_opening: dict[str, asyncio.Lock] = {}
+        """One lock per publish connection name, held while it is opened: a master that
+        takes its connect timeout to answer delays only its own calls. Dropped with
+        the connections of former masters."""
         self._reports: EngineListener | None = None
         """Where events, resyncs and availability go (the process's pipeline)."""
         self._listeners: dict[tuple[tuple[int, int], ...], ShardListener] = {}
@@ -376,7 +379,10 @@ class RedisEngine:
         connection = publishers.get(name)
         if connection is not None and not connection.closed.done():
             return connection
-        async with self._publisher_opening:
+        opening = self._publisher_opening.get(name)
+        if opening is None:
+            opening = self._publisher_opening[name] = asyncio.Lock()
+        async with opening:
             connection = publishers.get(name)
             if connection is None or connection.closed.done():
                 for old in [old for old, known in publishers.items() if known.closed.done()]:
@@ -391,6 +397,9 @@ class RedisEngine:
         failover the old master may live on as a replica): at most one per master."""
         for name in [name for name in self._publishers if name not in masters]:
             self._publishers.pop(name).close()
+        for name in [name for name in self._publisher_opening if name not in masters]:
+            if not self._publisher_opening[name].locked():
+                del self._publisher_opening[name]
 
     async def _store_sharded(
         self, requests: list[PublishRequest], header: list[Any]
