@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import struct
 from collections.abc import Iterator
 
@@ -335,6 +336,29 @@ async def test_a_client_still_sending_gets_the_close_code_and_the_tcp_waits_for_
         assert not await ws.wait_closed(timeout=5)  # closed by the server, not reset
         await wait_for_no_connections(gateway)
         assert closed_total(gateway, str(code)) == 1
+
+
+async def test_a_client_gone_right_after_its_close_frame_is_dropped_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A client that sends its close frame and shuts its socket at once (a tab
+    closing): the server's half-close finds the connection reset (``ENOTCONN``). It
+    raised out of the frame handler before, and picows logged an error with a
+    traceback for every such client; now the connection is dropped, nothing logged."""
+    caplog.set_level(logging.WARNING)
+    async with running_gateway() as gateway:
+        for user in range(20):
+            async with RawWebSocket.connect(gateway, f"gone-{user}") as ws:
+                await connected(ws)
+                sock = socket.socket(fileno=ws.writer.get_extra_info("socket").fileno())
+                try:
+                    sock.send(encode_frame(OP_CLOSE, close_payload(1000)))
+                    sock.shutdown(socket.SHUT_RDWR)
+                finally:
+                    sock.detach()  # the transport still owns the descriptor
+            await wait_for_no_connections(gateway)
+    errors = [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
+    assert errors == []
 
 
 async def test_a_client_that_never_answers_the_close_is_dropped_after_close_timeout_s() -> None:

@@ -100,6 +100,26 @@ class _HttpProtocol(HttpToolsProtocol):
         transport.close()
 
 
+def _nothing_to_receive(data: bytes) -> None:
+    """Never called: the data callback uvloop keeps for a transport after the switch."""
+
+
+class _Detached(asyncio.Protocol):
+    """The protocol a transport has for an instant during the switch to picows.
+
+    uvloop keeps the ``data_received`` of a transport's protocol until another
+    protocol has one, and picows's (a buffered protocol) has none: without this step
+    the :class:`_Handoff`, its bound method and its buffer list lived as long as the
+    connection (three GC-tracked objects per socket, each walked by every full
+    collection). Its ``data_received`` is a plain function, shared by every transport.
+    """
+
+    data_received = staticmethod(_nothing_to_receive)
+
+
+_DETACHED = _Detached()
+
+
 class _Handoff(asyncio.Protocol):
     """Takes a connection from uvicorn at its upgrade request and gives it to picows.
 
@@ -131,6 +151,7 @@ class _Handoff(asyncio.Protocol):
         if transport is None or self._lost or transport.is_closing():
             return
         protocol = self._make_protocol()
+        transport.set_protocol(_DETACHED)  # drops uvloop's reference to this object
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
         data = memoryview(b"".join(self._pending))

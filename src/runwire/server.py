@@ -184,7 +184,11 @@ class _PicowsWriter:
         """
         underlying = self.transport.underlying_transport
         if not self.transport.is_disconnected and not underlying.is_closing():
-            underlying.write_eof()
+            try:
+                underlying.write_eof()
+            except OSError:  # the peer is gone already (ENOTCONN: it reset the connection)
+                self.abort()
+                return
             self._arm_abort()  # a peer that never closes, or never reads
 
     def abort(self) -> None:
