@@ -403,18 +403,27 @@ class Bench:
         server, port = self.server(kind, conns)
         client = None
         try:
-            before = int(server.ask("rss", 30).split()[1])
+            _, rss0, _, objects0 = server.ask("rss", 30).split()
             client = self.client_proc("idle", port, conns, 0, 0, kind)
             connected = self.connect(client, server, conns)
-            after = int(server.ask("rss", 30).split()[1])
+            _, rss, full_ms, objects = server.ask("rss", 30).split()
+            before, after = int(rss0), int(rss)
         finally:
             if client is not None:
                 client.finish()
             with contextlib.suppress(OSError):
                 server.send("quit")
             server.finish(60)
-        per_conn = (after - before) / max(connected["opened"], 1)
-        return {**connected, "rss0_kib": before, "rss_kib": after, "kib_per_conn": per_conn}
+        opened = max(connected["opened"], 1)
+        per_conn = (after - before) / opened
+        return {
+            **connected,
+            "rss0_kib": before,
+            "rss_kib": after,
+            "kib_per_conn": per_conn,
+            "gc_full_ms": float(full_ms),
+            "tracked_per_conn": (int(objects) - int(objects0)) / opened,
+        }
 
     def e2e(self, runs: int) -> dict[str, Any]:
         server, port = self.server("runwire", runs)
@@ -908,10 +917,21 @@ def main() -> None:
                             fmt(result["rss0_kib"] / 1024, 1),
                             fmt(result["rss_kib"] / 1024, 1),
                             fmt(result["kib_per_conn"], 1),
+                            fmt(result["tracked_per_conn"], 1),
+                            fmt(result["gc_full_ms"], 1),
                             fmt(result["connect_ms"]),
                         ]
                     )
-            header = ["server", "connected", "RSS idle MiB", "RSS MiB", "KiB/conn", "connect ms"]
+            header = [
+                "server",
+                "connected",
+                "RSS idle MiB",
+                "RSS MiB",
+                "KiB/conn",
+                "GC-tracked objects/conn",
+                "full collection ms",
+                "connect ms",
+            ]
             out.append(table("4. memory: RSS per idle authenticated connection", header, rows))
             print(out[-1], flush=True)
             first = sizes.memory_conns[0]

@@ -35,6 +35,7 @@ from runwire.events import Event
 from runwire.exceptions import CloseCode, ConfigError
 from runwire.front import FrontDoor, FrontDoorOptions
 from runwire.handlers import ClientFrameHandler
+from runwire.heartbeat import Heartbeats
 from runwire.http.chat_routes import add_chat_routes
 from runwire.http.cors import CorsPolicy
 from runwire.http.exchange import HttpExchange, HttpLimits
@@ -232,6 +233,8 @@ class Gateway:
             CorsPolicy(self.settings.cors_origins),
         )
         self._server: FrontDoor | None = None
+        self._heartbeats: Heartbeats | None = None
+        """The standalone server's socket heartbeats (one timer for every socket)."""
         self._started = False
         self._loop_lag = LoopLagMonitor(self.metrics.event_loop_lag.observe)
         self.port = self.settings.port
@@ -263,6 +266,7 @@ class Gateway:
             log.info("gateway started (no standalone server: serve it with asgi_app())")
             return
         settings = self.settings
+        self._heartbeats = Heartbeats(settings.heartbeat_interval_s, settings.heartbeat_timeout_s)
         websocket = websocket_protocol_factory(
             ServerOptions(
                 host=settings.host,
@@ -277,6 +281,7 @@ class Gateway:
             self.manager,
             self.authenticator,
             self.metrics,
+            self._heartbeats,
         )
         server = FrontDoor(
             self.asgi_app(),
@@ -340,6 +345,9 @@ class Gateway:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+        if self._heartbeats is not None:
+            self._heartbeats.close()
+            self._heartbeats = None
         if self._shared_snapshots is not None:
             await self._shared_snapshots.close()
         await self._loop_lag.stop()

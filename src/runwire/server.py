@@ -47,6 +47,7 @@ from runwire.auth import (
     token_from_headers,
 )
 from runwire.exceptions import AuthError, CloseCode, LimitError
+from runwire.heartbeat import Heartbeats
 from runwire.ids import Epoch
 from runwire.manager import Connection, WebSocketManager
 from runwire.metrics import Metrics
@@ -280,6 +281,7 @@ class _ConnectionListener(WSListener):
         claims: TokenClaims,
         resume: ResumeRequest | None,
         close_timeout_s: float,
+        heartbeats: Heartbeats,
     ) -> None:
         self.manager = manager
         self.claims = claims
@@ -287,6 +289,10 @@ class _ConnectionListener(WSListener):
         self.close_timeout_s = close_timeout_s
         self.connection: Connection | None = None
         self.writer: _PicowsWriter | None = None
+        self.heartbeats = heartbeats
+        self.last_seen = 0.0
+        self.awaiting_pong = False
+        self.heartbeat_entry: list[object] | None = None
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.writer = _PicowsWriter(transport, self.close_timeout_s)
@@ -299,8 +305,28 @@ class _ConnectionListener(WSListener):
             self.manager.metrics.connections_rejected.labels(exc.code).inc()
             code = CloseCode.GOING_AWAY if exc.code == "shutting_down" else CloseCode.RATE_LIMITED
             self.writer.close(code, exc.message)
+            return
+        self.heartbeats.watch(self)
+
+    # -- the heartbeat (runwire.heartbeat) --------------------------------------
+
+    def send_ping(self) -> None:
+        writer = self.writer
+        if writer is not None and not writer.transport.is_close_frame_sent:
+            writer.transport.send_ping()
+
+    def heartbeat_failed(self) -> None:
+        timeout = self.heartbeats.timeout_s
+        log.info("no pong within %s s: closing", timeout)
+        self._fail(
+            CloseCode.GOING_AWAY,
+            f"peer has not replied to ping/heartbeat request within {timeout} second(s)",
+        )
+
+    # -- frames -----------------------------------------------------------------
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        self.last_seen = self.heartbeats.now()
         connection = self.connection
         if (
             frame.msg_type is _TEXT
@@ -337,7 +363,7 @@ class _ConnectionListener(WSListener):
         elif msg_type is _PING:
             writer.pong(frame.get_payload_as_bytes())
         elif msg_type is _PONG:
-            pass  # unsolicited pongs are allowed (RFC 6455 5.5.3)
+            self.awaiting_pong = False  # the heartbeat's answer; unsolicited ones are allowed
         elif msg_type is _CONTINUATION:
             self._fail(CloseCode.PROTOCOL_ERROR, "continuation frame without a message to continue")
         else:  # binary, or the first fragment of a text message
@@ -354,11 +380,8 @@ class _ConnectionListener(WSListener):
                 code, reason = session.close_code, session.close_reason
         self.writer.close(code, reason)
 
-    def is_user_specific_pong(self, frame: WSFrame) -> bool:
-        """A pong answering the heartbeat ping; one with RSV bits goes to on_ws_frame (1002)."""
-        return frame.msg_type is _PONG and not (frame.rsv1 or frame.rsv2 or frame.rsv3)
-
     def on_ws_disconnected(self, transport: WSTransport) -> None:
+        Heartbeats.forget(self)
         if self.writer is not None:
             self.writer.cancel_timers()
         if self.connection is not None:
@@ -421,9 +444,12 @@ def websocket_protocol_factory(
     manager: WebSocketManager,
     authenticator: Authenticator,
     metrics: Metrics,
+    heartbeats: Heartbeats,
 ) -> Callable[[], asyncio.BufferedProtocol]:
     """A factory of picows protocols, one per upgrade request: ``/ws`` upgrades (any
-    other path gets 404), with the Origin rule, auth and the manager.
+    other path gets 404), with the Origin rule, auth and the manager; every accepted
+    socket's heartbeat is on ``heartbeats`` (one timer for all, not picows's task per
+    socket).
 
     A protocol is made for a connection whose upgrade request the front door has
     read; it is given that request's bytes and parses it again (picows validates the
@@ -455,7 +481,11 @@ def websocket_protocol_factory(
                 _RejectListener(CloseCode.UNAUTHORIZED, exc.reason, options.close_timeout_s),
             )
         listener = _ConnectionListener(
-            manager, claims, resume_request(parse_qs(target.query)), options.close_timeout_s
+            manager,
+            claims,
+            resume_request(parse_qs(target.query)),
+            options.close_timeout_s,
+            heartbeats,
         )
         return WSUpgradeResponseWithListener(upgrade, listener)
 
@@ -470,7 +500,7 @@ def websocket_protocol_factory(
             logger,
             True,  # disconnect_on_exception
             options.handshake_timeout_s,
-            True,  # enable_auto_ping
+            False,  # enable_auto_ping: runwire.heartbeat pings, for every socket at once
             options.heartbeat_interval_s,
             options.heartbeat_timeout_s,
             WSAutoPingStrategy.PING_WHEN_IDLE,
