@@ -105,8 +105,9 @@ class _Peer:
         self.failed = False
         self._turns = turns
 
-    def send_ping(self) -> None:
+    def send_ping(self) -> bool:
         self.pinged_at_turn = self._turns[0]
+        return True
 
     def heartbeat_failed(self) -> None:
         self.failed = True
@@ -143,16 +144,65 @@ async def test_many_peers_due_at_once_are_pinged_a_batch_per_loop_turn() -> None
 async def test_a_forgotten_peer_is_not_called_and_not_held() -> None:
     heartbeats = Heartbeats(0.05, 0.05)
     turns = [0]
-    gone, staying = _Peer(turns), _Peer(turns)
-    heartbeats.watch(gone)
-    heartbeats.watch(staying)
-    Heartbeats.forget(gone)
-    gone_ref = weakref.ref(gone)
-    del gone
+    forgotten, dropped, staying = _Peer(turns), _Peer(turns), _Peer(turns)
+    for peer in (forgotten, dropped, staying):
+        heartbeats.watch(peer)
+    Heartbeats.forget(forgotten)
+    Heartbeats.forget(dropped)
+    dropped_ref = weakref.ref(dropped)
+    del dropped
     gc.collect()
-    assert gone_ref() is None  # the heap keeps no reference to a forgotten peer
+    assert dropped_ref() is None  # the heap keeps no reference to a forgotten peer
     try:
         await wait_until(lambda: staying.failed, 5)
     finally:
         heartbeats.close()
+    assert forgotten.pinged_at_turn is None and not forgotten.failed
+    assert staying.pinged_at_turn is not None
     assert len(heartbeats) == 0
+
+
+class _Broken(_Peer):
+    def send_ping(self) -> bool:
+        raise RuntimeError("this socket's ping breaks")
+
+
+class _Closing(_Peer):
+    def send_ping(self) -> bool:
+        self.pinged_at_turn = self._turns[0]
+        return False  # its close frame is sent already
+
+
+async def test_a_peer_that_breaks_or_is_closing_leaves_and_the_others_go_on() -> None:
+    heartbeats = Heartbeats(0.05, 0.05)
+    turns = [0]
+    broken, closing = _Broken(turns), _Closing(turns)
+    healthy = [_Peer(turns) for _ in range(3)]
+    heartbeats.watch(broken)
+    heartbeats.watch(closing)
+    for peer in healthy:
+        heartbeats.watch(peer)
+    try:
+        await wait_until(lambda: all(peer.failed for peer in healthy), 5)
+    finally:
+        heartbeats.close()
+    assert broken.heartbeat_entry is None and not broken.failed
+    assert closing.pinged_at_turn is not None and not closing.failed
+    assert closing.heartbeat_entry is None
+
+
+async def test_the_server_watches_open_sockets_only_and_forgets_closed_ones() -> None:
+    async with running_gateway(
+        heartbeat_interval_s=30.0, heartbeat_timeout_s=30.0, max_connections_per_user=1
+    ) as gateway:
+        heartbeats = gateway._heartbeats
+        assert heartbeats is not None
+        async with RawWebSocket.connect(gateway, "alice") as first:
+            await _connected(first)
+            assert heartbeats.watched == 1
+            async with RawWebSocket.connect(gateway, "alice") as refused:
+                close = await refused.recv_close()
+                assert close.close_code == 4429  # over the per-user limit: never watched
+                assert heartbeats.watched == 1
+        await wait_until(lambda: gateway.manager.connection_count == 0, 5)
+        assert heartbeats.watched == 0

@@ -80,6 +80,34 @@ async def test_a_publishing_loop_gives_the_loop_a_turn_every_publishes_per_turn(
     assert (await engine.position(ALICE)).offset == total
 
 
+async def test_the_bound_holds_over_all_producers_of_a_turn() -> None:
+    """Eight producers publishing in loops at once: still at most PUBLISHES_PER_TURN
+    publishes between two turns of the loop (producers that yielded together share
+    the next turn's budget), and each producer's events stay in its order."""
+    pipeline, engine = await _pipeline()
+    turns = _Turns()
+    turns_at: list[int] = []
+    users = [UserId(f"p{i}") for i in range(8)]
+    per_producer = 4 * PUBLISHES_PER_TURN
+
+    async def produce(user_id: UserId) -> None:
+        for seq in range(1, per_producer + 1):
+            await pipeline.publish(user_id, _event(seq))
+            turns_at.append(turns.count)
+
+    turns.start()
+    try:
+        await asyncio.gather(*(produce(user_id) for user_id in users))
+    finally:
+        turns.stop()
+    run_lengths: dict[int, int] = {}
+    for seen in turns_at:
+        run_lengths[seen] = run_lengths.get(seen, 0) + 1
+    assert max(run_lengths.values()) <= PUBLISHES_PER_TURN
+    for user_id in users:
+        assert (await engine.position(user_id)).offset == per_producer
+
+
 async def test_publishes_below_the_bound_do_not_yield() -> None:
     """A producer publishing fewer events than the bound in a turn keeps its turn:
     no extra loop iteration, no added latency at a steady rate."""

@@ -12,7 +12,11 @@ Contract (docs/protocol.md, section 14):
   (``HeartbeatPeer.send_ping``).
 * A peer that has not answered with a Pong ``timeout_s`` after its Ping is failed
   (``HeartbeatPeer.heartbeat_failed``: the server closes it with 1001).
-* Anything received counts as life for the idle time; only a Pong answers a Ping.
+* Every complete frame received counts as life for the idle time (a frame still
+  arriving does not); only a Pong answers a Ping.
+* A socket that is closing is not pinged and leaves the heartbeat (its closing
+  handshake has ``close_timeout_s``); one whose check raises leaves it too (logged),
+  and the others go on.
 * At most ``BATCH`` deadlines are handled per loop callback (the rest on the next
   iteration), so a heap of 100,000 sockets never stalls the loop.
 
@@ -26,12 +30,15 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
 from typing import Protocol, cast
 
 __all__ = ["BATCH", "HeartbeatPeer", "Heartbeats"]
 
 BATCH = 1000
 """The most deadlines handled in one loop callback."""
+
+log = logging.getLogger(__name__)
 
 _IDLE, _PONG = 0, 1
 """What a deadline checks: idle long enough for a Ping, or the Pong overdue."""
@@ -47,8 +54,9 @@ class HeartbeatPeer(Protocol):
     heartbeat_entry: list[object] | None
     """The peer's entry in the heap (set by :class:`Heartbeats`; one list for life)."""
 
-    def send_ping(self) -> None:
-        """Send a Ping frame (empty payload)."""
+    def send_ping(self) -> bool:
+        """Send a Ping frame (empty payload); ``False`` if the socket is closing (its
+        closing handshake has a timeout of its own: the heartbeat stops)."""
 
     def heartbeat_failed(self) -> None:
         """No Pong within the timeout: close the connection (1001)."""
@@ -95,6 +103,11 @@ class Heartbeats:
             entry[3] = None
             peer.heartbeat_entry = None
 
+    @property
+    def watched(self) -> int:
+        """Peers with a heartbeat now (O(n): for tests and stats, not hot paths)."""
+        return sum(1 for entry in self._heap if entry[3] is not None)
+
     def __len__(self) -> int:
         """Entries in the heap (watched peers, and forgotten ones not yet due)."""
         return len(self._heap)
@@ -139,13 +152,19 @@ class Heartbeats:
                     break
                 entry = heapq.heappop(heap)
                 peer = cast("HeartbeatPeer | None", entry[3])
-                if peer is not None:
+                if peer is None:
+                    continue
+                try:
                     self._check(now, entry, peer)
+                except Exception:  # one broken socket must not stop everyone's heartbeat
+                    log.exception("heartbeat of a socket failed; it gets no more")
+                    entry[3] = None
+                    peer.heartbeat_entry = None
         finally:
             self._checking = False
-        if heap:
-            # Ones still due wait one loop iteration (the rest of the loop goes first).
-            self._arm(max(cast(float, heap[0][0]), now))
+            if heap:
+                # Ones still due wait one loop iteration (the rest of the loop goes first).
+                self._arm(max(cast(float, heap[0][0]), now))
 
     def _check(self, now: float, entry: list[object], peer: HeartbeatPeer) -> None:
         if entry[2] == _IDLE:
@@ -154,8 +173,11 @@ class Heartbeats:
                 self._push(entry, idle_until, _IDLE)
                 return
             peer.awaiting_pong = True
+            if not peer.send_ping():
+                entry[3] = None
+                peer.heartbeat_entry = None
+                return
             self._push(entry, now + self.timeout_s, _PONG)
-            peer.send_ping()
         elif peer.awaiting_pong:
             entry[3] = None
             peer.heartbeat_entry = None

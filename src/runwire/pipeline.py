@@ -100,6 +100,8 @@ class Pipeline:
         self._turn_publishes = 0
         """Immediate publishes in the current turn of the loop (see PUBLISHES_PER_TURN)."""
         self._on_turn_end = self._turn_ended
+        self._turn_loop: asyncio.AbstractEventLoop | None = None
+        """The loop the current turn's count belongs to (its reset is scheduled there)."""
 
     async def start(self) -> None:
         """Connect the engine, with this pipeline as its listener."""
@@ -108,9 +110,9 @@ class Pipeline:
     async def publish(self, user_id: UserId, event: Event) -> StoredEvent:
         """Store ``event`` in the user's stream, snapshot it, and have it delivered.
 
-        On an engine that never waits, every publish past :data:`PUBLISHES_PER_TURN`
-        in one turn of the loop first yields to the loop once; a cancellation there
-        raises before anything is stored.
+        On an engine that never waits, a publish past :data:`PUBLISHES_PER_TURN` in
+        one turn of the loop (over all producers) first yields until a turn has room;
+        a cancellation there raises before anything is stored.
 
         Raises:
             EventRejected: the event cannot be encoded or is too big (no offset taken).
@@ -118,11 +120,15 @@ class Pipeline:
         """
         engine = self.engine
         if self._immediate:
-            if self._turn_publishes >= PUBLISHES_PER_TURN:
-                await asyncio.sleep(0)  # the flush and every other callback run first
-                self._turn_publishes = 0
+            while self._turn_publishes >= PUBLISHES_PER_TURN:
+                # The flush and every other callback run first. Producers that yielded
+                # together share the next turn's budget: some of them yield again.
+                await asyncio.sleep(0)
+                if self._turn_loop is not asyncio.get_running_loop():
+                    self._turn_publishes = 0  # counted on a loop that is gone
             if not self._turn_publishes:
-                asyncio.get_running_loop().call_soon(self._on_turn_end, context=_CALLBACK_CONTEXT)
+                loop = self._turn_loop = asyncio.get_running_loop()
+                loop.call_soon(self._on_turn_end, context=_CALLBACK_CONTEXT)
             self._turn_publishes += 1
             stored = cast(ImmediateEngine, engine).publish_nowait(user_id, event)  # hot path
         else:

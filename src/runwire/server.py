@@ -310,14 +310,16 @@ class _ConnectionListener(WSListener):
 
     # -- the heartbeat (runwire.heartbeat) --------------------------------------
 
-    def send_ping(self) -> None:
+    def send_ping(self) -> bool:
         writer = self.writer
-        if writer is not None and not writer.transport.is_close_frame_sent:
-            writer.transport.send_ping()
+        if writer is None or writer.transport.is_close_frame_sent:
+            return False
+        writer.transport.send_ping()
+        return True
 
     def heartbeat_failed(self) -> None:
         timeout = self.heartbeats.timeout_s
-        log.info("no pong within %s s: closing", timeout)
+        log.debug("no pong within %s s: closing", timeout)
         self._fail(
             CloseCode.GOING_AWAY,
             f"peer has not replied to ping/heartbeat request within {timeout} second(s)",

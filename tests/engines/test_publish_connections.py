@@ -66,8 +66,10 @@ async def test_a_master_that_never_answers_delays_no_other_masters_connection(
         )
         assert await healthy.call("PING") in (b"PONG", "PONG")
         assert not silent.done()
+        assert list(engine._publisher_opening) == ["silent"]  # only opens under way
         silent.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await silent
+        assert engine._publisher_opening == {}
     finally:
         await engine.close()

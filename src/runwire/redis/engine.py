@@ -213,10 +213,11 @@ class RedisEngine:
         """The publish calls' connections: ``""`` on one server, each master's by node
         name on a cluster. Closed ones are dropped when the next is opened, and those
         of former masters once a failed call refreshed the slot map."""
-        self._publisher_opening: dict[str, asyncio.Lock] = {}
-        """One lock per publish connection name, held while it is opened: a master that
-        takes its connect timeout to answer delays only its own calls. Dropped with
-        the connections of former masters."""
+        self._publisher_opening: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        """Per publish connection name, the lock held while it is opened and how many
+        calls hold or wait for it: a master that takes its connect timeout to answer
+        delays only its own calls. Dropped once no call uses it (so at most one per
+        name being opened)."""
         self._reports: EngineListener | None = None
         """Where events, resyncs and availability go (the process's pipeline)."""
         self._listeners: dict[tuple[tuple[int, int], ...], ShardListener] = {}
@@ -381,15 +382,22 @@ class RedisEngine:
             return connection
         opening = self._publisher_opening.get(name)
         if opening is None:
-            opening = self._publisher_opening[name] = asyncio.Lock()
-        async with opening:
-            connection = publishers.get(name)
-            if connection is None or connection.closed.done():
-                for old in [old for old, known in publishers.items() if known.closed.done()]:
-                    del publishers[old]
-                connection = publishers[name] = await open_wire(**address)
-            if self.closing:
-                connection.close()
+            opening = self._publisher_opening[name] = (asyncio.Lock(), [0])
+        lock, users = opening
+        users[0] += 1
+        try:
+            async with lock:
+                connection = publishers.get(name)
+                if connection is None or connection.closed.done():
+                    for old in [old for old, known in publishers.items() if known.closed.done()]:
+                        del publishers[old]
+                    connection = publishers[name] = await open_wire(**address)
+                if self.closing:
+                    connection.close()
+        finally:
+            users[0] -= 1
+            if not users[0] and self._publisher_opening.get(name) is opening:
+                del self._publisher_opening[name]
         return connection
 
     def _forget_former_masters(self, masters: set[str]) -> None:
@@ -397,9 +405,6 @@ class RedisEngine:
         failover the old master may live on as a replica): at most one per master."""
         for name in [name for name in self._publishers if name not in masters]:
             self._publishers.pop(name).close()
-        for name in [name for name in self._publisher_opening if name not in masters]:
-            if not self._publisher_opening[name].locked():
-                del self._publisher_opening[name]
 
     async def _store_sharded(
         self, requests: list[PublishRequest], header: list[Any]
