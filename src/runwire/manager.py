@@ -117,7 +117,7 @@ class Connection:
     drained: asyncio.Event | None = None
     reply_tail: asyncio.Task[Any] | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    token: TokenTimer | None = None
+    token: TokenTimer[Connection] | None = None
     """The token's lifetime (warning, 4401 at ``exp``); cancelled in ``closed``."""
 
 
@@ -159,6 +159,10 @@ class WebSocketManager:
         self._closing = False
         self._background: set[asyncio.Task[Any]] = set()
         self._all_closed = asyncio.Event()
+        # One bound method each for every connection's token timer (not two closures
+        # per socket).
+        self._on_token_expiring = self._token_expiring
+        self._on_token_expired = self._token_expired
 
     def set_frame_handler(self, handler: FrameHandler) -> None:
         """Route valid client frames (other than ``resume``) to ``handler``."""
@@ -199,11 +203,18 @@ class WebSocketManager:
         if expires_at is not None and self.token_policy is not None:
             connection.token = TokenTimer(
                 TokenSchedule(self.token_policy, expires_at),
-                lambda at: self.send(connection, TokenExpiring(at)),
-                lambda: self.close_connection(connection, CloseCode.UNAUTHORIZED, EXPIRED_REASON),
+                connection,
+                self._on_token_expiring,
+                self._on_token_expired,
             )
         self._spawn(connection, self._start(connection))
         return connection
+
+    def _token_expiring(self, connection: Connection, expires_at: int) -> None:
+        self.send(connection, TokenExpiring(expires_at))
+
+    def _token_expired(self, connection: Connection) -> None:
+        self.close_connection(connection, CloseCode.UNAUTHORIZED, EXPIRED_REASON)
 
     def closed(self, connection: Connection, code: int = 1006) -> None:
         """Forget a connection whose socket is gone; idempotent, safe on every exit path."""

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from runwire.exceptions import AuthError
 from runwire.ids import UserId
@@ -43,6 +43,9 @@ __all__ = [
     "refresh_delay",
     "verify_refresh",
 ]
+
+Owner = TypeVar("Owner")
+"""What a :class:`TokenTimer` belongs to (the manager's connection), passed to its callbacks."""
 
 EXPIRED_REASON = "token expired"
 """Close reason (4401) when a socket's token runs out."""
@@ -137,27 +140,39 @@ def verify_refresh(authenticator: Authenticator, user_id: UserId, token: str) ->
     return claims
 
 
-class TokenTimer:
+class TokenTimer(Generic[Owner]):
     """Drives one :class:`TokenSchedule` with a ``loop.call_at`` timer.
 
-    ``on_warn(expires_at)`` is called when ``token_expiring`` is due, ``on_expire()``
-    when the socket must close; after ``on_expire`` the timer is done. At most one
+    ``on_warn(owner, expires_at)`` is called when ``token_expiring`` is due,
+    ``on_expire(owner)`` when the socket must close; after ``on_expire`` the timer is
+    done. The callbacks take the owner (the connection) so that one pair of bound
+    methods serves every connection: no closure per socket for the collector. At most one
     timer handle is pending at any time; :meth:`cancel` (idempotent) removes it.
     Deadlines are wall-clock times, converted to the loop's clock when scheduled and
     checked against the wall clock again when the timer fires.
     """
 
-    __slots__ = ("_handle", "_loop", "_on_expire", "_on_warn", "_wall_clock", "schedule")
+    __slots__ = (
+        "_handle",
+        "_loop",
+        "_on_expire",
+        "_on_warn",
+        "_owner",
+        "_wall_clock",
+        "schedule",
+    )
 
     def __init__(
         self,
         schedule: TokenSchedule,
-        on_warn: Callable[[int], None],
-        on_expire: Callable[[], None],
+        owner: Owner,
+        on_warn: Callable[[Owner, int], None],
+        on_expire: Callable[[Owner], None],
         *,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.schedule = schedule
+        self._owner = owner
         self._on_warn = on_warn
         self._on_expire = on_expire
         self._wall_clock = wall_clock
@@ -201,11 +216,11 @@ class TokenTimer:
         step = self.schedule.due(self._wall_clock())
         if step is TokenStep.EXPIRE:
             self._handle = None
-            self._on_expire()
+            self._on_expire(self._owner)
             return
         self._arm()  # before the callback, which may cancel us
         if step is TokenStep.WARN:
-            self._on_warn(self.schedule.expires_at)
+            self._on_warn(self._owner, self.schedule.expires_at)
 
 
 def refresh_delay(expires_at: float, now: float, margin_s: float) -> float:
