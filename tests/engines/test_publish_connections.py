@@ -18,9 +18,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from runwire.redis.client import CONNECT_TIMEOUT_S, wire_address
-from runwire.redis.engine import RedisEngine
 from tests.helpers import Listener
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, engine_on
 
 
 @pytest.fixture
@@ -45,14 +44,7 @@ async def silent_server() -> AsyncIterator[int]:
 async def test_a_master_that_never_answers_delays_no_other_masters_connection(
     redis_server: RedisServer, silent_server: int
 ) -> None:
-    engine = RedisEngine(
-        redis_server.url,
-        max_events=1000,
-        max_bytes=1 << 20,
-        max_age_s=3600,
-        key_ttl_s=3600,
-        max_event_bytes=65536,
-    )
+    engine = engine_on(redis_server.url)
     await engine.start(Listener())
     try:
         # With credentials, an open waits for the answer to AUTH: this one never comes.

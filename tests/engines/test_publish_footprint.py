@@ -21,10 +21,9 @@ from runwire.events import AgentMessageDelta, Event
 from runwire.ids import UserId
 from runwire.pipeline import Pipeline
 from runwire.publisher import OrderedPublisher
-from runwire.redis.engine import RedisEngine
 from runwire.runs import RunStore
 from tests.helpers import Listener
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, engine_on
 
 USERS, PER_USER = 100, 20
 
@@ -42,14 +41,7 @@ async def test_a_publish_in_flight_holds_two_tracked_objects(
     GC-tracked objects they add, per event, stay at about two (the future and the
     window entry; six before). Then all
     of them are stored, in order."""
-    engine = RedisEngine(
-        redis_server.url,
-        max_events=1000,
-        max_bytes=1 << 22,
-        max_age_s=3600,
-        key_ttl_s=3600,
-        max_event_bytes=65536,
-    )
+    engine = engine_on(redis_server.url, max_bytes=1 << 22)
     store = RunStore(runs_per_user=4, max_users=USERS * 2)
     pipeline = Pipeline(engine, store)
     await engine.start(Listener(lambda stored: None))

@@ -39,7 +39,7 @@ from runwire.redis.keys import (
 from runwire.redis.topology import Address, cluster_seeds
 from tests.helpers import Listener
 from tests.redis_cluster import RedisCluster
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, engine_on
 
 _DEADLINE_S = 30.0
 
@@ -55,17 +55,6 @@ def _users(count: int) -> list[UserId]:
 
 def _event(seq: int, run_id: str = "r_1") -> Event:
     return Event.of(AgentMessageDelta(f"e{seq}"), run_id=run_id, thread_id="t", seq=seq, ts=seq)
-
-
-def _engine(url: str) -> RedisEngine:
-    return RedisEngine(
-        url,
-        max_events=1_000,
-        max_bytes=1_048_576,
-        max_age_s=3_600.0,
-        key_ttl_s=3_600,
-        max_event_bytes=65_536,
-    )
 
 
 async def _until(condition: Callable[[], bool], what: str) -> None:
@@ -140,7 +129,7 @@ async def cluster_engine(redis_cluster: RedisCluster) -> AsyncIterator[Callable[
     engines: list[RedisEngine] = []
 
     async def make(deliver: Callable[[StoredEvent], None] | None = None) -> RedisEngine:
-        engine = _engine(redis_cluster.url)
+        engine = engine_on(redis_cluster.url)
         await engine.start(Listener(deliver))
         engines.append(engine)
         return engine
@@ -213,7 +202,7 @@ async def test_a_killed_master_is_replaced_by_its_replica_and_nothing_replicated
     delivered: list[StoredEvent] = []
     listener = Listener(delivered.append)
     states = listener.states
-    watcher, publisher = _engine(own_cluster.url), _engine(own_cluster.url)
+    watcher, publisher = engine_on(own_cluster.url), engine_on(own_cluster.url)
     await watcher.start(listener)
     await publisher.start(Listener())
     try:
@@ -255,7 +244,7 @@ async def test_a_whole_shard_lost_and_restarted(own_cluster: RedisCluster) -> No
     ``appendfsync always`` every acknowledged event is back, same epoch. Users of the
     other shards are untouched either way."""
     persistent = own_cluster.masters[0].persistent
-    engine = _engine(own_cluster.url)
+    engine = engine_on(own_cluster.url)
     listener = Listener()
     states = listener.states
     await engine.start(listener)
@@ -291,7 +280,7 @@ async def test_a_user_whose_slot_moves_to_another_master_is_followed(
     from the new slot map, and the user's next events (published at the new master)
     are delivered."""
     delivered: list[StoredEvent] = []
-    watcher, publisher = _engine(own_cluster.url), _engine(own_cluster.url)
+    watcher, publisher = engine_on(own_cluster.url), engine_on(own_cluster.url)
     await watcher.start(Listener(delivered.append))
     await publisher.start(Listener())
     try:

@@ -18,7 +18,7 @@ from runwire.exceptions import EngineError
 from runwire.ids import UserId
 from runwire.redis.engine import RedisEngine
 from tests.helpers import Listener, wait_until
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, engine_on
 
 
 def user(name: str) -> UserId:
@@ -62,14 +62,7 @@ async def nodes(redis_server: RedisServer) -> AsyncIterator[Callable[[], asyncio
     made: list[Node] = []
 
     async def make(url: str = redis_server.url) -> Node:
-        engine = RedisEngine(
-            url,
-            max_events=1000,
-            max_bytes=1 << 20,
-            max_age_s=3600,
-            key_ttl_s=3600,
-            max_event_bytes=65536,
-        )
+        engine = engine_on(url)
         node = Node(engine)
         await engine.start(Listener(node.delivered.append))
         made.append(node)
