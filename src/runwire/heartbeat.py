@@ -158,8 +158,7 @@ class Heartbeats:
                     self._check(now, entry, peer)
                 except Exception:  # one broken socket must not stop everyone's heartbeat
                     log.exception("heartbeat of a socket failed; it gets no more")
-                    entry[3] = None
-                    peer.heartbeat_entry = None
+                    self.forget(peer)
         finally:
             self._checking = False
             if heap:
@@ -174,13 +173,11 @@ class Heartbeats:
                 return
             peer.awaiting_pong = True
             if not peer.send_ping():
-                entry[3] = None
-                peer.heartbeat_entry = None
+                self.forget(peer)
                 return
             self._push(entry, now + self.timeout_s, _PONG)
         elif peer.awaiting_pong:
-            entry[3] = None
-            peer.heartbeat_entry = None
+            self.forget(peer)
             peer.heartbeat_failed()
         else:
             self._push(entry, max(peer.last_seen + self.interval_s, now), _IDLE)
