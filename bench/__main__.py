@@ -644,6 +644,15 @@ def redis_table(
         return [name, fmt(a, digits), fmt(b, digits), ratio(b, a) if ratios else ""]
 
     rows = rate_rows(row, latency)
+    if latency:
+        rows.append(
+            [
+                "latency p99 us, users of node A / node B",
+                "",
+                " / ".join(fmt(v) for v in red.get("lat_p99_by_port", [])),
+                "",
+            ]
+        )
     rows += [
         row("gateway CPU us/event (all nodes)", "us_per_event", 2),
         row("node A CPU % (publishes all)", "node_a_pct", ratios=False),

@@ -61,6 +61,7 @@ static long long expect_per_conn;
 static long long lost, reordered, misrouted, coalesced, closed_early, received_total, done_conns;
 static long long first_us, last_us;
 static int32_t *lat;
+static uint8_t *lat_port; /* the port index (node) each latency sample came through */
 static size_t nlat, caplat = 8u << 20;
 static long long *ttfe;
 static size_t nttfe;
@@ -163,6 +164,7 @@ static void on_text(Conn *c, const char *p, size_t n, long long t) {
         const char *bar = memchr(m + c->ulen + 1, '|', end - (m + c->ulen + 1));
         if (bar && nlat < caplat) {
             long long d = t - parse_int(bar + 1, end);
+            lat_port[nlat] = (uint8_t)((c - conns) % nports);
             lat[nlat++] = d > INT32_MAX ? INT32_MAX : (int32_t)d;
         }
     }
@@ -278,6 +280,7 @@ int main(int argc, char **argv) {
     }
     fclose(f);
     lat = malloc(caplat * sizeof(int32_t));
+    lat_port = malloc(caplat);
     ttfe = malloc((nconns + 1) * sizeof(long long));
 
     int epfd = epoll_create1(0);
@@ -402,6 +405,20 @@ int main(int argc, char **argv) {
     int still_open = 0;
     for (int k = 0; k < nconns; k++) still_open += conns[k].state == ST_OPEN;
 
+    /* latency p99 per port (node), before the samples are sorted together */
+    static char by_port[16 * 24];
+    size_t at = 0;
+    for (int k = 0; k < nports; k++) {
+        size_t m = 0;
+        for (size_t i = 0; i < nlat; i++) if (lat_port[i] == k) m++;
+        int32_t *mine = malloc((m ? m : 1) * sizeof(int32_t));
+        m = 0;
+        for (size_t i = 0; i < nlat; i++) if (lat_port[i] == k) mine[m++] = lat[i];
+        qsort(mine, m, sizeof(int32_t), cmp32);
+        at += snprintf(by_port + at, sizeof by_port - at, "%s%lld", k ? "," : "",
+                       m ? (long long)mine[(size_t)(0.99 * (m - 1))] : -1LL);
+        free(mine);
+    }
     /* latency percentiles */
     qsort(lat, nlat, sizeof(int32_t), cmp32);
     qsort(ttfe, nttfe, sizeof(long long), cmp64);
@@ -411,12 +428,12 @@ int main(int argc, char **argv) {
            "\"received\":%lld,\"lost\":%lld,\"reordered\":%lld,\"misrouted\":%lld,"
            "\"coalesced\":%lld,\"closed_early\":%lld,\"done_conns\":%lld,"
            "\"first_us\":%lld,\"last_us\":%lld,\"client_cpu_s\":%.4f,\"client_cpu_pct\":%.1f,"
-           "\"lat_n\":%zu,\"lat_p50\":%lld,\"lat_p99\":%lld,\"lat_p999\":%lld,\"lat_max\":%lld,"
+           "\"lat_p99_by_port\":[%s],\"lat_n\":%zu,\"lat_p50\":%lld,\"lat_p99\":%lld,\"lat_p999\":%lld,\"lat_max\":%lld,"
            "\"ttfe_n\":%zu,\"ttfe_p50\":%lld,\"ttfe_p99\":%lld,\"ttfe_max\":%lld}\n",
            nconns, opened, failed, still_open, connect_ms, received_total, lost, reordered,
            misrouted, coalesced, closed_early, done_conns, first_us, last_us,
            cpu_first >= 0 ? cpu_last - cpu_first : 0.0,
-           (cpu_first >= 0 && wall > 0) ? 100.0 * (cpu_last - cpu_first) / wall : 0.0, nlat,
+           (cpu_first >= 0 && wall > 0) ? 100.0 * (cpu_last - cpu_first) / wall : 0.0, by_port, nlat,
            PCT(lat, nlat, 0.5), PCT(lat, nlat, 0.99), PCT(lat, nlat, 0.999), PCT(lat, nlat, 1.0),
            nttfe, PCT(ttfe, nttfe, 0.5), PCT(ttfe, nttfe, 0.99), PCT(ttfe, nttfe, 1.0));
     fflush(stdout);
