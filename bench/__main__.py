@@ -21,8 +21,9 @@ Baselines: websockets, a raw asyncio writer ("the Python bound") and python-sock
 (ASGI under uvicorn; measured when ``python-socketio`` and ``uvicorn`` are installed).
 
 Options: ``--quick`` (small, < 60 s), ``--only fanout,burst,...,redis``, ``--kinds
-runwire,websockets,...`` (servers to run), ``--profile DIR`` (record the runwire fan-out
-server, and in the redis scenario node A, with py-spy into DIR, if py-spy is installed).
+runwire,websockets,...`` (servers to run), ``--profile DIR`` (record the runwire server in
+the fan-out, burst and latency cells, and in the redis scenario each node, with py-spy
+into DIR, if py-spy is installed).
 Traffic stays on 127.0.0.1; every step has a timeout.
 """
 
@@ -369,6 +370,7 @@ class Bench:
         result["us_per_event"] = 1e6 * node_cpu / max(done["published"], 1)
         result["node_a_pct"] = 100 * cpus[0]["cpu_s"] / span
         result["node_b_pct"] = 100 * cpus[1]["cpu_s"] / span if len(cpus) > 1 else None
+        result["waits"] = " / ".join(f"{c['waited_ms']:,.0f} ms, {c['preempted']:,}" for c in cpus)
         result["gc_max_ms"] = max(c["gc_max_ms"] for c in cpus)
         result["gc_summary"] = (
             f"{sum(c['gc_total_ms'] for c in cpus):,.0f} / {sum(c['gc_gen2'] for c in cpus)}"
@@ -657,6 +659,7 @@ def redis_table(
         row("gateway CPU us/event (all nodes)", "us_per_event", 2),
         row("node A CPU % (publishes all)", "node_a_pct", ratios=False),
         row("node B CPU %", "node_b_pct", ratios=False),
+        row("waited for a CPU, preempted (node A / node B)", "waits", ratios=False),
         row("redis-server CPU % (core 1)", "redis_cpu_pct", ratios=False),
         row("redis-server CPU us/event", "redis_us_per_event", 1, ratios=False),
         row("redis: publish script us/call", "redis_script_us", 1, ratios=False),
@@ -889,7 +892,7 @@ def main() -> None:
         if "burst" in only:
             n = sizes.users
             spec = {"pattern": "burst", "events": sizes.burst_events, "depth": 8}
-            res = {k: bench.repeated(args.repeat, k, n, spec, 1000) for k in kinds}
+            res = {k: bench.repeated(args.repeat, k, n, spec, 1000, k == "runwire") for k in kinds}
             title = (
                 f"2. bursts: {n} users, runs of 8 events per user, {sizes.burst_events:,} events"
             )

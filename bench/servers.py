@@ -16,6 +16,7 @@ Commands on stdin, one per line, each answered with one line on stdout:
 - ``run <json>`` -> ``done <json>``: publish a workload (see :func:`drive`);
   ``{"pattern":"none"}`` only restarts the CPU count
 - ``cpu`` -> ``cpu <json>``: CPU seconds and wall seconds since the last ``run``
+  (and the loop thread's time waiting for a CPU, its preemptions)
 - ``quit`` (or EOF) -> exit
 
 The event frame is the runwire envelope of an ``agent_message_delta`` whose text is
@@ -67,6 +68,18 @@ def rss_kib() -> int:
 def cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def waits() -> tuple[float, int]:
+    """``(ms, count)``: how long the loop's thread was runnable but waiting for a CPU
+    (``/proc/thread-self/schedstat``, 0 where the kernel keeps no such figure), and
+    how often it was preempted (involuntary context switches)."""
+    try:
+        with open("/proc/thread-self/schedstat") as schedstat:
+            delay_ms = int(schedstat.read().split()[1]) / 1e6
+    except (OSError, IndexError, ValueError):
+        delay_ms = 0.0
+    return delay_ms, resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
 
 
 class GcWatch:
@@ -640,6 +653,7 @@ async def serve(args: argparse.Namespace) -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     print("listening", flush=True)
     cpu0, wall0 = cpu_s(), time.perf_counter()
+    waited0 = waits()
     watch = GcWatch()
     while line := await reader.readline():
         command, _, argument = line.decode().strip().partition(" ")
@@ -656,11 +670,15 @@ async def serve(args: argparse.Namespace) -> None:
             print("conns" if ok else "timeout", wanted, flush=True)
         elif command == "run":
             cpu0, wall0 = cpu_s(), time.perf_counter()
+            waited0 = waits()
             watch.reset()
             stats = await drive(server, json.loads(argument))
             print("done", json.dumps(stats), flush=True)
         elif command == "cpu":
             usage = {"cpu_s": cpu_s() - cpu0, "wall_s": time.perf_counter() - wall0}
+            waited = waits()
+            usage["waited_ms"] = waited[0] - waited0[0]
+            usage["preempted"] = waited[1] - waited0[1]
             usage.update(watch.stats())
             print("cpu", json.dumps(usage), flush=True)
         elif command == "quit":
