@@ -269,7 +269,7 @@ async def test_a_refresh_sent_while_connecting_is_answered_after_connected() -> 
             await wait_until(lambda: gateway.manager.connection_count == 1)
             connection = _only_connection(gateway, "alice")
             await socket.send(json.dumps({"type": "refresh", "token": fresh, "id": "early"}))
-            await wait_until(lambda: len(connection.session._received) == 1, what="buffered")
+            await wait_until(lambda: len(connection.session._received or ()) == 1, what="buffered")
             assert connection.session.state is State.CONNECTING
             gate.set()
             first = json.loads(await asyncio.wait_for(socket.recv(), 5))

@@ -15,10 +15,10 @@ engine's caller.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 from collections.abc import Callable
 from typing import Protocol, cast
 
+from runwire.callbacks import NO_CONTEXT
 from runwire.engines.base import Engine, ImmediateEngine, PipelinedEngine, StoredEvent
 from runwire.events import AgentCompleted, AgentError, Event
 from runwire.ids import UserId
@@ -36,10 +36,6 @@ publishes in a loop (a run catching up, a burst of tool output) would otherwise 
 the loop, and with it every socket's writes, the other runs and the clients' frames,
 until it stops. With this bound the delivery flush runs at least every 64 publishes.
 """
-
-_CALLBACK_CONTEXT = contextvars.Context()
-"""The context of the submitted futures' callback, which reads no context variable:
-shared, so a publish in flight does not copy one (a tracked object per event)."""
 
 
 class DeliverySink(Protocol):
@@ -128,7 +124,7 @@ class Pipeline:
                     self._turn_publishes = 0  # counted on a loop that is gone
             if not self._turn_publishes:
                 loop = self._turn_loop = asyncio.get_running_loop()
-                loop.call_soon(self._on_turn_end, context=_CALLBACK_CONTEXT)
+                loop.call_soon(self._on_turn_end, context=NO_CONTEXT)
             self._turn_publishes += 1
             stored = cast(ImmediateEngine, engine).publish_nowait(user_id, event)  # hot path
         else:
@@ -151,7 +147,7 @@ class Pipeline:
             EventRejected: the event cannot be encoded or is too big (nothing queued).
         """
         future = cast(PipelinedEngine, self.engine).submit(user_id, event)
-        future.add_done_callback(self._on_submitted_done, context=_CALLBACK_CONTEXT)
+        future.add_done_callback(self._on_submitted_done, context=NO_CONTEXT)
         return future
 
     def _turn_ended(self) -> None:

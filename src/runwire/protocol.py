@@ -172,11 +172,14 @@ class Session:
         self.cursor = cursor
         self.close_code: int | None = None
         self.close_reason = ""
-        self._received: list[ClientFrame] = []
+        self._received: list[ClientFrame] | None = None
+        """Valid frames not yet taken (None when there are none: an idle session
+        holds no list of its own for the collector to walk)."""
         # The outbound queue, as three parallel lists (no object per queued frame):
         # the frame, its event (None for control frames and unmergeable events) and
-        # its offset (0 for control frames).
-        self._frames: list[bytes] = []
+        # its offset (0 for control frames). ``_frames`` is None while nothing is
+        # queued (it is handed over whole by data_to_send).
+        self._frames: list[bytes] | None = None
         self._events: list[Event | None] = []
         self._offsets: list[int] = []
         self._max_events = limits.queue_events
@@ -238,12 +241,16 @@ class Session:
         ):
             self.send_error("message_too_long", "content exceeds max_message_chars", ref)
             return
-        self._received.append(frame)
+        received = self._received
+        if received is None:
+            self._received = [frame]
+        else:
+            received.append(frame)
 
     def frames_received(self) -> list[ClientFrame]:
         """The valid client frames received since the last call, in order."""
-        received, self._received = self._received, []
-        return received
+        received, self._received = self._received, None
+        return received if received is not None else []
 
     def _take_token(self, now: float) -> bool:
         rate = self.limits.messages_per_s
@@ -263,7 +270,7 @@ class Session:
         self.state = State.OPEN
         frame = events.encode(connected)
         # before any error queued while connecting
-        self._frames.insert(0, frame)
+        self._frames = [frame, *(self._frames or ())]
         self._events.insert(0, None)
         self._offsets.insert(0, 0)
         self._outbound_bytes += len(frame)
@@ -284,7 +291,7 @@ class Session:
         if self._control_full(size) and (not self._coalesce() or self._control_full(size)):
             self.close(CloseCode.SLOW_CONSUMER, "outbound queue full; resume from history")
             return False
-        self._frames.append(encoded)
+        self._append(encoded)
         self._events.append(None)
         self._offsets.append(0)
         self._outbound_bytes += size
@@ -292,7 +299,7 @@ class Session:
 
     def _control_full(self, incoming: int) -> bool:
         return (
-            len(self._frames) >= self._max_events + CONTROL_RESERVE_FRAMES
+            self.pending >= self._max_events + CONTROL_RESERVE_FRAMES
             or self._outbound_bytes + incoming > self._max_bytes + CONTROL_RESERVE_BYTES
         )
 
@@ -314,17 +321,22 @@ class Session:
         if offset != cursor + 1:
             return _DUPLICATE if offset <= cursor else _GAP
         size = len(frame)
-        frames = self._frames
         admission = _QUEUED
-        if len(frames) >= self._max_events or self._outbound_bytes + size > self._max_bytes:
+        frames = self._frames
+        if (
+            frames is not None and len(frames) >= self._max_events
+        ) or self._outbound_bytes + size > self._max_bytes:  # self._full(size), inline
             if self._coalesce():
                 admission = _COALESCED
-                frames = self._frames
             if self._full(size):
                 self.close(CloseCode.SLOW_CONSUMER, "outbound queue full; resume from history")
                 return _OVERFLOW
         self.cursor = offset
-        frames.append(frame)
+        frames = self._frames
+        if frames is None:
+            self._frames = [frame]
+        else:
+            frames.append(frame)
         self._events.append(event)
         self._offsets.append(offset)
         self._outbound_bytes += size
@@ -335,10 +347,17 @@ class Session:
         return not self._full(size)
 
     def _full(self, incoming: int) -> bool:
+        frames = self._frames
         return (
-            len(self._frames) >= self._max_events
-            or self._outbound_bytes + incoming > self._max_bytes
-        )
+            frames is not None and len(frames) >= self._max_events
+        ) or self._outbound_bytes + incoming > self._max_bytes
+
+    def _append(self, frame: bytes) -> None:
+        frames = self._frames
+        if frames is None:
+            self._frames = [frame]
+        else:
+            frames.append(frame)
 
     def _coalesce(self) -> bool:
         """Merge runs of adjacent queued deltas of the same run into one frame each.
@@ -352,7 +371,8 @@ class Session:
         queued: list[Event | None] = []
         offsets: list[int] = []
         changed = False
-        for frame, event, offset in zip(self._frames, self._events, self._offsets, strict=True):
+        queued_frames = self._frames or ()
+        for frame, event, offset in zip(queued_frames, self._events, self._offsets, strict=True):
             previous = queued[-1] if queued else None
             if (
                 previous is not None
@@ -377,7 +397,8 @@ class Session:
     @property
     def pending(self) -> int:
         """Frames queued and not yet taken by :meth:`data_to_send`."""
-        return len(self._frames)
+        frames = self._frames
+        return len(frames) if frames is not None else 0
 
     @property
     def pending_bytes(self) -> int:
@@ -387,11 +408,11 @@ class Session:
     def data_to_send(self) -> list[bytes]:
         """Take every queued frame, oldest first (one text frame each)."""
         frames = self._frames
-        self._frames = []
+        self._frames = None
         self._events.clear()
         self._offsets.clear()
         self._outbound_bytes = 0
-        return frames
+        return frames if frames is not None else []
 
     # -- closing ----------------------------------------------------------------
 
@@ -409,10 +430,10 @@ class Session:
         """The transport is gone; nothing more will be sent or received."""
         self.state = State.CLOSED
         self._clear_outbound()
-        self._received.clear()
+        self._received = None
 
     def _clear_outbound(self) -> None:
-        self._frames = []
+        self._frames = None
         self._events.clear()
         self._offsets.clear()
         self._outbound_bytes = 0

@@ -275,6 +275,19 @@ class _ConnectionListener(WSListener):
     closing handshake (:class:`_PicowsWriter`).
     """
 
+    __slots__ = (  # no __dict__: one tracked object fewer per socket
+        "awaiting_pong",
+        "claims",
+        "close_timeout_s",
+        "connection",
+        "heartbeat_entry",
+        "heartbeats",
+        "last_seen",
+        "manager",
+        "resume",
+        "writer",
+    )
+
     def __init__(
         self,
         manager: WebSocketManager,

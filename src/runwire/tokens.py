@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from runwire.callbacks import NO_CONTEXT
 from runwire.exceptions import AuthError
 from runwire.ids import UserId
 
@@ -210,7 +211,9 @@ class TokenTimer(Generic[Owner]):
 
     def _arm(self) -> None:
         delay = self.schedule.next_deadline() - self._wall_clock()
-        self._handle = self._loop.call_at(self._loop.time() + max(0.0, delay), self._fire)
+        self._handle = self._loop.call_at(
+            self._loop.time() + max(0.0, delay), self._fire, context=NO_CONTEXT
+        )
 
     def _fire(self) -> None:
         step = self.schedule.due(self._wall_clock())
