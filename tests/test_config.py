@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from runwire import Settings
-from runwire.config import Mode, load_settings, masked_settings
+from runwire.config import Mode, load_settings, masked_settings, redacted_url
 from runwire.exceptions import ConfigError
 
 SECRET = "s" * 40
@@ -382,6 +382,35 @@ def test_masked_settings_masks_the_secret(tmp_path: Path) -> None:
     assert set(masked) == set(Settings.model_fields)
     assert SECRET not in json.dumps(masked)
     assert SECRET not in repr(masked)
+
+
+@pytest.mark.parametrize(
+    "engine",
+    [
+        "redis://app:S3cr3t@10.0.0.1:6379/0",
+        "redis+cluster://app:S3cr3t@10.0.0.1:7000,10.0.0.2:7000",
+    ],
+)
+def test_masked_settings_mask_the_engine_password(engine: str) -> None:
+    masked = masked_settings(load_settings(engine=engine))
+
+    assert "S3cr3t" not in json.dumps(masked)
+    assert masked["engine"] == engine.replace("S3cr3t", "***")
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:pw@h:1/0", "redis://:***@h:1/0"),
+        ("redis://token@h:1", "redis://***@h:1"),
+        ("redis://u:p%40ss@h:1/2?x=1", "redis://u:***@h:1/2?x=1"),
+        ("redis://h:1/0", "redis://h:1/0"),
+        ("memory://", "memory://"),
+        ("sqlite:///state/events.db", "sqlite:///state/events.db"),
+    ],
+)
+def test_redacted_url_hides_only_the_password(url: str, shown: str) -> None:
+    assert redacted_url(url) == shown
 
 
 def test_masked_settings_leaves_unset_secret_as_none() -> None:

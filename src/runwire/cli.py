@@ -24,6 +24,7 @@ from runwire.config import (
     Settings,
     load_settings,
     masked_settings,
+    redacted_url,
 )
 from runwire.exceptions import ConnectionClosed, RunwireError
 from runwire.stopping import block_stop_signals, until_signalled
@@ -119,7 +120,7 @@ async def _work(settings: Settings) -> int:
 
     worker = Worker(settings, create_engine(settings), load_agent(settings.agent))
     await worker.start()
-    print(f"runwire worker {worker.name} on {settings.engine}", flush=True)
+    print(f"runwire worker {worker.name} on {redacted_url(settings.engine)}", flush=True)
     await until_signalled(settings.shutdown_grace_s)
     print("stopping: runs get the grace period, then end with agent_error", flush=True)
     await worker.stop(settings.shutdown_grace_s)

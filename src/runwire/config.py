@@ -40,6 +40,7 @@ __all__ = [
     "SqliteSynchronous",
     "load_settings",
     "masked_settings",
+    "redacted_url",
 ]
 
 ENV_PREFIX = "RUNWIRE_"
@@ -512,9 +513,28 @@ def _describe(exc: ValidationError) -> str:
 
 
 def masked_settings(settings: Settings) -> dict[str, Any]:
-    """The effective settings as plain values, every secret replaced by ``'***'``."""
+    """The effective settings as plain values, every secret replaced by ``'***'``
+    (the engine URL's password too: :func:`redacted_url`)."""
     values = settings.model_dump(mode="json")
     for name, value in values.items():
         if isinstance(getattr(settings, name), SecretStr) and value is not None:
             values[name] = "***"
+    values["engine"] = redacted_url(settings.engine)
     return values
+
+
+def redacted_url(url: str) -> str:
+    """``url`` fit to print or log: the password of its ``user:password@`` part
+    becomes ``***`` (a user part without a password, which Redis may take as one,
+    is replaced whole). Everything else is kept; a URL without credentials is
+    returned as it is."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url
+    authority, slash, path = rest.partition("/")
+    credentials, at, hosts = authority.rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = credentials.partition(":")
+    shown = f"{user}:***" if colon else "***"
+    return f"{scheme}://{shown}@{hosts}{slash}{path}"

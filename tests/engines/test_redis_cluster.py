@@ -119,6 +119,10 @@ def test_cluster_urls_name_seeds_and_credentials() -> None:
     for bad in ("redis+cluster://", "redis+cluster://host", "redis+cluster://host:port"):
         with pytest.raises(ConfigError):
             cluster_seeds(bad)
+    with pytest.raises(ConfigError) as refused:
+        cluster_seeds("redis+cluster://app:S3cr3t@10.0.0.1:7000,10.0.0.2")
+    assert "S3cr3t" not in str(refused.value)
+    assert "'10.0.0.2' is not host:port in 'redis+cluster://app:***@" in str(refused.value)
 
 
 # -- sharded pub/sub ----------------------------------------------------------------

@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 from redis.exceptions import RedisError
 
+from runwire.config import redacted_url
 from runwire.exceptions import ConfigError, EngineError
 
 __all__ = [
@@ -83,10 +84,10 @@ def cluster_seeds(url: str) -> tuple[list[Address], dict[str, Any]]:
     for part in filter(None, hosts.split(",")):
         host, _, port = part.rpartition(":")
         if not host or not port.isdigit():
-            raise ConfigError(f"RUNWIRE_ENGINE: {part!r} is not host:port in {url!r}")
+            raise ConfigError(f"RUNWIRE_ENGINE: {part!r} is not host:port in {redacted_url(url)!r}")
         seeds.append(Address(host.strip("[]"), int(port)))
     if not seeds:
-        raise ConfigError(f"RUNWIRE_ENGINE: no seed node in {url!r}")
+        raise ConfigError(f"RUNWIRE_ENGINE: no seed node in {redacted_url(url)!r}")
     options: dict[str, Any] = {}
     if credentials:
         user, _, password = credentials.partition(":")
