@@ -350,6 +350,91 @@ async def test_history_that_cannot_fill_a_gap_closes_1011_instead_of_spinning() 
     assert socket.offsets == [1]
 
 
+# -- history that no longer covers a live tab's position -------------------------------------
+
+
+async def test_a_replay_overtaken_by_eviction_goes_on_from_the_head_it_announces() -> None:
+    """A slow replay whose next events left history meanwhile: the tab is told
+    ``out_of_window`` and gets every later event (it was left at its old cursor,
+    open and sent nothing again, before)."""
+    h = await harness(outbound_queue_events=10)
+    await h.publish("alice", *(f"e{i}" for i in range(40)))
+    epoch = h.engine.stream(ALICE).epoch
+    connection, socket = h.open("alice", ResumeRequest(epoch, 0))
+    socket.paused = True  # the client reads slowly: the replay waits for it
+    await wait_until(lambda: connection.session.pending >= 10, what="a full queue")
+    await h.publish("alice", *(f"x{i}" for i in range(100)))  # 41..140
+    h.engine.trim(ALICE, keep=50)  # history now holds 91..140: the replay is overtaken
+    socket.paused = False
+    h.manager.writable_again(connection)
+    await h.settle()
+    assert socket.of_type("resume_failed") == [
+        {"type": "resume_failed", "reason": "out_of_window", "epoch": epoch, "offset": 140}
+    ]
+    replayed = len(socket.offsets)
+    await h.publish("alice", "live-1", "live-2")
+    await h.settle()
+    assert socket.offsets[replayed:] == [141, 142]
+    assert socket.closed_with is None
+
+
+async def test_a_resync_past_the_history_window_says_out_of_window_and_goes_on() -> None:
+    h = await harness()
+    _, socket = await h.connect("alice")
+    h.engine.live = False  # the engine misses the events live (a long outage)
+    await h.publish("alice", *(f"e{i}" for i in range(10)))
+    h.engine.trim(ALICE, keep=3)  # 8..10 are left
+    h.engine.live = True
+    assert h.engine.resync is not None
+    h.engine.resync(ALICE)
+    await h.settle()
+    epoch = h.engine.stream(ALICE).epoch
+    assert socket.of_type("resume_failed") == [
+        {"type": "resume_failed", "reason": "out_of_window", "epoch": epoch, "offset": 10}
+    ]
+    await h.publish("alice", "after")
+    await h.settle()
+    assert socket.offsets == [11]
+
+
+async def test_a_live_gap_whose_events_left_history_goes_on_after_the_head() -> None:
+    h = await harness()
+    _, socket = await h.connect("alice")
+    await h.publish("alice", "a")
+    await h.settle()
+    h.engine.live = False
+    await h.publish("alice", "b", "c")
+    h.engine.trim(ALICE, keep=0)
+    h.engine.live = True
+    await h.publish("alice", "d")  # offset 4 reveals the gap; 2..4 are not in history
+    await h.settle()
+    assert [f["reason"] for f in socket.of_type("resume_failed")] == ["out_of_window"]
+    await h.publish("alice", "e")
+    await h.settle()
+    assert socket.offsets == [1, 5]
+
+
+async def test_a_stream_that_lost_its_last_events_is_followed_from_its_head() -> None:
+    """The engine's head went back in the same epoch (Redis lost its last writes):
+    ``invalid_offset``, and the new events at the reused offsets are delivered."""
+    h = await harness()
+    _, socket = await h.connect("alice")
+    await h.publish("alice", "a", "b", "c", "d", "e")
+    await h.settle()
+    stream = h.engine.stream(ALICE)
+    stream.events, stream.last = stream.events[:3], 3  # 4 and 5 are lost
+    assert h.engine.resync is not None
+    h.engine.resync(ALICE)
+    await h.settle()
+    assert socket.of_type("resume_failed") == [
+        {"type": "resume_failed", "reason": "invalid_offset", "epoch": stream.epoch, "offset": 3}
+    ]
+    await h.publish("alice", "new-4")
+    await h.settle()
+    assert socket.offsets == [1, 2, 3, 4, 5, 4]
+    assert socket.texts[-1] == "new-4"
+
+
 # -- the stream restarts under a connection (epoch change) ------------------------------------
 
 
@@ -372,6 +457,20 @@ async def test_a_new_epoch_is_followed_from_its_start_while_history_holds_it() -
     await h.publish("alice", "e")
     await h.settle()
     assert socket.offsets[-1] == 3
+
+
+async def test_two_live_events_of_a_new_epoch_follow_it_once() -> None:
+    h = await harness()
+    _, socket = await h.connect("alice")
+    await h.publish("alice", "a")
+    await h.settle()
+    new = h.engine.lose(ALICE)
+    await h.publish("alice", "b", "c")  # both arrive before the follow has read anything
+    await h.settle()
+    assert socket.of_type("resume_failed") == [
+        {"type": "resume_failed", "reason": "epoch_changed", "epoch": new, "offset": 0}
+    ]
+    assert socket.offsets == [1, 1, 2]
 
 
 async def test_a_new_epoch_whose_start_is_gone_is_followed_from_its_head() -> None:

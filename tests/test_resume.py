@@ -41,8 +41,14 @@ def test_a_failed_replay_that_sent_nothing_goes_back_to_the_head() -> None:
     assert (sent, cursor) == (failure, 10)
 
 
-def test_a_failed_replay_that_sent_events_keeps_its_place() -> None:
-    failure = ResumeFailed("out_of_window", E1, 10)
+def test_a_replay_overtaken_by_lost_history_goes_on_from_the_frames_offset() -> None:
+    for reason, offset in (("out_of_window", 12), ("invalid_offset", 6)):
+        failure = ResumeFailed(reason, E1, offset)
+        assert follower().replay_failed(failure, start=4, cursor=7, head=10)[1] == offset
+
+
+def test_a_replay_cut_by_an_epoch_change_keeps_its_place_until_it_follows() -> None:
+    failure = ResumeFailed("epoch_changed", E2, 3)
     assert follower().replay_failed(failure, start=4, cursor=7, head=10)[1] == 7
 
 

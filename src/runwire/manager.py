@@ -60,6 +60,11 @@ log = logging.getLogger("runwire.manager")
 
 HISTORY_BATCH = 256
 
+MAX_SKIPS = 3
+"""Times in a row a live connection's catch-up may find history unable to serve it
+(``out_of_window`` / ``invalid_offset``) and move to the head before it is closed
+with 1011: each move is progress, so more in a row means a stream gone wrong."""
+
 
 class FrameWriter(Protocol):
     """What the manager needs from a socket (the server's adapter implements it)."""
@@ -316,7 +321,7 @@ class WebSocketManager:
             finally:
                 connection.follower.replaying = False
         else:
-            await self._catch_up(connection)
+            await self._keep_up(connection)
         self._handle_frames(connection)
 
     async def _replay(self, connection: Connection, request: ResumeRequest) -> None:
@@ -334,7 +339,7 @@ class WebSocketManager:
                 head=head,
             )
             session.send_frame(frame)
-            await self._catch_up(connection)
+            await self._keep_up(connection)
         elif session.state is State.OPEN:
             session.send_frame(follower.replay_done(request, session.cursor))
         self._mark_dirty(connection)
@@ -418,15 +423,43 @@ class WebSocketManager:
             # else READ_AGAIN: the running catch-up reads history again
 
     async def _catch_up_or_follow(self, connection: Connection) -> None:
-        """Catch up from history; if the stream's epoch changed, move to the new one."""
+        """:meth:`_keep_up`, for a resync: an engine failure waits for the next one."""
         try:
-            failure = await self._catch_up(connection)
+            await self._keep_up(connection)
         except EngineError as exc:
             # The engine will call resync() again once it is back.
             log.warning("catch-up failed: %s", exc)
-            return
-        if failure is not None and failure.reason is ResumeFailureReason.EPOCH_CHANGED:
-            await self._follow_epoch(connection)
+
+    async def _keep_up(self, connection: Connection) -> None:
+        """Catch a live connection up from history, whatever history answers.
+
+        The one path for every catch-up of an open connection (after ``connected``, a
+        failed replay, a live gap, a resync): if the stream's epoch changed it moves to
+        the new one; if history no longer holds what follows the cursor (those events
+        were evicted while the connection fell behind, or the stream lost its last
+        events) the client gets ``resume_failed`` (``out_of_window`` /
+        ``invalid_offset``) and the connection goes on from the stream's head. It never
+        stays behind a position history cannot serve (it would get nothing again).
+        """
+        session, follower = connection.session, connection.follower
+        for _ in range(MAX_SKIPS):
+            failure = await self._catch_up(connection)
+            if failure is None or session.state is not State.OPEN:
+                return
+            if failure.reason is ResumeFailureReason.EPOCH_CHANGED:
+                await self._follow_epoch(connection)
+                return
+            frame = follower.skip_to_head(failure.reason.value, failure.position.offset)
+            session.send_frame(frame)
+            session.cursor = frame.offset
+            self._mark_dirty(connection)
+        log.error(
+            "history kept failing under the connection; closing it",
+            extra={"connection_id": connection.id},
+        )
+        self.close_connection(
+            connection, CloseCode.INTERNAL_ERROR, "stream inconsistent; reconnect"
+        )
 
     async def _follow_epoch(self, connection: Connection) -> None:
         """The user's stream was lost and restarted (for example Redis restarted).
@@ -434,21 +467,29 @@ class WebSocketManager:
         The client gets ``resume_failed`` (``epoch_changed``) and must rebuild its view
         of earlier runs from snapshots. The new epoch is delivered from its start when
         its history still holds it (``offset`` 0 in the frame), else from its head.
+        While it runs, later events of the new epoch start no second follow (they are
+        read from history by this one).
         """
-        position = await self.engine.position(connection.user_id)
         session, follower = connection.session, connection.follower
-        if position.epoch == follower.epoch or session.state is not State.OPEN:
-            return
-        probe = await self.engine.read_after(connection.user_id, position.epoch, 0, 1)
-        frame = follower.follow(
-            position.epoch,
-            retained_from_start=not isinstance(probe, ResumeFailure),
-            head=position.offset,
-        )
-        session.send_frame(frame)
-        session.cursor = frame.offset
-        self._mark_dirty(connection)
-        await self._catch_up(connection)
+        follower.following = True
+        try:
+            position = await self.engine.position(connection.user_id)
+            if position.epoch == follower.epoch or session.state is not State.OPEN:
+                return
+            probe = await self.engine.read_after(connection.user_id, position.epoch, 0, 1)
+            if session.state is not State.OPEN:
+                return
+            frame = follower.follow(
+                position.epoch,
+                retained_from_start=not isinstance(probe, ResumeFailure),
+                head=position.offset,
+            )
+            session.send_frame(frame)
+            session.cursor = frame.offset
+            self._mark_dirty(connection)
+        finally:
+            follower.following = False
+        await self._keep_up(connection)
 
     def engine_state_changed(self, available: bool) -> None:
         """Tell every open socket whether the engine is available (``engine_status``).
@@ -569,9 +610,10 @@ class WebSocketManager:
             is_open=connection.session.state is State.OPEN,
         )
         if action is LiveAction.CATCH_UP:
-            self._spawn(connection, self._catch_up(connection))
+            self._spawn(connection, self._keep_up(connection))
         elif action is LiveAction.FOLLOW_EPOCH:
             # A newer epoch: the user's stream restarted under this connection.
+            connection.follower.following = True  # before its task starts: one follow
             self._spawn(connection, self._follow_epoch(connection))
 
     # -- writing ----------------------------------------------------------------

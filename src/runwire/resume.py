@@ -29,6 +29,9 @@ __all__ = [
     "StreamFollower",
 ]
 
+_HISTORY_LOST = frozenset({"out_of_window", "invalid_offset"})
+"""The replay failures after which history cannot serve the cursor any more."""
+
 MAX_STALLED_READS = 3
 """History reads in a row that bring nothing new before a catch-up gives up."""
 
@@ -79,15 +82,25 @@ class StreamFollower:
         connected_offset: the offset announced in ``connected`` (or where the
             connection moved to after an epoch change).
         catching_up: a catch-up (history read loop) is running.
+        following: the connection is moving to a new epoch (its probe is running).
         replaying: the handshake replay is running: client frames wait for it.
     """
 
-    __slots__ = ("_missed", "_stalled", "catching_up", "connected_offset", "epoch", "replaying")
+    __slots__ = (
+        "_missed",
+        "_stalled",
+        "catching_up",
+        "connected_offset",
+        "epoch",
+        "following",
+        "replaying",
+    )
 
     def __init__(self) -> None:
         self.epoch = Epoch("")
         self.connected_offset = 0
         self.catching_up = False
+        self.following = False
         self.replaying = False
         self._missed = False
         self._stalled = 0
@@ -116,9 +129,16 @@ class StreamFollower:
         """A replay could not be served: the frame to send and the cursor to go on from.
 
         If nothing was replayed the cursor returns to the head (the connection goes on
-        live from ``connected``); otherwise it stays where the replay got to.
+        live from ``connected``). If the replay was overtaken (history lost what
+        follows the events it sent), the connection goes on from the offset the frame
+        names; on an epoch change it stays where the replay got to (moving to the new
+        epoch resets it).
         """
-        return failure, head if cursor == start else cursor
+        if cursor == start:
+            return failure, head
+        if failure.reason in _HISTORY_LOST:
+            return failure, failure.offset
+        return failure, cursor
 
     def replay_done(self, request: ResumeRequest, cursor: int) -> Resumed:
         """The frame that ends a successful replay."""
@@ -141,7 +161,7 @@ class StreamFollower:
     def live(self, *, epoch: Epoch, gap: bool, is_open: bool) -> LiveAction:
         """A live event the session did not queue: ``gap`` if it was ahead of the cursor."""
         if epoch != self.epoch:
-            if is_open and not self.catching_up:
+            if is_open and not self.catching_up and not self.following:
                 return LiveAction.FOLLOW_EPOCH
             return LiveAction.NOTHING
         if not gap:
@@ -183,6 +203,14 @@ class StreamFollower:
         self.catching_up = False
 
     # -- epochs -----------------------------------------------------------------------
+
+    def skip_to_head(self, reason: str, head: int) -> ResumeFailed:
+        """History no longer holds what follows the cursor (``out_of_window``: those
+        events left it; ``invalid_offset``: the stream's head went back behind the
+        cursor, its last events lost): the ``resume_failed`` to send, after which the
+        connection goes on from ``head`` (the frame's offset)."""
+        self.connected_offset = head
+        return ResumeFailed(reason, self.epoch, head)
 
     def follow(self, epoch: Epoch, *, retained_from_start: bool, head: int) -> ResumeFailed:
         """Move to a new epoch of the stream; returns the ``resume_failed`` to send.
