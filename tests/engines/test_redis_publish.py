@@ -318,3 +318,37 @@ async def test_a_failed_round_trip_under_a_pipelined_run_loses_nothing(
     assert isinstance(history, list)
     assert [(s.offset, s.event.seq) for s in history] == [(o, o) for o in range(1, 31)]
     await wait_until(lambda: node.offsets(alice) == list(range(1, 31)), what="all delivered")
+
+
+async def test_a_users_keys_live_key_ttl_after_its_last_event(redis_server: RedisServer) -> None:
+    """Key expiry follows the last event, not the event that reached offset 1 (mod 64):
+    a user with fewer than 64 events per ``key_ttl_s`` lost its stream (a new epoch)
+    in the middle of a run before."""
+    import redis.asyncio as aioredis
+
+    from runwire.redis.keys import stream_keys
+
+    now = [1_000_000.0]
+    engine = RedisEngine(
+        redis_server.url,
+        max_events=1000,
+        max_bytes=1 << 20,
+        max_age_s=86_400,
+        key_ttl_s=3600,
+        max_event_bytes=65536,
+        clock=lambda: now[0],
+    )
+    await engine.start(Listener())
+    client = aioredis.from_url(redis_server.url)
+    alice = user("alice")
+    try:
+        first = await engine.publish(alice, event(1))
+        for step in range(1, 4):  # an event every 20 minutes: offsets 2..4
+            now[0] += 1200
+            stored = await engine.publish(alice, event(1 + step))
+            assert stored.epoch == first.epoch
+            for key in stream_keys(alice):
+                assert await client.pttl(key) >= 3600 * 1000, f"{key} after offset {stored.offset}"
+    finally:
+        await client.aclose()
+        await engine.close()

@@ -64,11 +64,12 @@ end
 #   offset); then "".
 # Reply: per group {epoch, offset_1, duplicate_1, ..., offset_n, duplicate_n}.
 #
-# The meta hash holds epoch, offset (the last one), bytes (the stream's), and per run
-# "r:<run_id>" its last stored seq, "o:<run_id>" that event's offset and "t:<run_id>"
-# when (ms). Stream IDs are "<offset>-0". Per group: one HMGET, one XADD per new
-# event, one HSET, one PUBLISH of all the group's new frames ("epoch|first
-# offset|frame\nframe...": a compact JSON envelope holds no raw newline). An event
+# The meta hash holds epoch, offset (the last one), bytes (the stream's), x (when the
+# keys' time to live was last set, ms), and per run "r:<run_id>" its last stored seq,
+# "o:<run_id>" that event's offset and "t:<run_id>" when (ms). Stream IDs are
+# "<offset>-0". Per group: one HMGET, one XADD per new event, one HSET, one PUBLISH
+# of all the group's new frames ("epoch|first offset|frame\nframe...": a compact JSON
+# envelope holds no raw newline). An event
 # whose (run, seq) is not newer than the run's last stored one is not stored again (a
 # retried publish): duplicate 1, with the offset of the run's last stored event. A
 # terminal event comes with its seq negated: once it is stored the run's last seq is
@@ -76,9 +77,11 @@ end
 # a node taken for dead, whose runs another node ended): duplicate 1 again.
 # Amortised: trimming once a bound is passed by its slack (XLEN only once the stream
 # could hold that many: it never holds more entries than its last offset); the age
-# bound when the group passes a multiple of 16 offsets; when it passes an offset 1
-# (mod 64), so on a stream's first event too: both keys' time to live (days), and run
-# fields older than the run field ttl are dropped.
+# bound when the group passes a multiple of 16 offsets; both keys' time to live once
+# 1/16 of key ttl has passed since it was last set (by the caller's clock; on a
+# stream's first event too), set to key ttl + 1/16, so the keys live at least key ttl
+# after the user's last event and at most 1/16 longer; when the group passes an
+# offset 1 (mod 64), run fields older than the run field ttl are dropped.
 # Lua converts between numbers and strings slowly (~0.3 us each): values stay the
 # strings they arrive or are stored as wherever no arithmetic needs them, and the
 # layout ends lists with "" rather than counting them.
@@ -91,7 +94,9 @@ _PUBLISH_TEMPLATE = (
 local now = ARGV[1]
 local now_ms = tonumber(now)
 local max_events, max_bytes, max_age = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local key_ttl, run_ttl = ARGV[5], tonumber(ARGV[6])
+local key_ttl, run_ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
+local refresh_ms = key_ttl * 1000 / 16
+local expire_s = key_ttl + math.ceil(key_ttl / 16)
 local slack_events, slack_bytes = tonumber(ARGV[7]), tonumber(ARGV[8])
 local candidate = ARGV[9]
 local ENDED, ENDED_NUMBER = '9007199254740991', 9007199254740991
@@ -101,7 +106,7 @@ local total = #ARGV
 while a <= total do
   local meta, stream = KEYS[k], KEYS[k + 1]
   local channel = ARGV[a]
-  local wanted = {meta, 'epoch', 'offset', 'bytes'}
+  local wanted = {meta, 'epoch', 'offset', 'bytes', 'x'}
   a = a + 1
   local runs = {}
   while ARGV[a] ~= '' do
@@ -122,9 +127,9 @@ while a <= total do
   end
   local last_seq, last_offset, seen = {}, {}, {}
   for r = 1, #runs do
-    local seq = got[2 + 2 * r]
+    local seq = got[3 + 2 * r]
     if seq and not new_epoch then
-      last_seq[runs[r]], last_offset[runs[r]] = tonumber(seq), got[3 + 2 * r]
+      last_seq[runs[r]], last_offset[runs[r]] = tonumber(seq), got[4 + 2 * r]
     end
   end
   local first = offset + 1
@@ -170,6 +175,11 @@ while a <= total do
     if new_epoch then
       update[6], update[7] = 'epoch', epoch
     end
+    local expire = new_epoch or now_ms - tonumber(got[4] or '0') >= refresh_ms
+    if expire then
+      local n = #update
+      update[n + 1], update[n + 2] = 'x', now
+    end
     for run, seq in pairs(seen) do
       local n = #update
       update[n + 1], update[n + 2] = 'r:' .. run, seq
@@ -177,9 +187,11 @@ while a <= total do
       update[n + 5], update[n + 6] = 't:' .. run, now
     end
     redis.call('HSET', unpack(update))
+    if expire then
+      redis.call('EXPIRE', meta, expire_s)
+      redis.call('EXPIRE', stream, expire_s)
+    end
     if (offset - 1) % 64 < added then
-      redis.call('EXPIRE', meta, key_ttl)
-      redis.call('EXPIRE', stream, key_ttl)
       local all = redis.call('HGETALL', meta)
       local stale = {meta}
       for i = 1, #all, 2 do
