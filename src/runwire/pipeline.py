@@ -129,7 +129,9 @@ class Pipeline:
             stored = cast(ImmediateEngine, engine).publish_nowait(user_id, event)  # hot path
         else:
             stored = await engine.publish(user_id, event)
-        self._published(user_id, event, stored.offset)
+            if stored.duplicate:
+                return stored  # stored before (a retry), or its run has ended
+        self._published(user_id, stored.event, stored.offset)
         return stored
 
     @property
@@ -156,7 +158,8 @@ class Pipeline:
     def _submitted_done(self, future: asyncio.Future[StoredEvent]) -> None:
         if not future.cancelled() and future.exception() is None:
             stored = future.result()
-            self._published(stored.user_id, stored.event, stored.offset)
+            if not stored.duplicate:  # a duplicate was snapshotted when it was stored
+                self._published(stored.user_id, stored.event, stored.offset)
 
     def _published(self, user_id: UserId, event: Event, offset: int) -> None:
         self.store.observe(user_id, offset, event)

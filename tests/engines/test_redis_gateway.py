@@ -413,3 +413,33 @@ async def test_a_message_refused_during_an_outage_is_retried_after_available(
                 assert frame["run_id"] == ack["run_id"]
     finally:
         server.stop()
+
+
+async def test_what_an_ended_run_publishes_changes_no_snapshot(redis_server: RedisServer) -> None:
+    """A publish the engine did not store (its run ended: a zombie agent on a node
+    taken for dead) is not folded into the node's run snapshots either (it was: the
+    run's answer grew text no stream holds)."""
+    from runwire.events import AgentCompleted, AgentMessageDelta, AgentStarted, Event
+
+    async with running_gateway(engine=redis_server.url) as gateway:
+        alice = UserId("alice-snap")
+        pipeline = gateway.pipeline
+
+        def at(seq: int, data: Any) -> Event:
+            return Event.of(data, run_id="r1", thread_id="t", seq=seq, ts=0)
+
+        for seq, data in enumerate(
+            [
+                AgentStarted("demo", "hi"),
+                AgentMessageDelta("done"),
+                AgentCompleted("done", "completed"),
+            ],
+            start=1,
+        ):
+            await pipeline.publish(alice, at(seq, data))
+        late = await pipeline.publish(alice, at(4, AgentMessageDelta(" and more")))
+        assert late.duplicate
+        await wait_until(lambda: pipeline.store.run(alice, "r1") is not None, what="snapshot")
+        snapshot = pipeline.store.run(alice, "r1")
+        assert snapshot is not None
+        assert (snapshot.answer, snapshot.status, snapshot.last_seq) == ("done", "completed", 3)

@@ -352,3 +352,38 @@ async def test_a_users_keys_live_key_ttl_after_its_last_event(redis_server: Redi
     finally:
         await client.aclose()
         await engine.close()
+
+
+async def test_a_recovery_terminal_overtaken_by_a_zombie_still_ends_the_run(
+    nodes: Callable[[], asyncio.Future[Node]],
+) -> None:
+    """The node that ends a lost run continues ``seq`` from the history it read; if the
+    dead node's agent stored more events meanwhile, the terminal event's seq is no
+    longer newer. It is stored anyway, renumbered after the run's last event (a
+    terminal retried after being stored finds the run ended: still a duplicate), and
+    nothing of the run is stored after it. It was taken for a duplicate before: the
+    run never ended and the zombie went on."""
+    from runwire.events import AgentError
+
+    node = await nodes()
+    alice = user("alice")
+    for seq in range(1, 6):
+        await node.engine.publish(alice, event(seq))
+    zombie = [await node.engine.publish(alice, event(seq)) for seq in (6, 7)]
+    terminal = Event.of(AgentError("node_lost", "lost"), run_id="r_1", thread_id="t", seq=6, ts=6)
+    ended = await node.engine.publish(alice, terminal)  # the recovery read up to seq 5
+    assert not ended.duplicate
+    assert (ended.offset, ended.event.seq) == (8, 8)
+    assert b'"seq":8,' in ended.frame
+    late = await node.engine.publish(alice, event(8))  # the zombie goes on
+    again = await node.engine.publish(alice, terminal)  # the recovery retries
+    assert (late.duplicate, again.duplicate) == (True, True)
+    assert [s.offset for s in zombie] == [6, 7]
+    history = await node.engine.read_after(alice, ended.epoch, 0, 20)
+    assert isinstance(history, list)
+    assert [(s.event.type, s.event.seq) for s in history][-3:] == [
+        ("agent_message_delta", 6),
+        ("agent_message_delta", 7),
+        ("agent_error", 8),
+    ]
+    assert history[-1].frame == ended.frame

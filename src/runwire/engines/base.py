@@ -62,6 +62,11 @@ class StoredEvent(msgspec.Struct, frozen=True, gc=False):
     offset: int
     frame: bytes
     event: Event
+    duplicate: bool = False
+    """The publish was not stored: the user's stream holds this event already (a
+    retried publish, deduplicated by ``(run_id, seq)``), or its run has ended. Then
+    ``offset`` and ``frame`` are of the run's last stored event. Only engines that
+    deduplicate (Redis) answer so."""
 
 
 @dataclass(frozen=True, slots=True)

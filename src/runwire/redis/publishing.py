@@ -9,6 +9,7 @@ master (a user's events all in one), :func:`in_request_order` puts the answers b
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -18,6 +19,10 @@ from runwire.engines.base import StoredEvent
 from runwire.events import Event
 from runwire.ids import Epoch, UserId
 from runwire.redis.keys import live_channel, stream_keys
+
+_SEQ_FIELD = re.compile(rb'"seq":\d+')
+"""An envelope's ``seq`` field: its first match in the part after the offset (the
+``run_id`` and ``thread_id`` before it are JSON strings, which cannot hold it)."""
 
 __all__ = [
     "PublishRequest",
@@ -98,10 +103,17 @@ def stored_of(
             raw = group[1 + 2 * position]  # the offset, as the script's string
             if isinstance(raw, int):
                 raw = str(raw).encode()
-            frame = request.prefix + raw + request.suffix
-            results[index] = StoredEvent(request.user_id, epoch, int(raw), frame, request.event)
-            if group[2 + 2 * position]:
-                duplicates[index] = True
+            stored_as = int(group[2 + 2 * position])
+            event, suffix = request.event, request.suffix
+            if stored_as < 0:  # a terminal event stored with another seq (scripts.PUBLISH)
+                event = msgspec.structs.replace(event, seq=-stored_as)
+                suffix = _SEQ_FIELD.sub(b'"seq":%d' % -stored_as, suffix, count=1)
+            duplicate = stored_as == 1
+            frame = request.prefix + raw + suffix
+            results[index] = StoredEvent(
+                request.user_id, epoch, int(raw), frame, event, duplicate=duplicate
+            )
+            duplicates[index] = duplicate
     return results, duplicates  # type: ignore[return-value]  # each index is in a group
 
 

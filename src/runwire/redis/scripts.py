@@ -62,7 +62,9 @@ end
 #   group: live channel, the run of each of its events' runs ("<run_id>") and "", then
 #   per event: its run, seq, frame prefix, frame suffix (the envelope around its
 #   offset); then "".
-# Reply: per group {epoch, offset_1, duplicate_1, ..., offset_n, duplicate_n}.
+# Reply: per group {epoch, offset_1, stored_1, ..., offset_n, stored_n}; stored is 0
+# (stored as sent), 1 (a duplicate: not stored) or -S (a terminal event stored with
+# seq S instead of its own: see below).
 #
 # The meta hash holds epoch, offset (the last one), bytes (the stream's), x (when the
 # keys' time to live was last set, ms), and per run "r:<run_id>" its last stored seq,
@@ -74,7 +76,10 @@ end
 # retried publish): duplicate 1, with the offset of the run's last stored event. A
 # terminal event comes with its seq negated: once it is stored the run's last seq is
 # ENDED (2^53 - 1), so nothing of that run is stored after it (an agent still going on
-# a node taken for dead, whose runs another node ended): duplicate 1 again.
+# a node taken for dead, whose runs another node ended): duplicate 1 again. A terminal
+# event whose seq is not newer, of a run not ended, is stored all the same with the
+# seq after the run's last one (its frame's "seq" rewritten: the first "seq": of an
+# envelope's suffix is its own, as run_id and thread_id are JSON strings).
 # Amortised: trimming once a bound is passed by its slack (XLEN only once the stream
 # could hold that many: it never holds more entries than its last offset); the age
 # bound when the group passes a multiple of 16 offsets; both keys' time to live once
@@ -141,14 +146,28 @@ while a <= total do
     local ended = number < 0  -- the run's terminal event: nothing of it is stored after
     if ended then number = -number end
     local last = last_seq[run]
+    local suffix, stored_as = ARGV[a + 3], 0
     if last ~= nil and number <= last then
+      if ended and last < ENDED_NUMBER then
+        -- A terminal event the run's later events overtook (the node ending a lost run
+        -- read its history before the lost node's agent stored more): it still ends
+        -- the run, renumbered after its last event. A terminal retried after being
+        -- stored finds the run ended, below.
+        number = last + 1
+        stored_as = -number
+        suffix = (string.gsub(suffix, '"seq":%d+', '"seq":' .. string.format('%d', number), 1))
+      else
+        stored_as = 1
+      end
+    end
+    if stored_as == 1 then
       group[#group + 1] = last_offset[run]
       group[#group + 1] = 1
     else
       offset = offset + 1
       local id = tostring(offset)
       first_id = first_id or id
-      local frame = ARGV[a + 2] .. id .. ARGV[a + 3]
+      local frame = ARGV[a + 2] .. id .. suffix
       redis.call('XADD', stream, id, 'f', frame, 't', now)
       frames[#frames + 1] = frame
       size = size + #frame
@@ -159,7 +178,7 @@ while a <= total do
       end
       last_offset[run] = id
       group[#group + 1] = id
-      group[#group + 1] = 0
+      group[#group + 1] = stored_as
     end
     a = a + 4
   end
