@@ -9,11 +9,15 @@ use the Redis engine.
 Bounds: per user ``history_max_events``, ``history_max_bytes`` and
 ``history_ttl_s``; at most ``history_max_users`` streams, the least recently used
 unsubscribed stream evicted first (a subscribed stream is never evicted, so the
-streams beyond the bound are at most the number of connected users).
+streams beyond the bound are at most the number of connected users). Creating a
+stream at the bound costs O(1) amortised however many streams are subscribed: the
+eviction parks each subscribed stream it passes, once, out of the order it walks
+(see :meth:`MemoryEngine._evict_streams`).
 """
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -52,6 +56,8 @@ class _Stream:
     window: Window = field(default_factory=Window)
     subscribers: int = 0
     touched: float = 0.0
+    parked: int = 0
+    """0 while in the engine's LRU order; else when the eviction parked it (its count)."""
 
 
 class MemoryEngine:
@@ -60,7 +66,14 @@ class MemoryEngine:
     def __init__(self, bounds: HistoryBounds, clock: Callable[[], float] = time.monotonic) -> None:
         self.bounds = bounds
         self._clock = clock
-        self._streams: OrderedDict[UserId, _Stream] = OrderedDict()
+        self._streams: dict[UserId, _Stream] = {}
+        """Every stream."""
+        self._lru: OrderedDict[UserId, _Stream] = OrderedDict()
+        """The streams not parked, least recently used first."""
+        self._freed: list[tuple[int, UserId]] = []
+        """Heap of parked streams whose last subscriber left, by when they were parked
+        (entries of streams since touched, subscribed or evicted are skipped)."""
+        self._parks = 0
         self._reports: EngineListener | None = None
         self.evicted_streams = 0
         self.evicted_events = 0
@@ -74,6 +87,8 @@ class MemoryEngine:
     async def close(self) -> None:
         self._reports = None
         self._streams.clear()
+        self._lru.clear()
+        self._freed.clear()
 
     def mark_unavailable(self) -> None:
         """Nothing to do: memory is always available (and nothing else shares it)."""
@@ -83,26 +98,53 @@ class MemoryEngine:
         now = self._clock()
         if stream is None:
             stream = _Stream(epoch=new_epoch(), touched=now)
-            self._streams[user_id] = stream
+            self._streams[user_id] = self._lru[user_id] = stream
             self._evict_streams(keep=user_id)
         else:
-            self._streams.move_to_end(user_id)
+            self._touch(user_id, stream)
             stream.touched = now
         return stream
+
+    def _touch(self, user_id: UserId, stream: _Stream) -> None:
+        """Make ``stream`` the most recently used (unparking it)."""
+        if stream.parked:
+            stream.parked = 0
+            self._lru[user_id] = stream
+        else:
+            self._lru.move_to_end(user_id)
 
     def _evict_streams(self, keep: UserId | None = None) -> None:
         """Drop least recently used unsubscribed streams beyond ``max_users``.
 
-        ``keep`` (the stream being created) is never the one dropped.
+        ``keep`` (the stream being created) is never the one dropped. A subscribed
+        stream met at the least recently used end is parked: taken out of the LRU
+        order until it is next touched, so no later eviction walks past it again.
+        Every parked stream is older than every stream in the LRU order (it was the
+        oldest when parked, and streams enter the order at the newest end), so the
+        parked ones whose last subscriber left (``_freed``, oldest parked first) go
+        first.
         """
-        excess = len(self._streams) - self.bounds.max_users
-        if excess <= 0:
-            return
-        for user_id in list(self._streams):
-            if excess <= 0:
+        streams = self._streams
+        excess = len(streams) - self.bounds.max_users
+        freed = self._freed
+        while excess > 0 and freed:
+            parked, user_id = heapq.heappop(freed)
+            stream = streams.get(user_id)
+            if stream is not None and stream.parked == parked and stream.subscribers == 0:
+                del streams[user_id]
+                self.evicted_streams += 1
+                excess -= 1
+        lru = self._lru
+        while excess > 0 and lru:
+            user_id, stream = lru.popitem(last=False)
+            if user_id == keep:  # the newest: every other stream is parked
+                lru[user_id] = stream
                 break
-            if user_id != keep and self._streams[user_id].subscribers == 0:
-                del self._streams[user_id]
+            if stream.subscribers:
+                self._parks += 1
+                stream.parked = self._parks
+            else:
+                del streams[user_id]
                 self.evicted_streams += 1
                 excess -= 1
 
@@ -125,7 +167,10 @@ class MemoryEngine:
             stream = self._stream(user_id)
             now = stream.touched
         else:
-            streams.move_to_end(user_id)
+            if stream.parked:
+                self._touch(user_id, stream)
+            else:
+                self._lru.move_to_end(user_id)
             stream.touched = now = self._clock()
         offset = stream.last_offset + 1
         # Encoded before the offset is taken: a refused event leaves no gap.
@@ -161,6 +206,8 @@ class MemoryEngine:
         if stream is not None and stream.subscribers > 0:
             stream.subscribers -= 1
             if stream.subscribers == 0:
+                if stream.parked:
+                    heapq.heappush(self._freed, (stream.parked, user_id))
                 self._evict_streams()
 
     def stats(self) -> dict[str, int]:
