@@ -143,6 +143,37 @@ async def test_past_retry_s_the_error_reaches_the_publisher() -> None:
     assert pub.unconfirmed == 0 and store.stored == []
 
 
+@pytest.mark.parametrize("pipelined", [True, False])
+async def test_a_publisher_that_gave_up_stores_nothing_after_it(
+    pipelined: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past ``retry_s`` the events of the window are lost; a later publish (the run's
+    terminal event, once the engine answers again) must not be stored after them: it
+    was, with a ``seq`` gap before it."""
+    store = Store()
+    pub = publisher(store, window=4, retry_s=0.2)
+    if not pipelined:
+        pub = OrderedPublisher(pub._publish, None, window=1, retry_s=0.2)
+    await pub.publish(USER, event(1))
+    await pub.flush()
+    store.fail_next = 10**6
+    with pytest.raises(EngineError):
+        for seq in range(2, 6):
+            await pub.publish(USER, event(seq))
+        await pub.flush()
+    store.fail_next = 0  # the engine answers again
+    refused = []
+    for attempt in (lambda: pub.publish(USER, event(6)), pub.flush):
+        try:
+            await attempt()
+        except EngineError as exc:
+            refused.append(exc)
+    await asyncio.sleep(0.05)
+    assert store.stored == [("r1", 1)]
+    assert len(refused) == 2
+    assert "never retrieved" not in caplog.text
+
+
 async def test_without_submit_each_publish_waits_for_its_event() -> None:
     stored: list[int] = []
 

@@ -20,6 +20,9 @@ Contract:
   ``retry_s`` from the first failure; then :meth:`OrderedPublisher.publish` (or
   ``flush``) raises :class:`~runwire.exceptions.EngineError`. An attempt that did
   reach the store is not stored twice: the engine stores a ``(run_id, seq)`` once.
+* **Given up.** Once it has raised so, the publisher is spent: every later
+  ``publish`` or ``flush`` raises the same error at once and stores nothing, so no
+  event (a terminal one included) is ever stored after one that was lost.
 * **Refusal.** An event the engine cannot encode raises
   :class:`~runwire.exceptions.EventRejected` from ``publish`` at once (nothing queued).
 * **Cancellation.** Cancelling the caller while it waits never withdraws a submitted
@@ -79,7 +82,7 @@ class OrderedPublisher:
         retry_s: how long to keep submitting again after the engine failed.
     """
 
-    __slots__ = ("_publish", "_submit", "_unconfirmed", "retry_s", "window")
+    __slots__ = ("_given_up", "_publish", "_submit", "_unconfirmed", "retry_s", "window")
 
     def __init__(
         self, publish: Publish, submit: Submit | None, *, window: int, retry_s: float
@@ -93,6 +96,8 @@ class OrderedPublisher:
         # Only a pipelined publisher holds events (one object less per run elsewhere:
         # the runtime makes one publisher per run).
         self._unconfirmed: deque[_Pending] = deque() if self._submit is not None else _NONE
+        self._given_up: EngineError | None = None
+        """The error the publisher gave up with; it stores nothing after it."""
 
     @property
     def unconfirmed(self) -> int:
@@ -106,8 +111,11 @@ class OrderedPublisher:
         Raises:
             EventRejected: the engine cannot encode it (nothing queued).
             EngineError: an earlier or this event could not be stored within
-                ``retry_s`` of the engine failing.
+                ``retry_s`` of the engine failing (now or before: the publisher
+                has given up).
         """
+        if self._given_up is not None:
+            raise self._given_up
         submit = self._submit
         if submit is None:
             try:
@@ -127,8 +135,11 @@ class OrderedPublisher:
         """Wait until every event published so far is stored.
 
         Raises:
-            EngineError: they could not be stored within ``retry_s``.
+            EngineError: they could not be stored within ``retry_s`` (now or
+                before: the publisher has given up).
         """
+        if self._given_up is not None:
+            raise self._given_up
         while self._unconfirmed:
             await self._confirm_oldest()
 
@@ -153,11 +164,11 @@ class OrderedPublisher:
             try:
                 # shield: a cancelled caller must not withdraw a submitted event.
                 await asyncio.shield(head.future)
-            except EngineError:
+            except EngineError as exc:
                 if deadline is None:
                     deadline = loop.time() + self.retry_s
                 if loop.time() + delay > deadline:
-                    unconfirmed.clear()
+                    self._give_up(exc)
                     raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
@@ -166,6 +177,14 @@ class OrderedPublisher:
             unconfirmed.popleft()
             self._settle()
             return
+
+    def _give_up(self, error: EngineError) -> None:
+        """Stop for good: drop the window (its failures read, so none is reported as
+        never retrieved) and refuse everything from now on."""
+        self._given_up = error
+        for pending in self._unconfirmed:
+            pending.future.add_done_callback(_retrieve)
+        self._unconfirmed.clear()
 
     def _resubmit(self) -> None:
         """Submit every failed event of the window again, in order."""
@@ -183,7 +202,10 @@ class OrderedPublisher:
         delay = RETRY_FIRST_S
         while True:
             if loop.time() + delay > deadline:
-                raise EngineError(f"not stored within {self.retry_s:g} s of the engine failing")
+                self._given_up = EngineError(
+                    f"not stored within {self.retry_s:g} s of the engine failing"
+                )
+                raise self._given_up
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S)
             try:
@@ -191,3 +213,9 @@ class OrderedPublisher:
                 return
             except EngineError:
                 continue
+
+
+def _retrieve(future: asyncio.Future[StoredEvent]) -> None:
+    """Read a dropped event's outcome (asyncio reports an exception never read)."""
+    if not future.cancelled():
+        future.exception()
