@@ -162,10 +162,10 @@ async def test_a_publisher_that_gave_up_stores_nothing_after_it(
             await pub.publish(USER, event(seq))
         await pub.flush()
     store.fail_next = 0  # the engine answers again
-    refused = []
-    for attempt in (lambda: pub.publish(USER, event(6)), pub.flush):
+    refused: list[EngineError] = []
+    for attempt in (pub.publish(USER, event(6)), pub.flush()):
         try:
-            await attempt()
+            await attempt
         except EngineError as exc:
             refused.append(exc)
     await asyncio.sleep(0.05)
