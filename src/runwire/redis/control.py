@@ -6,7 +6,10 @@ node subscribes to ``rw:control``; a command is published once and every node
 (the sender included) applies it to the sockets it holds. It is fire and forget:
 a node that is disconnected from Redis at that moment misses it (the sender
 still closes its own sockets at once, see
-:meth:`runwire.app.Gateway.disconnect_user`).
+:meth:`runwire.app.Gateway.disconnect_user`). A subscription that hears nothing for
+:data:`IDLE_PING_S` is sent a ``PING``; one that does not answer within as long
+again (a half-open connection, which would wait for ever) is replaced, so a node is
+deaf to commands for at most about twice that.
 
 *How many sockets has user U?* (the server API's presence): the asker subscribes
 to a reply channel of its own, counts the nodes listening on ``rw:control``
@@ -36,6 +39,9 @@ __all__ = ["PRESENCE_TIMEOUT_S", "DisconnectCommand", "PresenceQuery", "RedisCon
 log = logging.getLogger("runwire.redis.engine")
 
 _RECONNECT_DELAY_S = 0.5
+IDLE_PING_S = 5.0
+"""Silence on the control subscription after which it is pinged (and as long again
+for the answer before it is replaced)."""
 PRESENCE_TIMEOUT_S = 1.0
 """How long a presence question waits for the other nodes."""
 
@@ -152,9 +158,7 @@ class RedisControl:
                 await pubsub.subscribe(CONTROL_CHANNEL)
                 self.state = "listening"
                 self._subscribed.set()
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        self._apply(message["data"])
+                await self._receive(pubsub)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # redis errors and dropped connections: retry
@@ -165,6 +169,27 @@ class RedisControl:
                 if pubsub is not None:
                     with contextlib.suppress(Exception):
                         await pubsub.aclose()
+
+    async def _receive(self, pubsub: Any) -> None:
+        """Apply the subscription's commands until it fails or falls silent: nothing
+        heard (not even the answer to a ``PING``) for twice :data:`IDLE_PING_S`."""
+        loop = asyncio.get_running_loop()
+        heard = loop.time()
+        pinged = False
+        while True:
+            message = await pubsub.get_message(timeout=IDLE_PING_S)
+            now = loop.time()
+            if message is not None:
+                heard, pinged = now, False
+                if message.get("type") == "message":
+                    self._apply(message["data"])
+                continue
+            if now - heard < IDLE_PING_S:
+                continue
+            if pinged:
+                raise ConnectionError(f"no answer to PING within {IDLE_PING_S:g} s")
+            await pubsub.ping()
+            pinged = True
 
     def _apply(self, data: bytes) -> None:
         try:
