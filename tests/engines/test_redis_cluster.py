@@ -18,11 +18,13 @@ from pathlib import Path
 import pytest
 import redis
 from redis.crc import key_slot
+from redis.exceptions import ResponseError
 
 from runwire.engines import ResumeFailure, ResumeFailureReason, StoredEvent
 from runwire.events import AgentMessageDelta, Event
 from runwire.exceptions import ConfigError, EngineError
 from runwire.ids import UserId
+from runwire.redis import topology
 from runwire.redis.engine import RedisEngine
 from runwire.redis.keys import (
     NODES_KEY,
@@ -36,7 +38,8 @@ from runwire.redis.keys import (
     snapshot_key,
     stream_keys,
 )
-from runwire.redis.topology import Address, cluster_seeds
+from runwire.redis.topology import Address, Moved, Shard, cluster_seeds
+from runwire.redis.wire import Redirect, redirect_of
 from tests.helpers import Listener
 from tests.redis_cluster import RedisCluster
 from tests.redis_server import RedisServer, engine_on
@@ -123,6 +126,23 @@ def test_cluster_urls_name_seeds_and_credentials() -> None:
         cluster_seeds("redis+cluster://app:S3cr3t@10.0.0.1:7000,10.0.0.2")
     assert "S3cr3t" not in str(refused.value)
     assert "'10.0.0.2' is not host:port in 'redis+cluster://app:***@" in str(refused.value)
+
+
+def test_redirections_are_read_from_error_replies() -> None:
+    assert redirect_of(ResponseError("MOVED 3999 127.0.0.1:6381")) == Redirect(
+        True, 3999, "127.0.0.1", 6381
+    )
+    assert redirect_of(ResponseError("ASK 12 [::1]:7000")) == Redirect(False, 12, "::1", 7000)
+    assert redirect_of(ResponseError("MOVED 5 :7001")) == Redirect(True, 5, "", 7001)
+    for other in ("NOPERM no", "MOVED", "MOVED x 1.2.3.4:5", "ERR MOVED 1 a:2", "CLUSTERDOWN"):
+        assert redirect_of(ResponseError(other)) is None
+    stale = [Shard(((0, 99),), Address("a", 1)), Shard(((100, 199),), Address("b", 2))]
+    fresh = [Shard(((0, 49),), Address("a", 1)), Shard(((50, 199),), Address("b", 2))]
+    assert not Moved(60, Address("a", 1), Address("b", 2)).shown_by(stale)
+    assert Moved(60, Address("a", 1), Address("b", 2)).shown_by(fresh)
+    assert Moved(60, Address("a", 1), None).shown_by(fresh)
+    assert not Moved(60, Address("a", 1), Address("c", 3)).shown_by(fresh)
+    assert not Moved(300, None, None).shown_by(fresh)
 
 
 # -- sharded pub/sub ----------------------------------------------------------------
@@ -317,3 +337,190 @@ async def test_a_user_whose_slot_moves_to_another_master_is_followed(
     finally:
         await watcher.close()
         await publisher.close()
+
+
+# -- a slot map gone stale ----------------------------------------------------------
+
+
+def _move_slot(cluster: RedisCluster, slot: int, target: RedisServer) -> None:
+    """Give ``slot`` to ``target`` (``CLUSTER SETSLOT ... NODE`` on every master, the
+    target first) and wait until every master serves the new map."""
+    target_id = redis.Redis(port=target.port).execute_command("CLUSTER MYID")  # type: ignore[no-untyped-call]
+    masters = sorted(cluster.masters, key=lambda master: master.port != target.port)
+    for master in masters:
+        redis.Redis(port=master.port).execute_command(  # type: ignore[no-untyped-call]
+            "CLUSTER SETSLOT", slot, "NODE", target_id
+        )
+
+    def moved_everywhere() -> bool:
+        for master in masters:
+            rows = redis.Redis(port=master.port).execute_command("CLUSTER SLOTS")  # type: ignore[no-untyped-call]
+            if not any(
+                int(row[0]) <= slot <= int(row[1]) and int(row[2][1]) == target.port for row in rows
+            ):
+                return False
+        return True
+
+    cluster._wait(moved_everywhere, _DEADLINE_S)
+
+
+async def test_a_user_of_a_slot_that_moved_while_nobody_here_held_it_goes_live(
+    own_cluster: RedisCluster,
+) -> None:
+    """A slot holding no user of this node moves to another master: no ``sunsubscribe``
+    tells the node, so its slot map is stale and the user's ``SSUBSCRIBE`` goes to the
+    old master, which answers ``MOVED``. The listener follows it (new slot map, new
+    listeners): the user's first ``subscribe`` returns, it receives what is published
+    next, and so does a user already subscribed at the old master. Before, the
+    ``MOVED`` was dropped and every ``subscribe`` of that user timed out."""
+    delivered: list[StoredEvent] = []
+    watcher, publisher = engine_on(own_cluster.url), engine_on(own_cluster.url)
+    await watcher.start(Listener(delivered.append))
+    await publisher.start(Listener())
+    try:
+        users = _users(200)
+        mover = users[0]
+        slot = _slot(live_channel(mover))
+        source = _master_of(own_cluster, slot)
+        neighbour = next(
+            u
+            for u in users[1:]
+            if _slot(live_channel(u)) != slot
+            and _master_of(own_cluster, _slot(live_channel(u))).port == source.port
+        )
+        await watcher.subscribe(neighbour)
+        target = next(m for m in own_cluster.masters if m.port != source.port)
+        _move_slot(own_cluster, slot, target)
+        assert watcher.available and watcher.stats()["shards"] == 3
+
+        await watcher.subscribe(mover)  # raised EngineError (not confirmed in time)
+
+        channel = live_channel(mover).encode()
+        held = redis.Redis(port=target.port).execute_command("PUBSUB SHARDCHANNELS")  # type: ignore[no-untyped-call]
+        assert channel in held
+        await _until(lambda: watcher.available, "the watcher available again")
+        assert watcher.stats()["unconfirmed_users"] == 0
+        for user_id in (mover, neighbour):
+            await _publish(publisher, user_id, _event(1))
+        await _until(
+            lambda: (
+                sorted((s.user_id, s.offset) for s in delivered)
+                == sorted([(mover, 1), (neighbour, 1)])
+            ),
+            "both users' events, live",
+        )
+    finally:
+        await watcher.close()
+        await publisher.close()
+
+
+async def test_a_moved_user_is_followed_past_a_seed_that_has_not_heard_of_the_move(
+    own_cluster: RedisCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first seed lags: it goes on answering ``CLUSTER SLOTS`` as before the move
+    (its real answer, taken before the move, stands in for a node the cluster's gossip
+    has not reached yet; every other answer is the server's own). A subscribed user's
+    slot is migrated (``MIGRATE`` of its keys, ``SETSLOT ... NODE``): the node is told by
+    the ``sunsubscribe``, passes over the lagging seed's map for one that shows the
+    move, and the user gets its next event live. Before, the first seed's stale map was
+    taken every time: reconnected to the old master, ``MOVED`` dropped, the engine
+    unavailable for good."""
+    [user_id] = _users(1)
+    slot = _slot(live_channel(user_id))
+    source = _master_of(own_cluster, slot)
+    target, lagging = [m for m in own_cluster.masters if m.port != source.port]
+    seeds = [lagging, source, target]
+    url = "redis+cluster://" + ",".join(f"127.0.0.1:{m.port}" for m in seeds)
+    stale = redis.Redis(port=lagging.port).execute_command("CLUSTER SLOTS")  # type: ignore[no-untyped-call]
+    real = topology._cluster_slots
+
+    async def lagging_seed(address: Address, options: dict[str, object]) -> object:
+        if address == Address("127.0.0.1", lagging.port):
+            return stale
+        return await real(address, options)
+
+    monkeypatch.setattr(topology, "_cluster_slots", lagging_seed)
+    delivered: list[StoredEvent] = []
+    watcher, publisher = engine_on(url), engine_on(url)
+    await watcher.start(Listener(delivered.append))
+    await publisher.start(Listener())
+    try:
+        await watcher.subscribe(user_id)
+        await _publish(publisher, user_id, _event(1))
+        await _until(lambda: [s.offset for s in delivered] == [1], "the event before the move")
+        src, tgt = redis.Redis(port=source.port), redis.Redis(port=target.port)
+        source_id = src.execute_command("CLUSTER MYID")  # type: ignore[no-untyped-call]
+        target_id = tgt.execute_command("CLUSTER MYID")  # type: ignore[no-untyped-call]
+        tgt.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source_id)  # type: ignore[no-untyped-call]
+        src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id)  # type: ignore[no-untyped-call]
+        keys = src.execute_command("CLUSTER GETKEYSINSLOT", slot, 100)  # type: ignore[no-untyped-call]
+        assert keys
+        src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)  # type: ignore[no-untyped-call]
+        tgt.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)  # type: ignore[no-untyped-call]
+        src.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)  # type: ignore[no-untyped-call]
+        channel = live_channel(user_id).encode()
+
+        def held_by_target() -> bool:
+            held = tgt.execute_command("PUBSUB SHARDCHANNELS")  # type: ignore[no-untyped-call]
+            return channel in held
+
+        await _until(held_by_target, "the channel subscribed at the new master")
+        await _until(
+            lambda: watcher.available and watcher.stats()["unconfirmed_users"] == 0,
+            "the watcher available, the user live",
+        )
+        await _publish(publisher, user_id, _event(2))
+        await _until(lambda: [s.offset for s in delivered] == [1, 2], "the event after the move")
+    finally:
+        await watcher.close()
+        await publisher.close()
+
+
+async def test_a_refused_subscription_fails_the_connection_and_leaves_nothing_behind(
+    redis_cluster: RedisCluster,
+) -> None:
+    """An error reply other than ``MOVED`` (here ``NOPERM``: the node's ACL user may not
+    read the user's channel) fails the subscription connection: the node reconnects,
+    resubscribes and resyncs, and is available again once the refused user's
+    ``subscribe`` gave up. Nothing of the refused command stays behind: once the
+    channel is allowed, the user's next ``subscribe`` goes live. Before, the error
+    reply was dropped and the refused command stayed unanswered for good, so the
+    user never went live on that connection again."""
+    allowed, refused = _users(2)
+    name, password = f"acl-{secrets.token_hex(4)}", secrets.token_hex(8)
+    servers = [server for server in redis_cluster.servers if server.process is not None]
+
+    def acl(*rules: str) -> None:
+        for server in servers:
+            redis.Redis(port=server.port).execute_command("ACL SETUSER", name, *rules)  # type: ignore[no-untyped-call]
+
+    acl("on", f">{password}", "~*", "+@all", "resetchannels", "&rw:node")
+    acl(f"&{live_channel(allowed)}")
+    seeds = ",".join(f"127.0.0.1:{server.port}" for server in redis_cluster.masters)
+    delivered: list[StoredEvent] = []
+    watcher = engine_on(f"redis+cluster://{name}:{password}@{seeds}")
+    publisher = engine_on(redis_cluster.url)
+    await watcher.start(Listener(delivered.append))
+    await publisher.start(Listener())
+    try:
+        await watcher.subscribe(allowed)
+        with pytest.raises(EngineError):
+            await watcher.subscribe(refused)
+        await _until(lambda: watcher.available, "available once the refused user is gone")
+        acl(f"&{live_channel(refused)}")
+        await watcher.subscribe(refused)  # timed out before: its old command never cleared
+        await _until(lambda: watcher.available, "available")
+        for user_id in (allowed, refused):
+            await _publish(publisher, user_id, _event(1))
+        await _until(
+            lambda: (
+                sorted((s.user_id, s.offset) for s in delivered)
+                == sorted([(allowed, 1), (refused, 1)])
+            ),
+            "both users' events, live",
+        )
+    finally:
+        await watcher.close()
+        await publisher.close()
+        for server in servers:
+            redis.Redis(port=server.port).execute_command("ACL DELUSER", name)  # type: ignore[no-untyped-call]

@@ -7,10 +7,10 @@ flight, a user in at most one of them, so each user's batches apply in order). P
 user, atomically, the script creates the epoch if the stream was lost, skips an
 event whose ``(run_id, seq)`` is already stored (a retried publish), gives the others
 the next offsets, appends each envelope (built around its offset) to the user's
-stream (stream ID ``<offset>-1``) and publishes all of them in one message on the
+stream (stream ID ``<offset>-0``) and publishes all of them in one message on the
 user's channel; it trims the stream once a bound is passed by a sixteenth and
-refreshes the keys' time to live every 64th event. Two nodes publishing for one
-user therefore never produce a gap, a duplicate or a reorder.
+refreshes the keys' time to live once a sixteenth of it has passed. Two nodes
+publishing for one user therefore never produce a gap, a duplicate or a reorder.
 
 Live delivery: each node subscribes only to the channels of users it holds sockets
 for. One :class:`~runwire.redis.subscriptions.SubscriptionSet` owns which users those
@@ -606,13 +606,15 @@ class RedisEngine:
             listener.start()
 
     async def connect(self, listener: ShardListener) -> WireConnection:
-        """A subscription connection to ``listener``'s shard master, found anew."""
+        """A subscription connection to ``listener``'s shard master, found anew (by a
+        slot map that shows the move the listener was told of, if any node has heard of
+        it: :meth:`Topology.shards`)."""
         if self._address is not None:
             return await open_wire(**self._address, subscriber=True)
-        shards = {shard.key: shard for shard in await self._topology.shards()}
+        shards = {shard.key: shard for shard in await self._topology.shards(listener.moved)}
         if shards.keys() != self._shards.keys():
             raise ShardsChanged("the cluster's slots moved")
-        master = shards[listener.key].master
+        master = listener.master = shards[listener.key].master
         return await open_wire(master.host, master.port, subscriber=True, **self._topology.options)
 
     def shards_changed(self) -> None:

@@ -14,14 +14,23 @@ engine's command pool (:meth:`ListenerHost.ping`), becomes *verified* and asks t
 host to resync each of its users from history. A ``PING`` every ``_PING_INTERVAL_S``
 of silence detects a connection that no longer answers.
 
-On any failure (the connection breaks or stops answering, the server answers
-``MOVED``, or sends a ``sunsubscribe`` nobody asked for because the user's slot moved
-to another shard) the listener is unverified (the host reports the engine
-unavailable), forgets what the connection had confirmed, waits (backing off), asks the
-host for a new connection (which resolves the shard's master again, so after a
-failover it is the promoted replica) and starts over. When the host finds the slots
-no longer split into the same shards, :meth:`ListenerHost.connect` raises
-:class:`ShardsChanged` and the listener stops: the host builds new listeners.
+On any failure the listener is unverified (the host reports the engine unavailable),
+forgets what the connection had confirmed, waits (backing off: ``_BACKOFF_MIN_S``
+doubling to ``_BACKOFF_MAX_S``, back to the minimum once verified), asks the host for
+a new connection (which resolves the shard's master again, so after a failover it is
+the promoted replica) and starts over. A failure is: the connection breaks or stops
+answering; the server refuses a command (any error reply: each answers a command
+whose channels would otherwise stay unconfirmed); or a slot left the master, which
+the server says by answering ``MOVED`` (a slot that moved while this listener held
+none of its users, so the engine's slot map is stale) or by a ``sunsubscribe`` nobody
+asked for (a user's slot moved). After the last, the listener keeps the move
+(:attr:`ShardListener.moved`) until it is verified again, and the host's next
+topology read looks past cluster nodes that have not heard of it yet. When the host
+finds the slots no longer split into the same shards, :meth:`ListenerHost.connect`
+raises :class:`ShardsChanged` and the listener stops: the host builds new listeners,
+which take over its users. If no node has heard of the move yet, the host connects to
+the same master again, which refuses or drops the moved users' channels again: the
+listener retries, backing off, until the cluster's slot map shows the move.
 
 The connection is never retried nor re-subscribed by redis-py behind the listener's
 back: a silent reconnect would re-subscribe without the resync that must follow.
@@ -34,19 +43,22 @@ import contextlib
 import logging
 from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from redis.exceptions import (
     ConnectionError as RedisConnectionError,
     RedisError,
+    ResponseError,
     TimeoutError as RedisTimeoutError,
 )
 
 from runwire.ids import UserId
 from runwire.redis.keys import NODE_CHANNEL, live_channel, user_of_channel
 from runwire.redis.subscriptions import SubscriptionSet
+from runwire.redis.topology import Address, Moved
+from runwire.redis.wire import redirect_of
 
-__all__ = ["ListenerHost", "ShardListener", "ShardsChanged"]
+__all__ = ["ListenerHost", "ShardListener", "ShardsChanged", "SlotMoved"]
 
 log = logging.getLogger("runwire.redis.engine")
 
@@ -61,6 +73,16 @@ class ShardsChanged(RedisError):
     """The cluster's slots no longer split into the shards the listeners were made for."""
 
 
+class SlotMoved(RedisConnectionError):
+    """The connection's master no longer serves ``slot`` (it answered ``MOVED``, then
+    ``target`` serves it, or dropped a channel of the slot)."""
+
+    def __init__(self, message: str, slot: int, target: Address | None) -> None:
+        super().__init__(message)
+        self.slot = slot
+        self.target = target
+
+
 class ListenerHost(Protocol):
     """What a listener needs from its engine."""
 
@@ -73,7 +95,9 @@ class ListenerHost(Protocol):
         ...
 
     async def connect(self, listener: ShardListener) -> Any:
-        """A connected subscription connection to the listener's shard master.
+        """A connected subscription connection to the listener's shard master, found
+        by a topology read that shows ``listener.moved`` if it can; the master's address
+        goes to ``listener.master``.
 
         Raises:
             ShardsChanged: the listener's shard no longer exists (stop).
@@ -133,6 +157,11 @@ class ShardListener:
         self.ready = asyncio.Event()
         """Verified at least once."""
         self.stopped = False
+        self.master: Address | None = None
+        """The master of the last connection (set by the host)."""
+        self.moved: Moved | None = None
+        """A slot that left this listener's master, told by the last connections and not
+        yet followed (cleared once verified)."""
         self._last_reply = 0.0
         self._backoff = _BACKOFF_MIN_S
         self._task: asyncio.Task[None] | None = None
@@ -186,6 +215,10 @@ class ShardListener:
                 self.stopped = True
                 self._host.shards_changed()
                 return
+            except SlotMoved as exc:
+                log.warning("redis subscription lost: %s", exc)
+                self.moved = Moved(exc.slot, self.master, exc.target)
+                self._lost()
             except (RedisError, OSError, TimeoutError) as exc:
                 log.warning("redis subscription lost: %s", exc)
                 self._lost()
@@ -272,6 +305,8 @@ class ShardListener:
             replies = await connection.replies()  # all that arrived: one wake-up
             self._last_reply = loop.time()
             for reply in replies:
+                if isinstance(reply, ResponseError):
+                    self._refused(reply)
                 if not isinstance(reply, list) or len(reply) < 2:
                     continue
                 kind = reply[0]
@@ -282,11 +317,30 @@ class ShardListener:
                     if user_id is None:
                         continue
                     if kind == unsubscribed and not subscriptions.awaiting(user_id):
-                        raise RedisConnectionError(f"the server unsubscribed {reply[1]!r}: moved")
+                        raise SlotMoved(
+                            f"the server unsubscribed {reply[1]!r}: its slot moved",
+                            self._slot_of(live_channel(user_id)),
+                            None,
+                        )
                     if subscriptions.replied(user_id, kind == subscribed):
                         host.now_live(user_id)
                     if not self.synced and subscriptions.in_sync:
                         self.changed.set()
+
+    def _refused(self, reply: ResponseError) -> NoReturn:
+        """An error reply: a command was refused, so its channels will never be
+        confirmed. Raises the connection's failure: :class:`SlotMoved` for ``MOVED``
+        (the slot's new master, as the server names it), ``ConnectionError`` else
+        (``ASK``: the slot is being migrated; start over once it is)."""
+        redirect = redirect_of(reply)
+        if redirect is not None and redirect.moved:
+            host = redirect.host or (self.master.host if self.master is not None else "")
+            raise SlotMoved(
+                f"redis answered {reply}: the slot moved",
+                redirect.slot,
+                Address(host, redirect.port) if host else None,
+            )
+        raise RedisConnectionError(f"redis refused a subscription command: {reply}")
 
     async def _verify(self) -> None:
         """The connection holds every wanted user: check the command pool too (refused
@@ -306,6 +360,7 @@ class ShardListener:
             if failures == host.failures:
                 break
         self.verified = True
+        self.moved = None
         self._backoff = _BACKOFF_MIN_S
         self.ready.set()
         host.state_changed()

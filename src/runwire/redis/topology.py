@@ -9,7 +9,9 @@ in :mod:`runwire.redis` asks a :class:`Topology`:
 * :meth:`Topology.slot`: the cluster slot of a key (``0`` for one server);
 * :meth:`Topology.shards`: the shards as they are now, each a set of slot ranges and
   the address of the master serving them (refreshed from the cluster on every call,
-  so a caller reconnecting after a failover finds the promoted replica).
+  so a caller reconnecting after a failover finds the promoted replica). Told of a
+  slot that moved (:class:`Moved`: a node answered ``MOVED``, or dropped the slot's
+  channels), it looks past nodes that have not heard of the move yet.
 
 A shard is named by its slot ranges (:attr:`Shard.key`), not by its master: a replica
 promoted after a failover serves the same ranges, so it is the same shard at a new
@@ -34,6 +36,7 @@ from runwire.exceptions import ConfigError, EngineError
 __all__ = [
     "CLUSTER_SCHEME",
     "Address",
+    "Moved",
     "Shard",
     "Topology",
     "cluster_seeds",
@@ -63,6 +66,32 @@ class Shard:
     def key(self) -> tuple[tuple[int, int], ...]:
         """The shard's name: its slot ranges (stable across a failover)."""
         return self.ranges
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """What a node said of a slot that left it: ``slot`` is no longer served by
+    ``source`` (``None``: not known), and is served by ``target`` when the node said so
+    (``MOVED <slot> <target>``; ``None`` after a dropped channel)."""
+
+    slot: int
+    source: Address | None
+    target: Address | None
+
+    def shown_by(self, shards: list[Shard]) -> bool:
+        """Whether a slot map has heard of the move (the slot is served, not by
+        ``source``, and by ``target`` if known)."""
+        master = _master_of(shards, self.slot)
+        if master is None or (self.source is not None and master == self.source):
+            return False
+        return self.target is None or master == self.target
+
+
+def _master_of(shards: list[Shard], slot: int) -> Address | None:
+    for shard in shards:
+        if any(start <= slot <= end for start, end in shard.ranges):
+            return shard.master
+    return None
 
 
 def is_cluster(url: str) -> bool:
@@ -115,8 +144,15 @@ class Topology:
         """The slot of ``key`` (its hash tag's, when it has one); ``0`` on one server."""
         return key_slot(key.encode()) if self.sharded else 0
 
-    async def shards(self) -> list[Shard]:
-        """The shards now, asking the nodes known so far (seeds first) in turn.
+    async def shards(self, moved: Moved | None = None) -> list[Shard]:
+        """The shards now, asking the nodes known so far in turn: seeds first, except
+        that the node whose answer last showed a move is asked first (it is known to be
+        up to date).
+
+        With ``moved``, its ``target`` is asked first, and an answer that has not heard
+        of the move (a node the cluster's gossip has not reached yet) is passed over
+        for the next node's. If no node has heard of it, the first answer is returned:
+        the caller finds the move again and asks later (it backs off).
 
         Raises:
             EngineError: no known node answered ``CLUSTER SLOTS``.
@@ -124,18 +160,35 @@ class Topology:
         if not self.sharded:
             return [Shard(_ALL_SLOTS, self._known[0])]
         errors: list[str] = []
-        for address in list(self._known):
+        order = list(self._known)
+        if moved is not None and moved.target is not None:
+            if moved.target in order:
+                order.remove(moved.target)
+            order.insert(0, moved.target)
+        stale: list[Shard] | None = None
+        for address in order:
             try:
                 reply = await _cluster_slots(address, self.options)
             except (RedisError, OSError, TimeoutError) as exc:
                 errors.append(f"{address.host}:{address.port}: {exc}")
                 continue
             shards = _shards_of(reply)
-            if shards:
-                for shard in shards:
-                    if shard.master not in self._known:
-                        self._known.append(shard.master)
+            if not shards:
+                continue
+            for shard in shards:
+                if shard.master not in self._known:
+                    self._known.append(shard.master)
+            if moved is None:
                 return shards
+            if moved.shown_by(shards):
+                if address in self._known:
+                    self._known.remove(address)
+                self._known.insert(0, address)  # up to date: ask it first from now on
+                return shards
+            if stale is None:
+                stale = shards
+        if stale is not None:
+            return stale
         raise EngineError(f"no cluster node answered CLUSTER SLOTS ({'; '.join(errors)})")
 
 

@@ -13,7 +13,9 @@ uses) on both sides, and nothing else:
 * **Subscriber mode** (:meth:`WireConnection.listen`): every reply (pushed messages
   and (un)subscribe confirmations) goes to an inbox that
   :meth:`WireConnection.replies` empties at once, so a reader handles everything
-  one read brought in one wake-up.
+  one read brought in one wake-up. An error reply goes there too, in its place, as a
+  ``ResponseError`` instance (not raised): the reader must handle it (one command
+  was refused); :func:`redirect_of` reads a cluster's ``MOVED`` / ``ASK``.
 * **Errors** are redis-py's, so callers map them as before: an error reply raises
   ``ResponseError`` (``NoScriptError`` for ``NOSCRIPT``); a closed or broken
   connection fails every call in flight, and every later one, with
@@ -32,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
-from typing import Any
+from typing import Any, NamedTuple
 
 import hiredis
 from redis.exceptions import (
@@ -42,7 +44,7 @@ from redis.exceptions import (
     TimeoutError as RedisTimeoutError,
 )
 
-__all__ = ["WireConnection"]
+__all__ = ["Redirect", "WireConnection", "redirect_of"]
 
 
 class WireConnection(asyncio.Protocol):
@@ -250,3 +252,26 @@ def _refusal(reply: ResponseError) -> ResponseError:
     if message.startswith("NOSCRIPT"):
         return NoScriptError(message)
     return reply
+
+
+class Redirect(NamedTuple):
+    """A cluster's ``MOVED <slot> <host>:<port>`` (the slot is served there now) or
+    ``ASK`` (the slot is being migrated there: this one command may go there)."""
+
+    moved: bool
+    slot: int
+    host: str
+    """Empty when the server did not say (the host of the connection that answered)."""
+    port: int
+
+
+def redirect_of(reply: ResponseError) -> Redirect | None:
+    """The redirection an error reply is, if it is one (``MOVED`` or ``ASK``)."""
+    kind, _, rest = str(reply).partition(" ")
+    if kind not in ("MOVED", "ASK"):
+        return None
+    slot, _, node = rest.strip().partition(" ")
+    host, _, port = node.rpartition(":")
+    if not slot.isdigit() or not port.isdigit():
+        return None
+    return Redirect(kind == "MOVED", int(slot), host.strip("[]"), int(port))
