@@ -15,12 +15,16 @@ import pytest
 
 from runwire import Gateway
 from runwire.client import Client
+from runwire.engines.memory import HistoryBounds
 from runwire.engines.sqlite import SqliteEngine
 from runwire.events import AgentMessageDelta, Event
 from runwire.exceptions import ConfigError, EngineError
 from runwire.ids import UserId
+from runwire.sqlite.db import Database
+from tests.engines.test_memory_edges import CountingId
 from tests.helpers import (
     SECRET,
+    Listener,
     assert_run_rules,
     collect_run,
     connect,
@@ -286,3 +290,77 @@ async def test_a_message_id_finds_its_run_across_a_restart(tmp_path: Path) -> No
     async with running_gateway(engine=engine) as gateway:
         found = await gateway.dispatcher.find(UserId("finder"), "m-find")
         assert found is not None and found.run_id == ack["run_id"]
+
+
+# -- the streams held in memory -----------------------------------------------------
+
+
+async def test_a_stream_created_at_the_bound_does_not_walk_the_subscribed_ones(
+    tmp_path: Path,
+) -> None:
+    """The memory engine's test of the same name, for the window the SQLite engine holds
+    in memory: 20,000 subscribed streams, the oldest, then idle ones up to the bound;
+    100 new streams each evict one idle stream (from the file too). The work (hashes and
+    comparisons of ids) stays near one pass over the subscribed streams plus a constant
+    per new stream; walking past every subscribed stream for each new one is 100
+    passes."""
+    subscribed, idle, new = 20_000, 1_000, 100
+    bounds = HistoryBounds(
+        max_events=1_000,
+        max_bytes=1_048_576,
+        ttl_s=3_600.0,
+        max_users=subscribed + idle,
+        max_event_bytes=65_536,
+    )
+    engine = SqliteEngine(Database(tmp_path / "runwire.db", "normal"), bounds)
+    await engine.start(Listener())
+    try:
+        event = Event.of(AgentMessageDelta("x"), run_id="r_1", thread_id="t_1", seq=1, ts=1)
+        held = [UserId(CountingId(f"held-{i}")) for i in range(subscribed)]
+        for user_id in held:
+            await engine.subscribe(user_id)
+        await asyncio.gather(
+            *(engine.publish(UserId(CountingId(f"idle-{i}")), event) for i in range(idle))
+        )
+        CountingId.uses = 0
+        for i in range(new):
+            await engine.publish(UserId(CountingId(f"new-{i}")), event)
+        assert engine.evicted_streams == new
+        assert CountingId.uses <= 2 * subscribed + 20 * new, CountingId.uses
+        CountingId.uses = 0
+        for i in range(new, 2 * new):  # the subscribed streams were passed once, for good
+            await engine.publish(UserId(CountingId(f"new-{i}")), event)
+        assert CountingId.uses <= 20 * new, CountingId.uses
+        assert engine.stats()["streams"] == subscribed + idle
+        assert engine.stats()["subscriptions"] == subscribed
+        assert all(user_id in engine._streams for user_id in held)
+    finally:
+        await engine.close()
+    reopened = Database(tmp_path / "runwire.db", "normal")
+    try:  # evicted from the file too
+        assert len((await reopened.open()).streams) == subscribed + idle
+    finally:
+        await reopened.close()
+
+
+async def test_a_stream_passed_while_its_publish_commits_is_evicted_after_the_commit(
+    tmp_path: Path,
+) -> None:
+    """An eviction does not drop a stream whose publish is not committed yet; the next
+    eviction after the commit does (least recently used first, as if never passed)."""
+    bounds = HistoryBounds(
+        max_events=1_000, max_bytes=1_048_576, ttl_s=3_600.0, max_users=1, max_event_bytes=65_536
+    )
+    engine = SqliteEngine(Database(tmp_path / "runwire.db", "normal"), bounds)
+    await engine.start(Listener())
+    x, y, z = UserId("x"), UserId("y"), UserId("z")
+    try:
+        event = Event.of(AgentMessageDelta("x"), run_id="r_1", thread_id="t_1", seq=1, ts=1)
+        # y is created while x's publish waits for its commit: x is kept, over the bound.
+        stored, _ = await asyncio.gather(engine.publish(x, event), engine.position(y))
+        assert stored.offset == 1
+        assert set(engine._streams) == {x, y} and engine.evicted_streams == 0
+        await engine.position(z)  # x (committed now), then y
+        assert set(engine._streams) == {z} and engine.evicted_streams == 2
+    finally:
+        await engine.close()

@@ -12,14 +12,12 @@ unsubscribed stream evicted first (a subscribed stream is never evicted, so the
 streams beyond the bound are at most the number of connected users). Creating a
 stream at the bound costs O(1) amortised however many streams are subscribed: the
 eviction parks each subscribed stream it passes, once, out of the order it walks
-(see :meth:`MemoryEngine._evict_streams`).
+(:class:`~runwire.engines.history.HeldStreams`, shared with the SQLite engine).
 """
 
 from __future__ import annotations
 
-import heapq
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -30,7 +28,7 @@ from runwire.engines.base import (
     StoredEvent,
     StreamPosition,
 )
-from runwire.engines.history import Window, held_stats
+from runwire.engines.history import HeldStreams, Window, held_stats
 from runwire.events import Event, encode_envelope_checked
 from runwire.ids import Epoch, UserId, new_epoch
 
@@ -66,29 +64,27 @@ class MemoryEngine:
     def __init__(self, bounds: HistoryBounds, clock: Callable[[], float] = time.monotonic) -> None:
         self.bounds = bounds
         self._clock = clock
-        self._streams: dict[UserId, _Stream] = {}
-        """Every stream."""
-        self._lru: OrderedDict[UserId, _Stream] = OrderedDict()
-        """The streams not parked, least recently used first."""
-        self._freed: list[tuple[int, UserId]] = []
-        """Heap of parked streams whose last subscriber left, by when they were parked
-        (entries of streams since touched, subscribed or evicted are skipped)."""
-        self._parks = 0
+        self._held: HeldStreams[_Stream] = HeldStreams(bounds.max_users)
+        self._streams = self._held.streams
+        """Every stream (the held ones' own dict, read on the hot path)."""
+        self._lru = self._held.lru
+        """The streams not parked, least recently used first (likewise)."""
         self._reports: EngineListener | None = None
-        self.evicted_streams = 0
         self.evicted_events = 0
 
     available = True
     capabilities = EngineCapabilities(shared=False, durable=False, immediate=True)
+
+    @property
+    def evicted_streams(self) -> int:
+        return self._held.evicted
 
     async def start(self, listener: EngineListener) -> None:
         self._reports = listener
 
     async def close(self) -> None:
         self._reports = None
-        self._streams.clear()
-        self._lru.clear()
-        self._freed.clear()
+        self._held.clear()
 
     def mark_unavailable(self) -> None:
         """Nothing to do: memory is always available (and nothing else shares it)."""
@@ -98,55 +94,11 @@ class MemoryEngine:
         now = self._clock()
         if stream is None:
             stream = _Stream(epoch=new_epoch(), touched=now)
-            self._streams[user_id] = self._lru[user_id] = stream
-            self._evict_streams(keep=user_id)
+            self._held.add(user_id, stream)
         else:
-            self._touch(user_id, stream)
+            self._held.touch(user_id, stream)
             stream.touched = now
         return stream
-
-    def _touch(self, user_id: UserId, stream: _Stream) -> None:
-        """Make ``stream`` the most recently used (unparking it)."""
-        if stream.parked:
-            stream.parked = 0
-            self._lru[user_id] = stream
-        else:
-            self._lru.move_to_end(user_id)
-
-    def _evict_streams(self, keep: UserId | None = None) -> None:
-        """Drop least recently used unsubscribed streams beyond ``max_users``.
-
-        ``keep`` (the stream being created) is never the one dropped. A subscribed
-        stream met at the least recently used end is parked: taken out of the LRU
-        order until it is next touched, so no later eviction walks past it again.
-        Every parked stream is older than every stream in the LRU order (it was the
-        oldest when parked, and streams enter the order at the newest end), so the
-        parked ones whose last subscriber left (``_freed``, oldest parked first) go
-        first.
-        """
-        streams = self._streams
-        excess = len(streams) - self.bounds.max_users
-        freed = self._freed
-        while excess > 0 and freed:
-            parked, user_id = heapq.heappop(freed)
-            stream = streams.get(user_id)
-            if stream is not None and stream.parked == parked and stream.subscribers == 0:
-                del streams[user_id]
-                self.evicted_streams += 1
-                excess -= 1
-        lru = self._lru
-        while excess > 0 and lru:
-            user_id, stream = lru.popitem(last=False)
-            if user_id == keep:  # the newest: every other stream is parked
-                lru[user_id] = stream
-                break
-            if stream.subscribers:
-                self._parks += 1
-                stream.parked = self._parks
-            else:
-                del streams[user_id]
-                self.evicted_streams += 1
-                excess -= 1
 
     def _trim(self, stream: _Stream, now: float) -> None:
         self.evicted_events += stream.window.trim(self.bounds, now)[0]
@@ -168,7 +120,7 @@ class MemoryEngine:
             now = stream.touched
         else:
             if stream.parked:
-                self._touch(user_id, stream)
+                self._held.touch(user_id, stream)
             else:
                 self._lru.move_to_end(user_id)
             stream.touched = now = self._clock()
@@ -206,9 +158,8 @@ class MemoryEngine:
         if stream is not None and stream.subscribers > 0:
             stream.subscribers -= 1
             if stream.subscribers == 0:
-                if stream.parked:
-                    heapq.heappush(self._freed, (stream.parked, user_id))
-                self._evict_streams()
+                self._held.release(user_id, stream)
+                self._held.evict()
 
     def stats(self) -> dict[str, int]:
         return held_stats(self._streams.values()) | {

@@ -26,7 +26,10 @@ Contract, beyond the engine port's:
 * **Bounds** are the memory engine's: per user ``max_events``, ``max_bytes`` and
   ``ttl_s`` (wall-clock seconds, so ages count across restarts), and at most
   ``max_users`` streams, the least recently published-to unsubscribed one evicted
-  first (from the file too). ``max_event_bytes`` is refused before an offset is taken.
+  first (from the file too; one with a publish not yet committed waits for the
+  commit). Creating a stream at the bound costs O(1) amortised however many streams
+  are subscribed (:class:`~runwire.engines.history.HeldStreams`, the memory engine's).
+  ``max_event_bytes`` is refused before an offset is taken.
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -46,7 +48,7 @@ from runwire.engines.base import (
     StoredEvent,
     StreamPosition,
 )
-from runwire.engines.history import Window, held_stats
+from runwire.engines.history import HeldStreams, Window, held_stats
 from runwire.engines.memory import HistoryBounds
 from runwire.events import Event, encode_envelope_checked
 from runwire.exceptions import EngineError
@@ -87,6 +89,13 @@ class _Stream:
     """The latest offset given to a publish (committed or not)."""
     window: Window = field(default_factory=Window)
     subscribers: int = 0
+    parked: int = 0
+    """0 while in the engine's LRU order; else when the eviction parked it (its count)."""
+
+
+def _unsettled(stream: _Stream) -> bool:
+    """A publish of ``stream`` is not committed yet: it is not evicted until it is."""
+    return stream.taken != stream.last_offset
 
 
 class SqliteEngine:
@@ -103,10 +112,13 @@ class SqliteEngine:
         self.database = database
         self.bounds = bounds
         self._clock = clock
-        self._streams: OrderedDict[UserId, _Stream] = OrderedDict()
+        self._held: HeldStreams[_Stream] = HeldStreams(
+            bounds.max_users, pinned=_unsettled, on_evict=self._evicted
+        )
+        self._streams = self._held.streams
+        """Every stream held in memory (the held ones' own dict)."""
         self._reports: EngineListener | None = None
         self.available = False
-        self.evicted_streams = 0
         self.evicted_events = 0
         self.failed_commits = 0
         self._probe: asyncio.Task[None] | None = None
@@ -127,9 +139,9 @@ class SqliteEngine:
             stream = _Stream(saved.epoch, saved.last_offset, saved.last_offset)
             for stored_at, stored in saved.events:
                 stream.window.add(stored, stored_at)
-            self._streams[saved.user_id] = stream
+            self._held.add(saved.user_id, stream, evict=False)
             self._trim(saved.user_id, stream, now)
-        self._evict_streams()
+        self._held.evict()
         self._reports = listener
         self.available = True
 
@@ -142,10 +154,14 @@ class SqliteEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await probe
         await self.database.close()
-        self._streams.clear()
+        self._held.clear()
 
     def mark_unavailable(self) -> None:
         """Nothing to do: nothing else writes this file."""
+
+    @property
+    def evicted_streams(self) -> int:
+        return self._held.evicted
 
     # -- streams -------------------------------------------------------------------
 
@@ -153,7 +169,6 @@ class SqliteEngine:
         stream = self._streams.get(user_id)
         if stream is None:
             stream = _Stream(epoch=new_epoch())
-            self._streams[user_id] = stream
             # Kept at once, so a client told this epoch resumes in it after a crash.
             self.database.write_behind(
                 [
@@ -163,25 +178,14 @@ class SqliteEngine:
                     )
                 ]
             )
-            self._evict_streams(keep=user_id)
+            self._held.add(user_id, stream)
         else:
-            self._streams.move_to_end(user_id)
+            self._held.touch(user_id, stream)
         return stream
 
-    def _evict_streams(self, keep: UserId | None = None) -> None:
-        """Drop least recently used unsubscribed, settled streams beyond ``max_users``."""
-        excess = len(self._streams) - self.bounds.max_users
-        if excess <= 0:
-            return
-        for user_id in list(self._streams):
-            if excess <= 0:
-                break
-            stream = self._streams[user_id]
-            if user_id != keep and stream.subscribers == 0 and stream.taken == stream.last_offset:
-                del self._streams[user_id]
-                self.database.write_behind([(_DROP_EVENTS, (user_id,)), (_DROP_STREAM, (user_id,))])
-                self.evicted_streams += 1
-                excess -= 1
+    def _evicted(self, user_id: UserId, stream: _Stream) -> None:
+        """``stream`` left memory: drop it from the file too."""
+        self.database.write_behind([(_DROP_EVENTS, (user_id,)), (_DROP_STREAM, (user_id,))])
 
     def _trim(self, user_id: UserId, stream: _Stream, now: float) -> None:
         dropped, dropped_through = stream.window.trim(self.bounds, now)
@@ -192,8 +196,12 @@ class SqliteEngine:
     def _commit_failed(self) -> None:
         """A commit failed: offsets given to publishes that will not commit are free,
         and the engine is unavailable until a probe write commits."""
-        for stream in self._streams.values():
-            stream.taken = stream.last_offset
+        held = self._held
+        for user_id, stream in self._streams.items():
+            if stream.taken != stream.last_offset:
+                stream.taken = stream.last_offset
+                if stream.parked:
+                    held.release(user_id, stream)
         self.failed_commits += 1
         if self._reports is None:
             return  # closing (or not started): nobody to tell
@@ -267,8 +275,10 @@ class SqliteEngine:
         try:
             self.database.write(statements, committed, done)
         except EngineError as exc:  # closed meanwhile
-            for stream, _, _ in batch:
+            for stream, stored, _ in batch:
                 stream.taken = stream.last_offset
+                if stream.parked:
+                    self._held.release(stored.user_id, stream)
             done.set_exception(exc)
 
     def _committed(self, stream: _Stream, stored: StoredEvent, now: float) -> None:
@@ -279,6 +289,8 @@ class SqliteEngine:
             self._trim(stored.user_id, stream, now)
         if stream.subscribers and self._reports is not None:
             self._reports.deliver(stored)
+        if stream.parked:  # passed by an eviction while unsettled: it may go now
+            self._held.release(stored.user_id, stream)
 
     async def position(self, user_id: UserId) -> StreamPosition:
         stream = self._stream(user_id)
@@ -301,7 +313,8 @@ class SqliteEngine:
         if stream is not None and stream.subscribers > 0:
             stream.subscribers -= 1
             if stream.subscribers == 0:
-                self._evict_streams()
+                self._held.release(user_id, stream)
+                self._held.evict()
 
     def stats(self) -> dict[str, int]:
         return held_stats(self._streams.values()) | {
