@@ -682,3 +682,27 @@ async def test_a_token_about_to_expire_is_warned_then_closed_4401_at_exp() -> No
     await wait_until(lambda: socket.closed_with is not None, timeout=5, what="the 4401 close")
     assert socket.closed_with == (CloseCode.UNAUTHORIZED, EXPIRED_REASON)
     assert connection.session.state >= State.CLOSING
+
+
+async def test_a_socket_whose_write_raises_is_dropped_and_the_others_are_written(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One broken writer in a flush: it is aborted, and every other dirty socket is
+    still written (the exception escaped the flush before: the rest of the flush was
+    skipped and the broken socket stayed open)."""
+    h = await harness()
+    _, broken = await h.connect("alice")
+    others = [(await h.connect(f"user-{i}"))[1] for i in range(8)]
+    await h.settle()
+
+    def refuse(frames: list[bytes]) -> None:
+        raise RuntimeError("the transport refused the bytes")
+
+    broken.write_frames = refuse  # type: ignore[method-assign]
+    await h.publish("alice", "lost")
+    for i in range(8):
+        await h.publish(f"user-{i}", f"for {i}")
+    await h.settle()
+    assert broken.aborted
+    assert [socket.texts for socket in others] == [[f"for {i}"] for i in range(8)]
+    assert any(r.getMessage() == "writing to a socket failed; dropping it" for r in caplog.records)

@@ -31,6 +31,26 @@ async def test_disconnect_user_closes_every_tab_of_that_user_only() -> None:
         assert await gateway.disconnect_user("nobody") == 0
 
 
+async def test_a_long_non_ascii_reason_is_cut_at_a_character_and_closes_the_tabs() -> None:
+    """The close reason is cut to 120 bytes on a character boundary: cut inside one,
+    the close frame was never sent (picows refused the bytes), the tabs stayed open,
+    and the flush stopped for every other connection in it."""
+    reason = "a" + "日本語の理由" * 8  # 49 characters, 145 bytes: byte 120 is inside one
+    async with (
+        running_gateway() as gateway,
+        connect(gateway, "mallory") as tab_1,
+        connect(gateway, "mallory") as tab_2,
+        connect(gateway, "alice") as alice,
+    ):
+        assert await gateway.disconnect_user("mallory", reason=reason) == 2
+        for tab in (tab_1, tab_2):
+            assert await _closed_code(tab) == CloseCode.FORBIDDEN
+            sent = tab.socket.close_reason
+            assert sent is not None and reason.startswith(sent)
+            assert 117 <= len(sent.encode()) <= 120
+        await alice.ping()
+
+
 async def test_disconnect_user_reaches_every_node(redis_server: RedisServer) -> None:
     async with (
         running_gateway(engine=redis_server.url) as node_a,

@@ -44,7 +44,7 @@ from urllib.parse import parse_qs
 
 from runwire.auth import SUBPROTOCOL, offered_subprotocols, token_from_headers
 from runwire.config import Settings
-from runwire.exceptions import AuthError, CloseCode, LimitError
+from runwire.exceptions import AuthError, CloseCode, LimitError, close_reason
 from runwire.http.exchange import AsgiHeaders
 from runwire.manager import Connection
 from runwire.origins import origin_allowed
@@ -162,7 +162,7 @@ class _AsgiWriter:
         if not valid_close_code(code):
             log.error("refusing to send invalid close code %d; sending 1011", code)
             code = CloseCode.INTERNAL_ERROR
-        self._close = (code, reason.encode()[:120].decode(errors="ignore"))
+        self._close = (code, close_reason(reason))
         self._wake.set()
         self._abort_timer = asyncio.get_running_loop().call_later(self._close_timeout_s, self.abort)
 

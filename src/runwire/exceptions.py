@@ -34,8 +34,22 @@ __all__ = [
     "RunClosedError",
     "RunwireError",
     "ToolCallError",
+    "close_reason",
     "should_reconnect",
 ]
+
+MAX_CLOSE_REASON_BYTES = 120
+"""The longest close reason runwire sends, in UTF-8 bytes (RFC 6455 allows 123)."""
+
+
+def close_reason(reason: str) -> str:
+    """``reason`` cut to :data:`MAX_CLOSE_REASON_BYTES` of UTF-8 on a character
+    boundary (a cut inside a character makes the close frame invalid: it is not
+    sent)."""
+    encoded = reason.encode()
+    if len(encoded) <= MAX_CLOSE_REASON_BYTES:
+        return reason
+    return encoded[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
 
 
 class CloseCode(IntEnum):

@@ -637,28 +637,45 @@ class WebSocketManager:
         for connection in dirty:
             session = connection.session
             state = session.state
-            if state is _OPEN:
-                writer = connection.writer
-                if writer.writable:
-                    frames = session.data_to_send()
-                    if frames:
-                        writer.write_frames(frames)
-                        frames_written += len(frames)
-                        writes += 1
-                        if connection.drained is not None:
-                            connection.drained.set()
-            elif state is _CLOSING:
-                if not connection.close_sent:
-                    connection.close_sent = True
-                    if session.close_code is CloseCode.SLOW_CONSUMER:
-                        self.metrics.slow_consumer_closes.inc()  # events, replies or budget
-                    connection.writer.close(session.close_code or 1000, session.close_reason)
-                if connection.drained is not None:
-                    connection.drained.set()
+            try:
+                if state is _OPEN:
+                    writer = connection.writer
+                    if writer.writable:
+                        frames = session.data_to_send()
+                        if frames:
+                            writer.write_frames(frames)
+                            frames_written += len(frames)
+                            writes += 1
+                            if connection.drained is not None:
+                                connection.drained.set()
+                elif state is _CLOSING:
+                    if not connection.close_sent:
+                        connection.close_sent = True
+                        if session.close_code is CloseCode.SLOW_CONSUMER:
+                            self.metrics.slow_consumer_closes.inc()  # events, replies or budget
+                        connection.writer.close(session.close_code or 1000, session.close_reason)
+                    if connection.drained is not None:
+                        connection.drained.set()
+            except Exception:  # one broken writer must not stop everyone else's writes
+                log.exception(
+                    "writing to a socket failed; dropping it",
+                    extra={"connection_id": connection.id},
+                )
+                self._drop(connection)
         if writes:
             metrics = self.metrics
             metrics.written.pending += frames_written
             metrics.writes.pending += writes
+
+    @staticmethod
+    def _drop(connection: Connection) -> None:
+        """Abort the socket of ``connection`` (its close handshake cannot be trusted)."""
+        session = connection.session
+        session.close(CloseCode.INTERNAL_ERROR, "internal error")
+        try:
+            connection.writer.abort()
+        except Exception:
+            log.exception("aborting a socket failed", extra={"connection_id": connection.id})
 
     def close_connection(self, connection: Connection, code: int, reason: str) -> None:
         """Ask one connection to close with ``code`` (sent on the next flush)."""

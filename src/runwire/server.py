@@ -46,7 +46,7 @@ from runwire.auth import (
     offered_subprotocols,
     token_from_headers,
 )
-from runwire.exceptions import AuthError, CloseCode, LimitError
+from runwire.exceptions import AuthError, CloseCode, LimitError, close_reason
 from runwire.heartbeat import Heartbeats
 from runwire.ids import Epoch
 from runwire.manager import Connection, WebSocketManager
@@ -97,7 +97,7 @@ def _send_close(transport: WSTransport, code: int, reason: str = "") -> None:
     if not valid_close_code(code):
         log.error("refusing to send invalid close code %d; sending 1011", code)
         code = CloseCode.INTERNAL_ERROR
-    transport.send_close(code, reason.encode()[:120])  # type: ignore[arg-type]
+    transport.send_close(code, close_reason(reason).encode())  # type: ignore[arg-type]
 
 
 def _answer_to_close(payload: bytes) -> tuple[int, str]:
