@@ -279,6 +279,30 @@ async def test_the_publishes_of_one_loop_iteration_are_one_write(tmp_path: Path)
         assert database.writes - before == 1, "one write for the iteration's 20 publishes"
 
 
+async def test_a_cancelled_publish_leaves_the_others_of_its_write_alone(tmp_path: Path) -> None:
+    """The publishes of one loop iteration wait on one commit: cancelling one of them
+    (a user cancels their run) cancelled that shared wait, so every other user's
+    publish in the write raised ``CancelledError`` although it was stored, and their
+    runs ended as if the gateway were shutting down."""
+    engine = f"sqlite:///{tmp_path / 'runwire.db'}"
+    async with running_gateway(engine=engine) as gateway:
+        sqlite = gateway.engine
+        assert isinstance(sqlite, SqliteEngine)
+
+        def event(run: str) -> Event:
+            return Event.of(AgentMessageDelta("x"), run_id=run, thread_id="t", seq=1, ts=0)
+
+        alice = asyncio.create_task(sqlite.publish(UserId("alice"), event("r_a")))
+        bob = asyncio.create_task(sqlite.publish(UserId("bob"), event("r_b")))
+        await asyncio.sleep(0)  # both wait on the same write now
+        alice.cancel()
+        stored = await asyncio.wait_for(bob, 5)
+        assert stored.offset == 1
+        with pytest.raises(asyncio.CancelledError):
+            await alice
+        assert (await sqlite.position(UserId("bob"))).offset == 1
+
+
 async def test_a_message_id_finds_its_run_across_a_restart(tmp_path: Path) -> None:
     engine = f"sqlite:///{tmp_path / 'runwire.db'}"
     async with running_gateway(engine=engine) as gateway, connect(gateway, "finder") as client:

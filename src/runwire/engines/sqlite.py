@@ -252,7 +252,9 @@ class SqliteEngine:
             loop = asyncio.get_running_loop()
             done = self._batch_done = loop.create_future()
             loop.call_soon(self._flush)
-        await done
+        # Shielded: the iteration's publishes share this wait, and cancelling one
+        # caller must not cancel it for the others (its event is written anyway).
+        await asyncio.shield(done)
         return stored
 
     def _flush(self) -> None:
