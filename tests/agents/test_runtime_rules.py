@@ -740,3 +740,93 @@ async def test_stop_gives_a_run_that_ignores_cancellation_one_second_at_most() -
     assert 0.9 <= loop.time() - begun < 1.8  # the grace, then at most 1 s more
     leave.set()
     assert await finished.wait(started.run_id) == "completed"
+
+
+# -- a stop that arrives while an event is being published -----------------------------
+
+
+class HeldPublish(Recorder):
+    """A publish that waits, for the first event of type ``kind``, until released (an
+    engine slow to answer): a cancellation can arrive right then."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.waiting = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self, user_id: UserId, event: Event) -> object:
+        if event.type == self.kind and not self.release.is_set():
+            self.waiting.set()
+            await self.release.wait()
+        return await super().__call__(user_id, event)
+
+
+def held_runtime(
+    agent: Agent, kind: str, **overrides: Any
+) -> tuple[AgentRuntime, HeldPublish, Finished]:
+    publish, finished = HeldPublish(kind), Finished()
+    return (
+        AgentRuntime(agent, publish, limits(**overrides), on_finished=finished),
+        publish,
+        finished,
+    )
+
+
+async def test_a_cancel_during_the_terminal_publish_still_ends_the_run() -> None:
+    """The agent has returned and its ``agent_completed`` is on its way: a cancel then
+    (the user pressed stop as the answer ended) used to cancel that publish, so the
+    run had no terminal event, was reported completed, and its snapshot stayed
+    running."""
+    rt, publish, finished = held_runtime(echo, "agent_completed")
+    started = rt.start_run(ALICE, "hello", message_id="m1", thread_id=None)
+    await asyncio.wait_for(publish.waiting.wait(), 5)
+    assert rt.cancel(ALICE, started.run_id)
+    publish.release.set()
+    assert await finished.wait(started.run_id) == "completed"
+    assert [type(d).__name__ for d in publish.data(started.run_id)] == [
+        "AgentStarted",
+        "AgentMessageDelta",
+        "AgentCompleted",
+    ]
+
+
+async def test_a_cancel_during_tool_completed_leaves_no_call_open() -> None:
+    """A cancel while ``tool_completed`` is being published: it is published, then the
+    run is cancelled (its ``tool_completed`` was lost and the call stayed unpaired, with
+    a gap in ``seq``, before)."""
+    gate = Gate()
+    gate.release.set()
+    rt, publish, finished = held_runtime(gate, "tool_completed")
+    started = rt.start_run(ALICE, "x", message_id="m1", thread_id=None)
+    await asyncio.wait_for(publish.waiting.wait(), 5)
+    assert rt.cancel(ALICE, started.run_id)
+    publish.release.set()
+    assert await finished.wait(started.run_id) == "cancelled"
+    events = publish.of(started.run_id)
+    assert [e.type for e in events] == [
+        "agent_started",
+        "tool_executing",
+        "tool_completed",
+        "agent_completed",
+    ]
+    assert [e.seq for e in events] == [1, 2, 3, 4]
+    assert events[2].data.ok is True  # type: ignore[union-attr]
+    assert events[3].data.status == "cancelled"  # type: ignore[union-attr]
+
+
+async def test_a_timeout_during_a_publish_lets_it_finish_then_ends_the_run() -> None:
+    async def slow(run: Run, message: str) -> str:
+        await run.say("a")
+        await asyncio.sleep(10)
+        return "never"
+
+    rt, publish, finished = held_runtime(slow, "agent_message_delta", timeout_s=0.1)
+    started = rt.start_run(ALICE, "x", message_id="m1", thread_id=None)
+    await asyncio.wait_for(publish.waiting.wait(), 5)
+    await asyncio.sleep(0.2)  # the run's time is up while its first delta is held
+    publish.release.set()
+    assert await finished.wait(started.run_id) == "timeout"
+    events = publish.of(started.run_id)
+    assert [e.type for e in events] == ["agent_started", "agent_message_delta", "agent_error"]
+    assert [e.seq for e in events] == [1, 2, 3]

@@ -96,6 +96,13 @@ class _Active:
     seq: int = 0
     stop_reason: str | None = None
     started: bool = False
+    publishing: bool = False
+    """An event of the run is being published: a stop waits for it (a cancellation
+    there would leave it half done: stored or not, its call open or not)."""
+    stop_deferred: bool = False
+    """A stop came while publishing: the cancellation follows the publish."""
+    finishing: bool = False
+    """The agent's code is done: the runtime ends the run, and no stop cancels that."""
 
 
 class AgentRuntime:
@@ -214,14 +221,26 @@ class AgentRuntime:
         return True
 
     def _stop(self, active: _Active, reason: str) -> None:
-        if active.stop_reason is None:
+        """Cancel the agent's code (``reason``: cancelled, timeout, shutdown), but never
+        a publish under way (the cancellation follows it) nor the runtime's ending of
+        the run (closing its tool calls, its terminal event)."""
+        if active.stop_reason is None and not active.finishing:
             active.stop_reason = reason
             if active.started:
-                active.task.cancel()
+                self._cancel(active)
             else:
                 # A task cancelled before its first step never runs its body: no terminal
                 # event, and the run would never be forgotten. Cancel it once it runs.
-                asyncio.get_running_loop().call_soon(active.task.cancel)
+                asyncio.get_running_loop().call_soon(self._cancel, active)
+
+    @staticmethod
+    def _cancel(active: _Active) -> None:
+        if active.finishing:
+            return
+        if active.publishing:
+            active.stop_deferred = True  # raised by _emit once the publish is done
+        else:
+            active.task.cancel()
 
     async def stop(self, grace_s: float) -> None:
         """Refuse new runs, give running ones ``grace_s``, then cancel them (``shutdown``)."""
@@ -269,23 +288,36 @@ class AgentRuntime:
             )
             if event.is_terminal:
                 run.closed = True
-            publisher = active.publisher
+            active.publishing = True
             try:
-                await publisher.publish(run.user_id, event)
-            except EventRejected as exc:
-                replacement = _replacement(data, exc.reason)
-                if replacement is None:
-                    # Nothing stands in for a thought or a piece of the answer: the
-                    # agent gets the error (and the run ends if it does not catch it).
-                    active.seq -= 1
-                    run.closed = False
-                    raise
-                log.warning("event replaced: %s", exc.reason, extra={"run_id": run.run_id})
-                await publisher.publish(run.user_id, _with_data(event, replacement))
-            if run.closed:
-                # The terminal event counts as published once every event is stored
-                # (a publish that fails within engine_retry_s raises here).
-                await publisher.flush()
+                await self._publish_event(active, data, event)
+            finally:
+                active.publishing = False
+                if active.stop_deferred:
+                    # The stop that came meanwhile: the agent is cancelled now, with
+                    # this event published (or refused) whole.
+                    active.stop_deferred = False
+                    if not active.finishing:
+                        raise asyncio.CancelledError
+
+    async def _publish_event(self, active: _Active, data: EventData, event: Event) -> None:
+        run, publisher = active.run, active.publisher
+        try:
+            await publisher.publish(run.user_id, event)
+        except EventRejected as exc:
+            replacement = _replacement(data, exc.reason)
+            if replacement is None:
+                # Nothing stands in for a thought or a piece of the answer: the
+                # agent gets the error (and the run ends if it does not catch it).
+                active.seq -= 1
+                run.closed = False
+                raise
+            log.warning("event replaced: %s", exc.reason, extra={"run_id": run.run_id})
+            await publisher.publish(run.user_id, _with_data(event, replacement))
+        if run.closed:
+            # The terminal event counts as published once every event is stored
+            # (a publish that fails within engine_retry_s raises here).
+            await publisher.flush()
 
     async def _drive(self, run: Run) -> None:
         active = self._active[run.run_id]
@@ -295,13 +327,22 @@ class AgentRuntime:
         try:
             terminal: EventData
             try:
-                await run._emit(AgentStarted(self.agent_name, run.input))
-                async with asyncio.timeout(self.limits.timeout_s):
+                timer: asyncio.TimerHandle | None = None
+                try:
+                    await run._emit(AgentStarted(self.agent_name, run.input))
+                    # The run's time limit is a stop like a cancel: never in a publish.
+                    timer = asyncio.get_running_loop().call_later(
+                        self.limits.timeout_s, self._stop, active, "timeout"
+                    )
                     output = await timed_steps(
                         self.agent(run, run.input),
                         self.limits.slow_step_s,
                         lambda held_s: self._slow_step(run, held_s),
                     )
+                finally:
+                    active.finishing = True  # from here on nothing cancels the run's ending
+                    if timer is not None:
+                        timer.cancel()
                 if not isinstance(output, str):
                     output = "".join(run.said)
                 terminal = AgentCompleted(output, "completed")
@@ -311,6 +352,11 @@ class AgentRuntime:
                 if reason == "cancelled":
                     status = "cancelled"
                     terminal = AgentCompleted("".join(run.said), "cancelled")
+                elif reason == "timeout":
+                    status = "timeout"
+                    terminal = AgentError(
+                        "timeout", f"the run exceeded {self.limits.timeout_s:g} s"
+                    )
                 else:
                     status = "shutdown"
                     terminal = AgentError("shutdown", "the gateway is shutting down")
@@ -318,10 +364,6 @@ class AgentRuntime:
                 status = "failed"
                 await self._close_calls(run, "run failed")
                 terminal = AgentError("event_rejected", exc.reason)
-            except TimeoutError:
-                status = "timeout"
-                await self._close_calls(run, "timeout")
-                terminal = AgentError("timeout", f"the run exceeded {self.limits.timeout_s:g} s")
             except Exception:
                 status = "failed"
                 log.exception("agent failed", extra={"run_id": run.run_id})
