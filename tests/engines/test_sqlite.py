@@ -34,6 +34,7 @@ from tests.helpers import (
     running_gateway,
     scripted_agent,
     token_for,
+    wait_until,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -388,3 +389,78 @@ async def test_a_stream_passed_while_its_publish_commits_is_evicted_after_the_co
         assert set(engine._streams) == {z} and engine.evicted_streams == 2
     finally:
         await engine.close()
+
+
+def _delta(text: str, seq: int) -> Event:
+    return Event.of(AgentMessageDelta(text), run_id="r", thread_id="t", seq=seq, ts=1)
+
+
+async def _until_available(engine: SqliteEngine) -> None:
+    await wait_until(lambda: engine.available, 10, what="the engine available again")
+
+
+async def test_a_publish_queued_as_a_commit_fails_is_failed_too(tmp_path: Path) -> None:
+    """A publish that took its offset while an earlier commit was failing, and whose
+    own write was still to come: it was written after the offsets were taken back (a
+    gap, then the next publish reused its offset, then the file was refused at the
+    next start). It now fails with the failed commit, and nothing is out of order."""
+    import time
+
+    bounds = HistoryBounds(1000, 1 << 20, 3600.0, 100, 1 << 20)
+    delivered: list[int] = []
+    engine = SqliteEngine(Database(tmp_path / "r.db", "full"), bounds)
+    await engine.start(Listener(lambda stored: delivered.append(stored.offset)))
+    user = UserId("u")
+    await engine.subscribe(user)
+    await engine.publish(user, _delta("a", 1))
+    database = engine.database
+    await database.write([("PRAGMA max_page_count = 1", ())])  # the disk is full
+    failed_through = database._failed_through
+    big = asyncio.create_task(engine.publish(user, _delta("x" * 200_000, 2)))
+    await asyncio.sleep(0)  # big takes offset 2
+    await asyncio.sleep(0)  # its write goes to the writer, which will fail it
+    small = asyncio.create_task(engine.publish(user, _delta("small", 3)))  # runs first
+    deadline = time.monotonic() + 10
+    while database._failed_through == failed_through:  # the writer has failed the write
+        assert time.monotonic() < deadline, "the write did not fail"
+        # The loop must not run meanwhile (the failure then lands after small's step).
+        time.sleep(0.001)  # noqa: ASYNC251
+    results = await asyncio.gather(big, small, return_exceptions=True)
+    assert [type(r) for r in results] == [EngineError, EngineError]
+    await database.write([("PRAGMA max_page_count = 1073741823", ())])  # room again
+    await _until_available(engine)
+    assert (await engine.publish(user, _delta("after", 4))).offset == 2
+    assert delivered == [1, 2]
+    await engine.close()
+    reopened = SqliteEngine(Database(tmp_path / "r.db", "full"), bounds)
+    await reopened.start(Listener())  # the file is consistent
+    assert (await reopened.position(user)).offset == 2
+    await reopened.close()
+
+
+async def test_a_stream_evicted_in_a_failed_commit_is_used_again_afterwards(
+    tmp_path: Path,
+) -> None:
+    """The eviction's delete was in a commit that failed, so the file kept the evicted
+    stream's rows; the user's new stream (offset 1 again) collided with them on every
+    commit, and the engine went unavailable on each, until a restart."""
+    bounds = HistoryBounds(1000, 1 << 20, 3600.0, 1, 1 << 20)  # one stream held
+    events = Listener()
+    engine = SqliteEngine(Database(tmp_path / "e.db", "full"), bounds)
+    await engine.start(events)
+    a, b = UserId("a"), UserId("b")
+    for seq in range(1, 4):
+        await engine.publish(a, _delta(f"a{seq}", seq))
+    await engine.database.write([("PRAGMA max_page_count = 1", ())])  # the disk is full
+    with pytest.raises(EngineError):
+        await engine.publish(b, _delta("x" * 200_000, 1))  # b is created: a is evicted
+    await engine.database.write([("PRAGMA max_page_count = 1073741823", ())])
+    await _until_available(engine)
+    failed = engine.failed_commits
+    stored = await engine.publish(a, _delta("a again", 1))  # a's new stream
+    assert (stored.offset, engine.failed_commits, engine.available) == (1, failed, True)
+    await engine.close()
+    reopened = SqliteEngine(Database(tmp_path / "e.db", "full"), bounds)
+    await reopened.start(Listener())
+    assert (await reopened.position(a)).offset == 1
+    await reopened.close()

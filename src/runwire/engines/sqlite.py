@@ -170,12 +170,15 @@ class SqliteEngine:
         if stream is None:
             stream = _Stream(epoch=new_epoch())
             # Kept at once, so a client told this epoch resumes in it after a crash.
+            # Whatever the file still holds of the user is from a stream that left
+            # memory and whose delete was lost in a failed commit: replaced.
             self.database.write_behind(
                 [
+                    (_DROP_EVENTS, (user_id,)),
                     (
-                        "INSERT OR IGNORE INTO streams VALUES (?, ?, 0, ?)",
+                        "INSERT OR REPLACE INTO streams VALUES (?, ?, 0, ?)",
                         (user_id, stream.epoch, self._clock()),
-                    )
+                    ),
                 ]
             )
             self._held.add(user_id, stream)
@@ -195,7 +198,13 @@ class SqliteEngine:
 
     def _commit_failed(self) -> None:
         """A commit failed: offsets given to publishes that will not commit are free,
-        and the engine is unavailable until a probe write commits."""
+        and the engine is unavailable until a probe write commits. Publishes of this
+        loop iteration not yet sent to the writer fail too: they took offsets after
+        the failed ones, and written now they would leave a gap."""
+        batch, self._batch = self._batch, []
+        done, self._batch_done = self._batch_done, None
+        if done is not None and not done.done():
+            done.set_exception(EngineError("a commit to the file failed; not stored"))
         held = self._held
         for user_id, stream in self._streams.items():
             if stream.taken != stream.last_offset:
@@ -261,7 +270,8 @@ class SqliteEngine:
         """Write this iteration's publishes as one (see "Group commit")."""
         batch, self._batch = self._batch, []
         done, self._batch_done = self._batch_done, None
-        assert done is not None
+        if done is None:
+            return  # failed with a commit before it was sent (_commit_failed)
         heads: dict[UserId, tuple[UserId, Epoch, int, float]] = {}
         for _, stored, now in batch:
             heads[stored.user_id] = (stored.user_id, stored.epoch, stored.offset, now)
