@@ -201,7 +201,7 @@ class SqliteEngine:
         and the engine is unavailable until a probe write commits. Publishes of this
         loop iteration not yet sent to the writer fail too: they took offsets after
         the failed ones, and written now they would leave a gap."""
-        batch, self._batch = self._batch, []
+        self._batch = []
         done, self._batch_done = self._batch_done, None
         if done is not None and not done.done():
             done.set_exception(EngineError("a commit to the file failed; not stored"))
