@@ -3,6 +3,16 @@
 A message retried after a restart (or a crash) maps to the run it started before,
 instead of starting a second one. At most ``max_keys`` are kept, oldest dropped
 first (the memory runtime's bound). A key is on disk before its run starts.
+
+Exactly once for a run that started, never a run that does not exist: the key is
+committed with a pending mark (:func:`~runwire.sqlite.db.pending_key`), which the
+snapshots' write-behind deletes once the run has published (in the commit that
+writes its snapshot). When the process dies between the key's commit and the run's
+first event, the next open finds the mark, and neither an event nor a snapshot of
+the run: it deletes the key, so the user's retry of the message starts the run
+(with a new run id; the acknowledged one never produced anything). A run that did
+publish keeps its key for as long as the bound does, even once its events and
+snapshot are gone: its mark was deleted, so a retry is answered ``duplicate``.
 """
 
 from __future__ import annotations
@@ -11,7 +21,7 @@ from collections import OrderedDict
 
 from runwire.agents.runtime import StartedRun
 from runwire.ids import RunId, ThreadId, UserId
-from runwire.sqlite.db import Database, Statement
+from runwire.sqlite.db import Database, Statement, pending_key
 
 __all__ = ["SqliteClaims"]
 
@@ -30,6 +40,8 @@ class SqliteClaims:
             loaded = self.database.loaded
             for user_id, message_id, run_id, thread_id in loaded.claims if loaded else []:
                 self._keys[(user_id, message_id)] = (RunId(run_id), ThreadId(thread_id))
+            if loaded is not None:
+                loaded.claims = []  # taken: not held twice for the process's life
         return self._keys
 
     async def claim(
@@ -50,16 +62,18 @@ class SqliteClaims:
                 "INSERT OR IGNORE INTO claims (user_id, message_id, run_id, thread_id)"
                 " VALUES (?, ?, ?, ?)",
                 (user_id, message_id, run_id, thread_id),
-            )
+            ),
+            ("INSERT OR REPLACE INTO meta VALUES (?, ?)", (pending_key(run_id), user_id)),
         ]
         while len(keys) > self.max_keys:
-            (old_user, old_message), _ = keys.popitem(last=False)
+            (old_user, old_message), (old_run, _) = keys.popitem(last=False)
             statements.append(
                 (
                     "DELETE FROM claims WHERE user_id = ? AND message_id = ?",
                     (old_user, old_message),
                 )
             )
+            statements.append(("DELETE FROM meta WHERE key = ?", (pending_key(old_run),)))
         try:
             await self.database.write(statements)
         except BaseException:
@@ -88,7 +102,8 @@ class SqliteClaims:
                 (
                     "DELETE FROM claims WHERE user_id = ? AND message_id = ? AND run_id = ?",
                     (user_id, message_id, run_id),
-                )
+                ),
+                ("DELETE FROM meta WHERE key = ?", (pending_key(run_id),)),
             ]
         )
 

@@ -6,8 +6,15 @@ Contract:
   open, so a second process on the same file is refused (:class:`ConfigError`)
   instead of interleaving offsets with this one.
 * **Never replaced.** A file that is not a runwire database, is corrupt or truncated
-  (``PRAGMA quick_check``), or has another schema version is refused with a
-  :class:`ConfigError` naming the file. runwire does not repair, move or overwrite it.
+  (``PRAGMA quick_check``; also an empty, 0-byte file), or has another schema version
+  is refused with a :class:`ConfigError` naming the file. runwire does not repair,
+  move or overwrite it: the schema is only created in a file this open created.
+* **No claim of a run that never started.** A message claim is committed before its
+  run's first event, with a pending mark (a ``meta`` row, :func:`pending_key`) that
+  the snapshots' write-behind deletes once the run has published. At open, a claim
+  still marked whose run has no event and no snapshot in the file was cut off by a
+  crash between the two commits: it is deleted (a retry of the message starts the
+  run), and every mark is cleared (the other marked runs did start).
 * **One writer, in order.** Every write runs on one thread, in submission order, in
   WAL mode with ``synchronous=FULL`` (or ``NORMAL``: no fsync per commit, see
   :attr:`Database.synchronous`). The writes queued while a commit is in progress
@@ -51,6 +58,7 @@ __all__ = [
     "Rows",
     "database_for",
     "path_of",
+    "pending_key",
 ]
 
 log = logging.getLogger("runwire.sqlite")
@@ -70,6 +78,8 @@ _SCHEMA = (
     "CREATE TABLE snapshots (user_id TEXT NOT NULL, run_id TEXT NOT NULL,"
     " started_ts INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (user_id, run_id))",
 )
+_PENDING = "pending-run:"
+"""Prefix of the ``meta`` keys marking a claimed run not known to have published."""
 _MAX_BATCH = 4_096
 WAL_CHECKPOINT_PAGES = 1_000
 """The WAL is copied into the database file once it holds this many pages (SQLite's
@@ -88,6 +98,12 @@ class Rows:
 
 
 Statement = tuple[str, Sequence[Any]] | Rows
+
+
+def pending_key(run_id: str) -> str:
+    """The ``meta`` key marking ``run_id`` as claimed but not yet published (its value
+    is the user id); see the module's contract."""
+    return _PENDING + run_id
 
 
 def path_of(url: str) -> Path:
@@ -125,6 +141,8 @@ class Loaded:
     """``(user_id, message_id, run_id, thread_id)``, oldest first."""
     snapshots: list[tuple[UserId, bytes]]
     """``(user_id, encoded RunSnapshot)``, oldest run first."""
+    released: int = 0
+    """Claims of runs that never started, deleted at open (see the contract)."""
 
 
 @dataclass(slots=True)
@@ -145,7 +163,9 @@ class Database:
         in the OS (WAL written, no fsync): it survives the process dying, not the
         machine losing power (see docs/operations.md, durability)."""
         self.loaded: Loaded | None = None
-        """What :meth:`open` read (for the engine, the claims and the snapshots)."""
+        """What :meth:`open` read (for the engine, the claims and the snapshots; each
+        empties its lists once it took them, so nothing is held for the process's
+        life)."""
         self.commits = 0
         self.writes = 0
         self._conn: sqlite3.Connection | None = None
@@ -195,6 +215,14 @@ class Database:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"RUNWIRE_ENGINE: cannot create {self.path.parent}: {exc}") from None
+        try:  # a file runwire did not just create must have its schema already
+            size: int | None = self.path.stat().st_size
+        except FileNotFoundError:
+            size = None
+        except OSError as exc:
+            raise self._refuse(f"cannot be opened ({exc})") from None
+        if size == 0:  # runwire's own file has its header from the first open on
+            raise self._refuse("is corrupt or truncated (empty: 0 bytes)")
         try:
             conn = sqlite3.connect(
                 self.path, timeout=0.2, isolation_level=None, check_same_thread=False
@@ -210,9 +238,16 @@ class Database:
             if check != ["ok"]:
                 raise self._refuse(f"is corrupt or truncated ({'; '.join(check[:3])})")
             conn.execute("BEGIN IMMEDIATE")  # takes the exclusive lock, held until exit
-            self._check_schema(conn)
+            self._check_schema(conn, size)
             conn.execute("COMMIT")
             loaded = _load(conn)
+            if loaded.released:
+                log.warning(
+                    "sqlite: %d message claim(s) of runs that never started (the process"
+                    " stopped between the claim and the run's first event) were released;"
+                    " a retry of those messages starts them",
+                    loaded.released,
+                )
         except sqlite3.OperationalError as exc:
             conn.close()
             if "locked" in str(exc):
@@ -229,8 +264,12 @@ class Database:
             raise
         return conn, loaded
 
-    def _check_schema(self, conn: sqlite3.Connection) -> None:
+    def _check_schema(self, conn: sqlite3.Connection, size: int | None) -> None:
+        """Create the schema in a file this open created (``size`` ``None``: there was
+        none); else check it."""
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        if not tables and size is not None:
+            raise self._refuse("is not a runwire database (no tables)")
         if not tables:
             for statement in _SCHEMA:
                 conn.execute(statement)
@@ -386,11 +425,46 @@ def _load(conn: sqlite3.Connection) -> Loaded:
             "SELECT user_id, message_id, run_id, thread_id FROM claims ORDER BY rowid"
         )
     ]
-    snapshots = [
-        (UserId(u), bytes(body))
-        for u, body in conn.execute("SELECT user_id, body FROM snapshots ORDER BY started_ts")
-    ]
-    return Loaded(list(streams.values()), claims, snapshots)
+    snapshots: list[tuple[UserId, bytes]] = []
+    started: set[tuple[str, str]] = set()  # (user_id, run_id) with a snapshot or an event
+    for u, run_id, body in conn.execute(
+        "SELECT user_id, run_id, body FROM snapshots ORDER BY started_ts"
+    ):
+        snapshots.append((UserId(u), bytes(body)))
+        started.add((u, run_id))
+    for stream in streams.values():
+        started.update((stream.user_id, stored.event.run_id) for _, stored in stream.events)
+    loaded = Loaded(list(streams.values()), claims, snapshots)
+    _release_unstarted(conn, loaded, started)
+    return loaded
+
+
+def _release_unstarted(
+    conn: sqlite3.Connection, loaded: Loaded, started: set[tuple[str, str]]
+) -> None:
+    """Delete the claims of runs that never started (see the module's contract), and
+    every pending mark."""
+    marks = {
+        key[len(_PENDING) :]: user_id
+        for key, user_id in conn.execute(
+            "SELECT key, value FROM meta WHERE key >= ? AND key < ?",
+            (_PENDING, _PENDING + "\uffff"),
+        )
+    }
+    if not marks:
+        return
+    never = {
+        (user_id, run_id) for run_id, user_id in marks.items() if (user_id, run_id) not in started
+    }
+    kept = [claim for claim in loaded.claims if (claim[0], claim[2]) not in never]
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(
+        "DELETE FROM claims WHERE user_id = ? AND run_id = ?", [(u, r) for u, r in never]
+    )
+    conn.executemany("DELETE FROM meta WHERE key = ?", [(_PENDING + r,) for r in marks])
+    conn.execute("COMMIT")
+    loaded.released = len(loaded.claims) - len(kept)
+    loaded.claims = kept
 
 
 _DATABASES: dict[Path, Database] = {}

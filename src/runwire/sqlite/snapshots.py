@@ -5,6 +5,15 @@ Written behind (every ``FLUSH_INTERVAL_S``, and at close) from the process's
 store, then every retained history event is folded in again (``observe`` ignores
 what a snapshot already has): whatever the last write-behind missed before a crash
 is rebuilt from the history, which is committed before anyone sees it.
+
+The file holds what the store holds, no more: a run the store dropped
+(``runs_per_user``) and every run of a user it evicted (``max_users``, least recently
+active first) are deleted by the next write-behind, and at start-up the rows beyond
+the store's bounds (left by a crash or by larger bounds before) are deleted too.
+
+The write-behind also deletes the pending mark of each run that published its first
+event (``agent_started``), so that its message claim outlives its events and
+snapshot (:mod:`runwire.sqlite.claims`).
 """
 
 from __future__ import annotations
@@ -12,13 +21,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import OrderedDict
 
 import msgspec
 
 from runwire.events import Event
 from runwire.ids import UserId
 from runwire.runs import RunSnapshot, RunStore
-from runwire.sqlite.db import Database, Statement
+from runwire.sqlite.db import Database, Rows, Statement, pending_key
 
 __all__ = ["FLUSH_INTERVAL_S", "SqliteSnapshots"]
 
@@ -31,6 +41,7 @@ _UPSERT = (
 _PRUNE = (
     "DELETE FROM snapshots WHERE user_id = ? AND run_id NOT IN (SELECT value FROM json_each(?))"
 )
+_STARTED = "DELETE FROM meta WHERE key = ?"
 
 
 class SqliteSnapshots:
@@ -41,6 +52,13 @@ class SqliteSnapshots:
         self.database = database
         self.store = store
         self._dirty: set[tuple[UserId, str]] = set()
+        self._prune: set[UserId] = set()
+        """Users the store may have dropped runs of (evicted ones: all of them)."""
+        self._started: list[str] = []
+        """Runs whose ``agent_started`` was published since the last write-behind."""
+        self._users: OrderedDict[UserId, None] = OrderedDict()
+        """The store's users in its own LRU order (it evicts the first one past
+        ``max_users``): every event it observes here goes through :meth:`executed`."""
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -50,16 +68,46 @@ class SqliteSnapshots:
         """
         loaded = self.database.loaded
         if loaded is not None:
+            saved: dict[UserId, set[str]] = {}
             for user_id, body in loaded.snapshots:
-                self.store.merge(user_id, msgspec.json.decode(body, type=RunSnapshot))
+                snapshot = msgspec.json.decode(body, type=RunSnapshot)
+                saved.setdefault(user_id, set()).add(snapshot.run_id)
+                self.store.merge(user_id, snapshot)
+                self._seen(user_id, touch=False)  # as merge: a known user keeps its place
             for stream in loaded.streams:
                 for _, stored in stream.events:
                     self.store.observe(stream.user_id, stored.offset, stored.event)
-            loaded.snapshots.clear()
+                    self._seen(stream.user_id, touch=True)
+            # Taken (the engine took the streams before): not held for the process's life.
+            loaded.snapshots = []
+            loaded.streams = []
+            self._prune.clear()
+            statements: list[Statement] = []
+            for user_id, run_ids in saved.items():
+                kept = [run.run_id for run in self.store.runs(user_id)]
+                if not run_ids.issubset(kept):  # rows beyond the store's bounds
+                    statements.append((_PRUNE, (user_id, json.dumps(kept))))
+            if statements:
+                self.database.write_behind(statements)
         self._task = asyncio.get_running_loop().create_task(self._write_behind())
+
+    def _seen(self, user_id: UserId, *, touch: bool) -> None:
+        """The store observed (or merged) ``user_id``: follow its LRU order and its
+        eviction."""
+        users = self._users
+        if user_id in users:
+            if touch:
+                users.move_to_end(user_id)
+            return
+        users[user_id] = None
+        while len(users) > self.store.max_users:
+            self._prune.add(users.popitem(last=False)[0])
 
     def executed(self, user_id: UserId, event: Event) -> None:
         self._dirty.add((user_id, event.run_id))
+        self._seen(user_id, touch=True)
+        if event.type == "agent_started":
+            self._started.append(event.run_id)
 
     async def _write_behind(self) -> None:
         while True:
@@ -67,12 +115,14 @@ class SqliteSnapshots:
             self.flush()
 
     def flush(self) -> None:
-        """Queue every changed snapshot (and drop the runs the store no longer keeps)."""
-        if not self._dirty or not self.database.is_open:
+        """Queue every changed snapshot (and drop the runs the store no longer keeps,
+        and the pending marks of the runs that started)."""
+        if not (self._dirty or self._prune) or not self.database.is_open:
             return
         dirty, self._dirty = self._dirty, set()
+        users, self._prune = self._prune, set()
+        started, self._started = self._started, []
         statements: list[Statement] = []
-        users: set[UserId] = set()
         for user_id, run_id in dirty:
             users.add(user_id)
             snapshot = self.store.run(user_id, run_id)
@@ -82,6 +132,8 @@ class SqliteSnapshots:
         for user_id in users:
             kept = [run.run_id for run in self.store.runs(user_id)]
             statements.append((_PRUNE, (user_id, json.dumps(kept))))
+        if started:
+            statements.append(Rows(_STARTED, [(pending_key(run_id),) for run_id in started]))
         self.database.write_behind(statements)
 
     async def close(self) -> None:
