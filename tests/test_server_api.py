@@ -4,7 +4,10 @@ route doing what the backend asked, seen by the users' own sockets."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import urllib.error
+import urllib.request
 import uuid
 from typing import Any
 
@@ -238,7 +241,7 @@ async def test_api_runs_on_another_node_answer_from_the_shared_store(redis_serve
 
 async def test_the_openapi_document_describes_every_route(door: OpenDoor) -> None:
     async with door(api_key=KEY) as d:
-        status, document = await asyncio.to_thread(get_json, f"{d.url}/api/v1/openapi.json")
+        status, document = await asyncio.to_thread(get_json, f"{d.url}/api/v1/openapi.json", KEY)
         assert status == 200 and document["openapi"].startswith("3.1")
         assert set(document["paths"]) == {
             "/api/v1/runs",
@@ -255,3 +258,99 @@ async def test_the_openapi_document_describes_every_route(door: OpenDoor) -> Non
             KEY,
         )
         assert status == 202 and started["duplicate"] is False
+
+
+def call(
+    url: str, method: str = "GET", body: bytes | None = None, authorization: str = f"Bearer {KEY}"
+) -> tuple[int, Any]:
+    """``method url`` with this ``Authorization`` header, sent as it is."""
+    request = urllib.request.Request(url, data=body, method=method)
+    request.add_header("Authorization", authorization)
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+async def closed_with(tab: Any) -> tuple[int, str]:
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            await tab.recv(timeout=5)
+    return closed.value.code, closed.value.reason
+
+
+async def test_a_user_id_is_percent_decoded_once_on_both_front_doors(door: OpenDoor) -> None:
+    """``a%2541`` is user ``a%41`` (was: decoded again, user ``aA``, whose sockets a
+    disconnect then closed): revocation must reach the user named."""
+    async with (
+        door(api_key=KEY) as d,
+        d.connect("a%41") as percent,
+        d.connect("aA") as other,
+    ):
+        users = f"{d.url}/api/v1/users"
+        status, presence = await asyncio.to_thread(call, f"{users}/a%2541/presence")
+        assert (status, presence["user_id"], presence["connections"]) == (200, "a%41", 1)
+        answer = await asyncio.to_thread(call, f"{users}/a%2541/disconnect", "POST", b"{}")
+        assert answer == (200, {"user_id": "a%41", "closed_here": 1})
+        assert (await closed_with(percent))[0] == 4403
+        await other.ping()  # user aA was not touched
+        assert (await asyncio.to_thread(call, f"{users}/aA/presence"))[1]["connections"] == 1
+
+
+async def test_a_user_id_with_an_encoded_slash_is_one_segment_on_both_front_doors(
+    door: OpenDoor,
+) -> None:
+    """``team%2Fbob`` is user ``team/bob`` (was: 404, so the user could not be revoked)."""
+    async with door(api_key=KEY) as d, d.connect("team/bob") as slash:
+        users = f"{d.url}/api/v1/users"
+        status, presence = await asyncio.to_thread(call, f"{users}/team%2Fbob/presence")
+        assert (status, presence.get("user_id"), presence.get("connections")) == (
+            200,
+            "team/bob",
+            1,
+        )
+        answer = await asyncio.to_thread(call, f"{users}/team%2Fbob/disconnect", "POST", b"{}")
+        assert answer == (200, {"user_id": "team/bob", "closed_here": 1})
+        assert (await closed_with(slash))[0] == 4403
+        assert (await asyncio.to_thread(call, f"{users}/team/bob/presence"))[0] == 404
+
+
+async def test_a_disconnect_reason_is_limited_to_120_bytes_not_characters() -> None:
+    async with running_gateway(api_key=KEY) as gateway, connect(gateway, "kai") as tab:
+        too_long = "\u30a2" * 41  # 41 characters, 123 bytes
+        status, body = await post(gateway, "/users/kai/disconnect", {"reason": too_long})
+        assert (status, body.get("error")) == (400, "bad_request")
+        assert "120 bytes" in body["message"]
+        await tab.ping()  # still open
+        longest = "\u30a2" * 40  # 120 bytes
+        assert (await post(gateway, "/users/kai/disconnect", {"reason": longest}))[0] == 200
+        assert await closed_with(tab) == (4403, longest)
+
+
+async def test_the_openapi_document_needs_the_key(door: OpenDoor) -> None:
+    async with door(api_key=KEY) as d:
+        url = f"{d.url}/api/v1/openapi.json"
+        for key in (None, BAD_KEY):
+            assert await asyncio.to_thread(get_json, url, key) == (
+                401,
+                {"error": "unauthorized", "message": "missing or wrong API key"},
+            )
+        assert (await asyncio.to_thread(get_json, url, KEY))[0] == 200
+
+
+async def test_the_bearer_scheme_is_case_insensitive_the_key_is_not() -> None:
+    async with running_gateway(api_key=KEY) as gateway:
+        url = api(gateway, "/users/lee/presence")
+        for scheme in ("bearer", "BEARER", "bEaReR"):
+            assert (await asyncio.to_thread(call, url, authorization=f"{scheme} {KEY}"))[0] == 200
+        for refused in (f"bearer {KEY.upper()}", f"Basic {KEY}", f"bearer {KEY[:-1]}", KEY):
+            assert (await asyncio.to_thread(call, url, authorization=refused))[0] == 401
+
+
+async def test_the_server_api_repr_does_not_show_the_key() -> None:
+    async with running_gateway(api_key=KEY) as gateway:
+        server_api = gateway._server_api()
+        assert server_api.key == KEY
+        assert KEY not in repr(server_api) and KEY not in str(server_api)

@@ -8,8 +8,8 @@ Both front doors serve HTTP through :class:`HttpExchange`: the standalone server
    ``cors_origins``), or 204 with ``Allow``;
 2. a route, or 404 (``not_found``) / 405 (``method_not_allowed``, with ``Allow``);
 3. a place among ``max_http_requests`` in flight, or 503 (``busy``, ``Retry-After``);
-4. its body (``POST``/``PUT``/``PATCH``): 413 (``too_large``) above
-   ``max_request_bytes`` (at once when ``Content-Length`` says so), 408
+4. its body (``POST``/``PUT``/``PATCH``): 413 (``too_large``, ``Connection: close``)
+   above ``max_request_bytes`` (at once when ``Content-Length`` says so), 408
    (``body_timeout``) if it takes longer than ``http_body_timeout_s``;
 5. the route's answer: a complete response, or a stream written chunk by chunk
    until it ends or the client goes away (then the stream is closed); a route's
@@ -59,9 +59,18 @@ class AsgiHeaders(Mapping[str, str]):
 
     def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
         items: dict[str, str] = {}
+        repeated: dict[str, list[str]] = {}  # joined once: joining as they come is quadratic
         for name, value in raw:
             key, text = name.decode("latin-1").lower(), value.decode("latin-1")
-            items[key] = f"{items[key]}, {text}" if key in items else text
+            values = repeated.get(key)
+            if values is not None:
+                values.append(text)
+            elif key in items:
+                repeated[key] = [items[key], text]
+            else:
+                items[key] = text
+        for key, values in repeated.items():
+            items[key] = ", ".join(values)
         self._items = items
 
     def __getitem__(self, key: str) -> str:
@@ -107,7 +116,9 @@ class HttpExchange:
         method: str = scope["method"]
         headers = AsgiHeaders(scope["headers"])
         origin = self.policy.cross_origin(headers)
-        match = self.router.match(method if method != "OPTIONS" else "GET", path)
+        match = self.router.match(
+            method if method != "OPTIONS" else "GET", path, scope.get("raw_path")
+        )
         if method == "OPTIONS":
             await _write(send, self._options(headers, origin, match.allowed))
             return
@@ -204,7 +215,9 @@ class HttpExchange:
 
 
 def _too_large(limit: int) -> HttpError:
-    return HttpError(413, "too_large", f"the request body is over {limit} bytes")
+    # The rest of the body is not read: the connection cannot carry another request.
+    close = (("connection", "close"),)
+    return HttpError(413, "too_large", f"the request body is over {limit} bytes", close)
 
 
 def _with(response: HttpResponse, headers: tuple[tuple[str, str], ...]) -> HttpResponse:

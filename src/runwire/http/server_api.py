@@ -1,8 +1,9 @@
 """The server API: what the product's backend asks of the gateway, over HTTP.
 
 Off unless ``RUNWIRE_API_KEY`` is set (then every ``/api/v1/*`` route is 404).
-Every call carries ``Authorization: Bearer <key>``; the key is compared in constant
-time and never logged. A missing or wrong key is 401 ``unauthorized``. Every call
+Every call, ``openapi.json`` included, carries ``Authorization: Bearer <key>`` (the
+scheme in any case, RFC 7235); the key is compared in constant time and never logged
+(nor shown by ``repr``). A missing or wrong key is 401 ``unauthorized``. Every call
 is audited on the ``runwire.audit`` logger (route, user, outcome; no secrets, no
 message content).
 
@@ -17,7 +18,8 @@ Routes (JSON bodies, ``Content-Type: application/json``):
     named, as on the socket). 200, or 404 ``not_found`` when it is not active.
 ``POST /api/v1/users/{user_id}/disconnect`` ``{code?, reason?}``
     Close every socket of the user on every node (default 4403 ``revoked``;
-    ``code`` 4000-4999). 200 with the sockets closed on the node asked.
+    ``code`` 4000-4999, ``reason`` at most 120 bytes in UTF-8: a close frame holds
+    123). 200 with the sockets closed on the node asked.
 ``GET /api/v1/users/{user_id}/presence``
     The user's open sockets per node and in total (every node in Redis mode).
 ``GET /api/v1/openapi.json``
@@ -29,7 +31,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import msgspec
@@ -58,6 +60,9 @@ API_PREFIX = "/api/v1"
 
 UserIdField = Annotated[str, Meta(min_length=1, max_length=256)]
 
+MAX_REASON_BYTES = 120
+"""The longest disconnect ``reason``, in UTF-8 bytes (a close frame's reason holds 123)."""
+
 
 class StartRun(Struct, forbid_unknown_fields=True):
     """Body of ``POST /api/v1/runs``."""
@@ -78,7 +83,17 @@ class Disconnect(Struct, forbid_unknown_fields=True):
     """Body of ``POST /api/v1/users/{user_id}/disconnect`` (may be empty: ``{}``)."""
 
     code: Annotated[int, Meta(ge=4000, le=4999)] = int(CloseCode.FORBIDDEN)
-    reason: Annotated[str, Meta(max_length=120)] = "revoked"
+    reason: Annotated[
+        str,
+        Meta(max_length=MAX_REASON_BYTES, description="at most 120 bytes in UTF-8"),
+    ] = "revoked"
+
+    def __post_init__(self) -> None:
+        # max_length counts characters; the close frame counts bytes.
+        if len(self.reason.encode()) > MAX_REASON_BYTES:
+            raise ValueError(
+                f"Expected `str` of at most {MAX_REASON_BYTES} bytes in UTF-8 - at `$.reason`"
+            )
 
 
 class RunStarted(Struct):
@@ -107,7 +122,7 @@ class Presence(Struct):
 class ServerApi:
     """The gateway operations the server API calls."""
 
-    key: str
+    key: str = field(repr=False)
     max_message_chars: int
     engine_available: Callable[[], bool]
     start_run: Callable[[str, str, str, str | None], Awaitable[StartedRun]]
@@ -129,17 +144,20 @@ class ServerApi:
         router.get(
             f"{API_PREFIX}/users/{{user_id}}/presence", self._guard("presence", self._presence)
         )
-        router.get(f"{API_PREFIX}/openapi.json", self._openapi)
+        router.get(f"{API_PREFIX}/openapi.json", self._guard("openapi", self._openapi))
 
     def _guard(
         self, name: str, route: Callable[[HttpRequest], Awaitable[HttpResponse]]
     ) -> Callable[[HttpRequest], Awaitable[HttpResponse]]:
         """``route`` behind the key check, audited."""
-        expected = f"Bearer {self.key}".encode()
+        expected = self.key.encode()
 
         async def guarded(request: HttpRequest) -> HttpResponse:
-            given = request.headers.get("authorization", "").encode("latin-1", "replace")
-            if not hmac.compare_digest(given, expected):
+            scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+            given = credentials.lstrip(" ").encode("latin-1", "replace")
+            # The scheme is case-insensitive (RFC 7235); the key is exact, in constant time.
+            key_ok = hmac.compare_digest(given, expected)
+            if not (key_ok and scheme.lower() == "bearer"):
                 audit.warning("server API %s refused: missing or wrong key", name)
                 raise HttpError(401, "unauthorized", "missing or wrong API key")
             try:
