@@ -39,6 +39,10 @@ SOCKET_WRITERS = {
     # The standalone front door's HTTP 408 to a request whose headers never came: a
     # fixed HTTP answer on a connection that carries no socket (never an event).
     "runwire/front.py:_HttpProtocol._headers_too_slow",
+    # ... its 431 to a request head over the bounds, and the HTTP response of a
+    # request whose body is still unread, passed on before the connection closes.
+    "runwire/front.py:_HttpProtocol._refuse",
+    "runwire/front.py:_LingeringClose.write",
     # The Redis engine's own connections to Redis (commands, subscriptions): never a
     # client's socket.
     "runwire/redis/wire.py",
