@@ -773,16 +773,23 @@ def held_runtime(
     )
 
 
+async def cancelled_while_held(rt: AgentRuntime, publish: HeldPublish) -> StartedRun:
+    """Start a run, cancel it while its held event is being published, then let the
+    publish finish."""
+    started = rt.start_run(ALICE, "x", message_id="m1", thread_id=None)
+    await asyncio.wait_for(publish.waiting.wait(), 5)
+    assert rt.cancel(ALICE, started.run_id)
+    publish.release.set()
+    return started
+
+
 async def test_a_cancel_during_the_terminal_publish_still_ends_the_run() -> None:
     """The agent has returned and its ``agent_completed`` is on its way: a cancel then
     (the user pressed stop as the answer ended) used to cancel that publish, so the
     run had no terminal event, was reported completed, and its snapshot stayed
     running."""
     rt, publish, finished = held_runtime(echo, "agent_completed")
-    started = rt.start_run(ALICE, "hello", message_id="m1", thread_id=None)
-    await asyncio.wait_for(publish.waiting.wait(), 5)
-    assert rt.cancel(ALICE, started.run_id)
-    publish.release.set()
+    started = await cancelled_while_held(rt, publish)
     assert await finished.wait(started.run_id) == "completed"
     assert [type(d).__name__ for d in publish.data(started.run_id)] == [
         "AgentStarted",
@@ -798,10 +805,7 @@ async def test_a_cancel_during_tool_completed_leaves_no_call_open() -> None:
     gate = Gate()
     gate.release.set()
     rt, publish, finished = held_runtime(gate, "tool_completed")
-    started = rt.start_run(ALICE, "x", message_id="m1", thread_id=None)
-    await asyncio.wait_for(publish.waiting.wait(), 5)
-    assert rt.cancel(ALICE, started.run_id)
-    publish.release.set()
+    started = await cancelled_while_held(rt, publish)
     assert await finished.wait(started.run_id) == "cancelled"
     events = publish.of(started.run_id)
     assert [e.type for e in events] == [
