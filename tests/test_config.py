@@ -49,8 +49,8 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.max_message_chars == 16_000
     assert settings.max_connections_per_user == 10
     assert settings.max_connections == 20_000
-    assert settings.outbound_queue_events == 1_000
-    assert settings.outbound_queue_bytes == 1_048_576
+    assert settings.outbound_queue_events == 480
+    assert settings.outbound_queue_bytes == 524_288
     assert settings.client_messages_per_s == 20.0
     assert settings.max_concurrent_runs_per_user == 3
     assert settings.max_active_runs == 10_000

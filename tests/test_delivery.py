@@ -238,3 +238,44 @@ async def _soak(
     )
     assert drops["client"] > 0 and drops["server"] > 0 and reconnects > 0
     assert lost == duplicated == misrouted == 0
+
+
+async def test_with_the_default_bounds_a_tab_closed_4409_resumes_without_loss() -> None:
+    """The default outbound queue (480 frames / 512 KiB) is half of the default history
+    (1,000 events / 1 MiB): a slow tab closed with 4409 under a steady stream resumes
+    from the last event it read. With both at 1,000 / 1 MiB (before) its next event
+    had always just left history (``resume_failed`` ``out_of_window``)."""
+    import json
+
+    import websockets
+    from websockets.typing import Subprotocol
+
+    from runwire.events import AgentThinking, Event
+
+    async with running_gateway(heartbeat_timeout_s=20) as gateway:
+        token = token_for(gateway.settings, "slow")
+        protocols = [Subprotocol("runwire.v1"), Subprotocol(f"bearer.{token}")]
+        async with websockets.connect(
+            gateway.ws_url, subprotocols=protocols, max_queue=1
+        ) as socket:
+            connected = json.loads(await socket.recv())
+            seq = 0
+            while gateway.metrics.slow_consumer_closes._value.get() == 0:
+                seq += 1
+                event = Event.of(
+                    AgentThinking(f"t{seq} " + "x" * 400), run_id="r", thread_id="t", seq=seq, ts=0
+                )
+                await gateway.publish(UserId("slow"), event)
+                if seq % 64 == 0:
+                    await asyncio.sleep(0)
+            read = []
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    read.append(json.loads(await asyncio.wait_for(socket.recv(), 10)))
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4409
+        last = max(frame["offset"] for frame in read if "offset" in frame)
+        url = f"{gateway.ws_url}?epoch={connected['epoch']}&offset={last}"
+        async with websockets.connect(url, subprotocols=protocols) as again:
+            frames = [json.loads(await asyncio.wait_for(again.recv(), 5)) for _ in range(2)]
+        assert [frame["type"] for frame in frames] == ["connected", "agent_thinking"]
+        assert frames[1]["offset"] == last + 1

@@ -253,10 +253,10 @@ class Settings(BaseSettings):
         20_000, ge=1, description="Open sockets per gateway process; one more gets 4429."
     )
     outbound_queue_events: int = Field(
-        1_000, ge=8, description="Frames waiting for one slow socket before it is closed (4409)."
+        480, ge=8, description="Frames waiting for one slow socket before it is closed (4409)."
     )
     outbound_queue_bytes: int = Field(
-        1_048_576, ge=4096, description="Bytes waiting for one slow socket before 4409."
+        524_288, ge=4096, description="Bytes waiting for one slow socket before 4409."
     )
     user_queue_budget_bytes: int = Field(
         4_194_304,
@@ -381,7 +381,30 @@ class Settings(BaseSettings):
             raise ValueError(f"{ENV_PREFIX}AUTH_SECRET must be at least 32 characters")
         if self.api_key is not None and len(self.api_key.get_secret_value()) < 32:
             raise ValueError(f"{ENV_PREFIX}API_KEY must be at least 32 characters")
+        self._warn_if_queue_outgrows_history()
         return self
+
+    def _warn_if_queue_outgrows_history(self) -> None:
+        """A socket closed with 4409 resumes from the last event it read: everything
+        still queued for it (and in the kernel's buffers) must still be in history.
+        A queue over half of history can leave a slow tab nothing to resume from."""
+        for queue, history in (
+            ("outbound_queue_events", "history_max_events"),
+            ("outbound_queue_bytes", "history_max_bytes"),
+        ):
+            if getattr(self, queue) * 2 > getattr(self, history) and queue not in _warned:
+                _warned.add(queue)
+                log.warning(
+                    "runwire: %s%s (%d) is over half of %s%s (%d): a socket closed with"
+                    " 4409 may find the events it missed gone from history"
+                    " (resume_failed out_of_window)",
+                    ENV_PREFIX,
+                    queue.upper(),
+                    getattr(self, queue),
+                    ENV_PREFIX,
+                    history.upper(),
+                    getattr(self, history),
+                )
 
     @classmethod
     def settings_customise_sources(
