@@ -147,6 +147,16 @@ class AgentRuntime:
         known = self._idempotency.get((user_id, message_id))
         return StartedRun(known.run_id, known.thread_id, duplicate=True) if known else None
 
+    def forget(self, user_id: UserId, message_id: str) -> bool:
+        """Forget that ``message_id`` started a run, unless that run is still active
+        (a worker restarting a run none of whose events was published). Whether the
+        key is gone now."""
+        known = self._idempotency.get((user_id, message_id))
+        if known is not None and known.run_id in self._active:
+            return False
+        self._idempotency.pop((user_id, message_id), None)
+        return True
+
     def start_run(
         self,
         user_id: UserId,

@@ -20,13 +20,13 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from typing import Any
+from typing import Any, Literal
 
 from runwire.agents.base import Agent, Run
 from runwire.agents.runtime import UNPUBLISHED, AgentRuntime, RunLimits
 from runwire.config import Settings
 from runwire.engines import Engine
-from runwire.exceptions import EngineError
+from runwire.exceptions import EngineError, LimitError
 from runwire.pipeline import Pipeline
 from runwire.recovery import WORKER_LOST, end_run, open_calls_of, run_events
 from runwire.redis.client import map_redis_errors
@@ -163,13 +163,17 @@ class Worker:
                     log.warning("taking up run %s: its delivery was lost", request.run_id)
                     self._unclosed[request.run_id] = request
             for request in list(self._unclosed.values()):
-                await self._take_over(request)  # raises while the engine is down
-                self._unclosed.pop(request.run_id, None)
+                if await self._take_over(request):  # raises while the engine is down
+                    self._unclosed.pop(request.run_id, None)
+            # Claim no more than there is room for: a claimed run may need starting.
+            room = self.runtime.limits.active - self.runtime.active_runs()
+            if room <= 0:
+                continue  # left to a worker with room, or to a later sweep
             min_idle_ms = lease_ttl_s(self.heartbeat_s) * 1000
-            for request in await self.queue.orphans(min_idle_ms):
+            for request in await self.queue.orphans(min_idle_ms, count=room):
                 self._unclosed[request.run_id] = request  # ours now, until closed
-                await self._take_over(request)
-                self._unclosed.pop(request.run_id, None)
+                if await self._take_over(request):
+                    self._unclosed.pop(request.run_id, None)
 
     async def _cancels(self) -> None:
         """Cancel requests. A lost connection is re-made (and re-subscribed) by the
@@ -191,17 +195,26 @@ class Worker:
 
     # -- runs -------------------------------------------------------------------
 
-    def _begin(self, request: RunRequest) -> None:
+    def _begin(self, request: RunRequest) -> Literal["started", "duplicate", "busy"]:
         self._requests[request.run_id] = request
-        started = self.runtime.start_run(
-            request.user_id,
-            request.content,
-            message_id=request.run_id,
-            thread_id=request.thread_id,
-            run_id=request.run_id,
-        )
+        try:
+            started = self.runtime.start_run(
+                request.user_id,
+                request.content,
+                message_id=request.run_id,
+                thread_id=request.thread_id,
+                run_id=request.run_id,
+            )
+        except LimitError as exc:
+            # No room now: the entry stays pending (ours), started by a later sweep.
+            log.warning("run %s waits for room: %s", request.run_id, exc)
+            self._requests.pop(request.run_id, None)
+            self._unclosed[request.run_id] = request
+            return "busy"
         if started.duplicate:  # this worker already ran it (a pending entry read again)
             self._requests.pop(request.run_id, None)
+            return "duplicate"
+        return "started"
 
     async def _finished(self, run: Run, status: str) -> None:
         request = self._requests.pop(run.run_id, None)
@@ -217,14 +230,24 @@ class Worker:
         except EngineError:
             self._unclosed[request.run_id] = request  # acknowledged by the sweep later
 
-    async def _take_over(self, request: RunRequest) -> None:
-        """A dead worker's run: start it, close it, or just release it."""
+    async def _take_over(self, request: RunRequest) -> bool:
+        """A dead worker's run (or one of ours left unpublished): start it, close it,
+        or just release it. ``False`` if it is still to do (no room to start it)."""
         events = await run_events(self.engine, request.user_id, request.run_id)
         if not events:
-            self.taken_over += 1
             log.warning("taking over run %s", request.run_id)
-            self._begin(request)
-            return
+            # Nothing was published: run it from the start, even if this worker
+            # started it before (its first publish failed), so forget that start.
+            if not self.runtime.forget(request.user_id, request.run_id):
+                return True  # it is running here already
+            begun = self._begin(request)
+            if begun == "busy":
+                return False
+            if begun == "duplicate":  # the restart was refused: release the entry
+                await self.queue.finished(request)
+            else:
+                self.taken_over += 1
+            return True
         if not events[-1].event.is_terminal:
             self.failed_over += 1
             log.warning("failing run %s of a lost worker", request.run_id)
@@ -240,3 +263,4 @@ class Worker:
                 tool_error="worker lost",
             )
         await self.queue.finished(request)
+        return True

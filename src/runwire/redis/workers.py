@@ -62,6 +62,9 @@ __all__ = [
 
 GROUP = "workers"
 ORPHANS_PER_SWEEP = 64
+PENDING_PAGES_PER_SWEEP = 16
+"""Pages of ``ORPHANS_PER_SWEEP`` pending entries one sweep looks through at most;
+the next sweep goes on after the last entry seen (then starts over)."""
 
 # KEYS: message key, active set (one user's slot). ARGV: run id, thread id, per-user
 # limit, ttl s. {1, run|thread}: claimed; {0, known}: the message's run; {-1}: limit.
@@ -222,6 +225,31 @@ class WorkQueue:
         self._liveness = Liveness(self._redis, worker_key, heartbeat_ttl_s)
         self._take = self._redis.register_script(_TAKE)
         self.keep_s = keep_s
+        self._pending_cursor = "-"
+        """Where the next look for dead workers' entries starts in the pending list."""
+
+    async def _dead_previous(self, requests: list[RunRequest]) -> dict[str, str]:
+        """For the requests whose run is held, through that same entry, by a worker
+        whose heartbeat expired: entry id -> that worker (a claim whose reply was
+        lost left the entry ours while the owner key still names the dead worker)."""
+        if not requests:
+            return {}
+        owners = await asyncio.gather(
+            *(self._redis.get(run_owner_key(r.user_id, r.run_id)) for r in requests)
+        )
+        previous: dict[str, str] = {}
+        alive: dict[str, bool] = {}
+        for request, owner in zip(requests, owners, strict=True):
+            if owner is None:
+                continue
+            holder, _, entry_id = str(owner).rpartition("|")
+            if holder in ("", self.name) or entry_id != request.entry_id:
+                continue
+            if holder not in alive:
+                alive[holder] = await self._liveness.alive(holder)
+            if not alive[holder]:
+                previous[request.entry_id] = holder
+        return previous
 
     async def _taken(
         self, requests: list[RunRequest], previous: dict[str, str] | None = None
@@ -308,26 +336,41 @@ class WorkQueue:
                 gone = [entry_id for entry_id, fields in entries if not fields]
                 if gone:
                     await self._redis.xack(RUNS_STREAM, GROUP, *gone)
-                found += await self._taken(
-                    [_request(entry_id, fields) for entry_id, fields in entries if fields]
-                )
+                requests = [_request(entry_id, fields) for entry_id, fields in entries if fields]
+                found += await self._taken(requests, await self._dead_previous(requests))
                 if len(entries) < ORPHANS_PER_SWEEP:
                     return found
                 after = entries[-1][0]
 
     async def orphans(self, min_idle_ms: int, count: int = ORPHANS_PER_SWEEP) -> list[RunRequest]:
-        """Claim runs held by workers whose heartbeat expired; they are now ours."""
+        """Claim up to ``count`` runs held by workers whose heartbeat expired; they are
+        now ours. The pending list is read in pages, going on where the last call
+        stopped, so every entry is looked at over successive calls."""
+        if count <= 0:
+            return []
         async with map_redis_errors("claim runs"):
-            pending: list[dict[str, Any]] = await self._redis.xpending_range(
-                RUNS_STREAM, GROUP, min="-", max="+", count=count
-            )
             dead: dict[str, str] = {}
-            for item in pending:
-                owner = item["consumer"]
-                if owner == self.name or item["time_since_delivered"] < min_idle_ms:
-                    continue
-                if not await self._liveness.alive(owner):
-                    dead[item["message_id"]] = owner
+            alive: dict[str, bool] = {}
+            for _ in range(PENDING_PAGES_PER_SWEEP):
+                pending: list[dict[str, Any]] = await self._redis.xpending_range(
+                    RUNS_STREAM, GROUP, min=self._pending_cursor, max="+", count=ORPHANS_PER_SWEEP
+                )
+                for item in pending:
+                    self._pending_cursor = _after(str(item["message_id"]))
+                    owner = str(item["consumer"])
+                    if owner == self.name or item["time_since_delivered"] < min_idle_ms:
+                        continue
+                    if owner not in alive:
+                        alive[owner] = await self._liveness.alive(owner)
+                    if not alive[owner]:
+                        dead[item["message_id"]] = owner
+                        if len(dead) >= count:
+                            break
+                if len(dead) >= count:
+                    break  # the rest of the page is looked at next time
+                if len(pending) < ORPHANS_PER_SWEEP:
+                    self._pending_cursor = "-"  # the end: start over next time
+                    break
             if not dead:
                 return []
             claimed: Any = await self._redis.xclaim(
@@ -360,6 +403,12 @@ class WorkQueue:
     async def close(self) -> None:
         with contextlib.suppress(RedisError, OSError):
             await self._redis.aclose()
+
+
+def _after(entry_id: str) -> str:
+    """The smallest stream id after ``entry_id`` (an inclusive start for the next page)."""
+    millis, _, seq = entry_id.partition("-")
+    return f"{millis}-{int(seq or 0) + 1}"
 
 
 def _request(entry_id: str, fields: dict[str, str]) -> RunRequest:
