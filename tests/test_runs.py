@@ -125,3 +125,31 @@ def test_first_offset_is_the_runs_start_and_old_snapshots_still_decode() -> None
     old = msgspec.json.decode(stored.replace(b',"first_offset":7', b""))
     assert "first_offset" not in old
     assert msgspec.json.decode(msgspec.json.encode(old), type=RunSnapshot).first_offset == 0
+
+
+def test_runs_read_back_from_elsewhere_take_their_place_by_start() -> None:
+    """A node that observed the newest run, then merges older snapshots read from Redis
+    (``get_runs`` in Redis mode): the runs stay oldest first. Merged runs went after the
+    newer ones before, so the newest page was wrong and a new run evicted the newest."""
+    from runwire.events import AgentStarted, Event
+    from runwire.ids import UserId
+    from runwire.runs import RunSnapshot, RunStore, page_of
+
+    alice = UserId("alice")
+    store = RunStore(runs_per_user=3, max_users=10)
+    started = Event.of(AgentStarted("demo", "third"), run_id="r_3", thread_id="t", seq=1, ts=3000)
+    store.observe(alice, 30, started)
+    for i in (1, 2):
+        store.merge(
+            alice,
+            RunSnapshot(
+                f"r_{i}", "t", "demo", f"input {i}", status="completed",
+                started_ts=i * 1000, last_offset=i * 10, last_seq=5, first_offset=i * 10 - 4,
+            ),
+        )  # fmt: skip
+    assert [r.run_id for r in store.runs(alice)] == ["r_1", "r_2", "r_3"]
+    newest = page_of(store.runs(alice), limit=1, before=None, max_bytes=10**6)
+    assert [r.run_id for r in newest.runs] == ["r_3"]
+    fourth = Event.of(AgentStarted("demo", "fourth"), run_id="r_4", thread_id="t", seq=1, ts=4000)
+    store.observe(alice, 40, fourth)
+    assert [r.run_id for r in store.runs(alice)] == ["r_2", "r_3", "r_4"]

@@ -219,6 +219,14 @@ class RunStore:
             return
         self._answers.pop((user_id, snapshot.run_id), None)
         runs[snapshot.run_id] = snapshot
+        if local is None and len(runs) > 1:
+            # A run new here may be older than runs observed here (read back from
+            # Redis by get_runs): the order is by start, which runs(), the pages and
+            # the eviction in observe() rely on.
+            ordered = sorted(runs.values(), key=lambda r: r.started_ts)
+            if any(a is not b for a, b in zip(ordered, runs.values(), strict=True)):
+                runs.clear()
+                runs.update((r.run_id, r) for r in ordered)
         if len(runs) > self.runs_per_user:
             oldest = min(runs.values(), key=lambda r: r.started_ts)
             del runs[oldest.run_id]
