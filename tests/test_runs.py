@@ -153,3 +153,21 @@ def test_runs_read_back_from_elsewhere_take_their_place_by_start() -> None:
     fourth = Event.of(AgentStarted("demo", "fourth"), run_id="r_4", thread_id="t", seq=1, ts=4000)
     store.observe(alice, 40, fourth)
     assert [r.run_id for r in store.runs(alice)] == ["r_2", "r_3", "r_4"]
+
+
+def test_an_output_cut_to_the_snapshots_bound_says_so() -> None:
+    from runwire.events import AgentCompleted, AgentStarted, Event
+    from runwire.ids import UserId
+    from runwire.runs import MAX_ANSWER_CHARS, RunStore
+
+    alice = UserId("alice")
+    store = RunStore(runs_per_user=3, max_users=10)
+    store.observe(
+        alice, 1, Event.of(AgentStarted("demo", "x"), run_id="r", thread_id="t", seq=1, ts=0)
+    )
+    output = "y" * (MAX_ANSWER_CHARS + 1)
+    done = Event.of(AgentCompleted(output, "completed"), run_id="r", thread_id="t", seq=2, ts=0)
+    store.observe(alice, 2, done)
+    snapshot = store.run(alice, "r")
+    assert snapshot is not None and snapshot.output == output[:MAX_ANSWER_CHARS]
+    assert snapshot.truncated

@@ -190,6 +190,8 @@ class RunStore:
         elif isinstance(data, AgentCompleted):
             snapshot.status = data.status
             snapshot.output = data.output[:MAX_ANSWER_CHARS]
+            if len(data.output) > MAX_ANSWER_CHARS:
+                snapshot.truncated = True
             snapshot.ended_ts = event.ts
             self._join_answer(user_id, snapshot)
         elif isinstance(data, AgentError):
