@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis.asyncio as aioredis
 
 from runwire.client import Client, ReconnectingClient
@@ -46,16 +45,6 @@ HEARTBEAT_S = 0.5
 BOUND_S = lease_ttl_s(HEARTBEAT_S) + HEARTBEAT_S
 """The documented bound: the lease expires, then one sweep of a live node."""
 TERMINAL = ("agent_completed", "agent_error")
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def _node_keys(url: str) -> set[str]:

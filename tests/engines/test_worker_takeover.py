@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
-
-import pytest
 
 from runwire.app import create_engine
 from runwire.exceptions import EngineError
@@ -18,17 +15,6 @@ from runwire.redis.worker import Worker
 from runwire.redis.workers import GROUP, RUNS_STREAM, RedisDispatcher, WorkQueue
 from tests.helpers import GatedAgent, make_settings, scripted_agent, wait_until
 from tests.redis_server import RedisServer
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A server of the test's own: these tests read the whole pending list."""
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
