@@ -52,14 +52,7 @@ async def test_a_run_whose_first_publish_failed_is_run_again(own_redis: RedisSer
         started = await dispatcher.start_run(user, "hi", message_id="m1", thread_id=None)
         await wait_until(lambda: runner.runtime.finished_total.get("unpublished", 0) >= 1)
         broken = False  # the engine is back
-        await wait_until(
-            lambda: runner.runtime.finished_total.get("completed", 0) == 1,
-            timeout=8.0,
-            what="the run to be run again",
-        )
-        await eventually(
-            lambda: _is_zero(pending_count(dispatcher)), 5.0, "the entry to be acknowledged"
-        )
+        await completed_and_acknowledged(runner, dispatcher, 1, "the run to be run again")
         events = await run_events(runner.engine, user, started.run_id)
         assert events and events[-1].event.is_terminal
         assert not await dispatcher._redis.smembers(f"rw:{{{user}}}:active")
@@ -70,6 +63,21 @@ async def test_a_run_whose_first_publish_failed_is_run_again(own_redis: RedisSer
 
 async def _is_zero(count: Awaitable[int]) -> bool:
     return await count == 0
+
+
+async def completed_and_acknowledged(
+    runner: Worker, dispatcher: RedisDispatcher, completed: int, what: str
+) -> None:
+    """Wait for ``completed`` runs of ``runner`` to complete, then for the run queue to
+    hold no pending entry (every one acknowledged)."""
+    await wait_until(
+        lambda: runner.runtime.finished_total.get("completed", 0) == completed,
+        timeout=8.0,
+        what=what,
+    )
+    await eventually(
+        lambda: _is_zero(pending_count(dispatcher)), 5.0, "the entries to be acknowledged"
+    )
 
 
 async def test_a_full_worker_leaves_a_dead_workers_run_and_keeps_sweeping(
@@ -94,13 +102,8 @@ async def test_a_full_worker_leaves_a_dead_workers_run_and_keeps_sweeping(
         holders = {p["message_id"]: p["consumer"] for p in pending}
         assert holders[lost.entry_id] == "w-dead"  # no room: not claimed
         agent.release.set()
-        await wait_until(
-            lambda: runner.runtime.finished_total.get("completed", 0) == 2,
-            timeout=8.0,
-            what="the dead worker's run to be taken over",
-        )
-        await eventually(
-            lambda: _is_zero(pending_count(dispatcher)), 5.0, "the entries to be acknowledged"
+        await completed_and_acknowledged(
+            runner, dispatcher, 2, "the dead worker's run to be taken over"
         )
         assert not runner._tasks[2].done()
     finally:
